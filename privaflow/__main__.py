@@ -1,0 +1,3 @@
+from privaflow.cli import main
+
+main()

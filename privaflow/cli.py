@@ -1,0 +1,180 @@
+"""`privaflow`: the command line. Each subcommand group lives with the code it drives."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from schemas.site import ConfigError
+
+
+class _Group(click.Group):
+    """Turns our own errors into one clear line and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from schemas.codec import RegistryError
+        from stack.local import StackError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StackError, RegistryError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """privaflow — privacy-preserving camera analytics on Kafka.
+
+    Cameras become anonymised detection records at the edge (never frames); stream workers turn
+    them into k-anonymous occupancy, flow-line and traffic-volume tables for partners.
+
+    \b
+    Start here:
+      privaflow stack up                        start a local Kafka + schema registry
+      privaflow demo                            run the whole pipeline on sample footage
+      privaflow edge run --config site.yaml --camera CAM
+      privaflow streams worker --config site.yaml
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------- stack
+
+@main.group()
+def stack() -> None:
+    """The local stack: a real Apache Kafka broker (KRaft) and Apicurio schema registry.
+
+    Components come from Maven Central (needs Java 17+ and 21+ for the registry, and Maven);
+    data and logs live in .privaflow/ (override with PRIVAFLOW_HOME).
+    """
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Fetch (first time), start both components and create the topics. Safe to repeat."""
+    from stack.local import LocalStack
+
+    s = LocalStack()
+    s.up()
+    click.echo(f"kafka     {s.bootstrap}\nregistry  {s.registry_url}")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `stack up` started."""
+    from stack.local import LocalStack
+
+    LocalStack().down()
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stack_status(as_json: bool) -> None:
+    """Show whether each component runs, where it listens and where it logs. Exit 1 if not ready."""
+    from stack.local import LocalStack
+
+    st = LocalStack().status()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        for name, s in st.items():
+            state = "ready" if s["ready"] else ("starting/unhealthy" if s["pid"] else "stopped")
+            click.echo(f"{name:9} {state:18} {s['listening']}  pid={s['pid']}  log={s['log']}")
+    sys.exit(0 if all(s["ready"] for s in st.values()) else 1)
+
+
+@stack.command("fetch")
+def stack_fetch() -> None:
+    """Only resolve the components from Maven Central (make setup runs this)."""
+    from stack.local import fetch
+
+    fetch()
+
+
+@stack.command("reset")
+@click.confirmation_option(prompt="Delete all local Kafka data (detections, tables, schemas)?")
+def stack_reset() -> None:
+    """Stop the stack and delete its data."""
+    from stack.local import LocalStack
+
+    LocalStack().reset()
+
+
+# ---------------------------------------------------------------- schemas
+
+@main.group()
+def schemas() -> None:
+    """The Avro contract and the schema registry."""
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Tell whether the local schemas are compatible with what the registry holds (exit 1 if not)."""
+    from schemas.codec import SchemaRegistry, check_all, registry_url
+    from schemas.privacy import assert_partner_schemas_clean
+
+    assert_partner_schemas_clean()
+    reg = SchemaRegistry(retries=1)
+    bad = 0
+    click.echo(f"registry {registry_url()}")
+    for subject, ok in check_all(reg).items():
+        word = {None: "not registered yet", True: "compatible", False: "INCOMPATIBLE"}[ok]
+        bad += ok is False
+        click.echo(f"  {subject:50} {word}")
+    sys.exit(1 if bad else 0)
+
+
+@schemas.command("register")
+def schemas_register() -> None:
+    """Register every topic's schema (BACKWARD compatibility) and print the ids."""
+    from schemas.codec import SchemaRegistry, register_all
+
+    register_all(SchemaRegistry(), progress=click.echo)
+
+
+# ---------------------------------------------------------------- topics / retention
+
+@main.group()
+def retention() -> None:
+    """Topic retention, from the site config."""
+
+
+@retention.command("apply")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Site YAML file.")
+def retention_apply(config_path: str) -> None:
+    """Create missing topics and set every topic's retention and cleanup policy on a running cluster."""
+    from schemas.codec import bootstrap_servers
+    from schemas.site import load_site_config
+    from stack.topics import apply_retention, ensure_topics, topics_for_site
+
+    topics = topics_for_site(load_site_config(config_path))
+    ensure_topics(bootstrap_servers(), topics)
+    for name, ms in apply_retention(bootstrap_servers(), topics).items():
+        click.echo(f"{name:45} retention {int(ms) / 86_400_000:g} days")
+
+
+def _add_optional(group_path: str, attr: str) -> None:
+    """Attach a subcommand group that lives with its code, if that code is installed."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(group_path)
+    except ImportError as e:
+        if e.name and e.name.startswith(group_path.split(".")[0]):
+            return
+        raise
+    main.add_command(getattr(mod, attr))
+
+
+for _path, _attr in (("edge.cli", "edge"), ("streams.cli", "streams"), ("privaflow.demo", "demo"),
+                     ("privaflow.governance", "notice"), ("privaflow.governance", "privacy")):
+    _add_optional(_path, _attr)

@@ -1,0 +1,250 @@
+"""Avro schemas, the schema registry and the Confluent wire format.
+
+The only code edge/ and streams/ share. Records are framed as Confluent does it (magic byte 0,
+4-byte big-endian schema id, schemaless Avro body) so any Confluent client can read them;
+fastavro does the Avro, httpx talks to any Confluent-compatible registry (Apicurio's ccompat API).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import httpx
+
+log = logging.getLogger(__name__)
+
+SCHEMA_DIR = Path(__file__).parent / "avro"
+DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+def registry_url() -> str:
+    return os.environ.get("PRIVAFLOW_REGISTRY_URL", DEFAULT_REGISTRY_URL)
+
+
+def bootstrap_servers() -> str:
+    return os.environ.get("PRIVAFLOW_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be reached or answered with an error."""
+
+
+class IncompatibleSchemaError(RegistryError):
+    """The registry refused a schema because it breaks the subject's compatibility rule."""
+
+
+class DecodeError(ValueError):
+    """A Kafka record that is not a valid privaflow Avro record; says where it came from."""
+
+    def __init__(self, reason: str, topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None) -> None:
+        self.reason, self.topic, self.partition, self.offset = reason, topic, partition, offset
+        where = f"topic {topic} partition {partition} offset {offset}" if topic is not None else "record"
+        super().__init__(f"cannot decode {where}: {reason}")
+
+
+# ---------------------------------------------------------------- schema files
+
+def schema_names() -> list[str]:
+    """Stems of every .avsc file, e.g. `frame_detections`, `partner_occupancy`."""
+    return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
+
+
+@cache
+def load_schema_json(name: str) -> str:
+    """The schema file's text, as registered (custom attributes such as `privacy` kept)."""
+    path = SCHEMA_DIR / f"{name}.avsc"
+    if not path.exists():
+        raise KeyError(f"no schema {name!r} in {SCHEMA_DIR}")
+    return path.read_text(encoding="utf-8")
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The schema file as a JSON object."""
+    data: dict[str, Any] = json.loads(load_schema_json(name))
+    return data
+
+
+@cache
+def parsed_schema(name: str) -> Any:
+    return fastavro.parse_schema(load_schema(name))
+
+
+# ---------------------------------------------------------------- registry
+
+class SchemaRegistry:
+    """A thin client for the Confluent schema-registry REST API, with a retry for a registry that is
+    briefly down and a cache of schemas by id (ids never change meaning)."""
+
+    def __init__(self, url: str | None = None, timeout: float = 10.0, retries: int = 5,
+                 backoff_s: float = 1.0, auth: tuple[str, str] | None = None) -> None:
+        self.url = (url or registry_url()).rstrip("/")
+        self._http = httpx.Client(timeout=timeout, auth=auth)
+        self.retries, self.backoff_s = retries, backoff_s
+        self._by_id: dict[int, Any] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                r = self._http.request(method, self.url + path, json=body,
+                                       headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+            except httpx.TransportError as e:
+                if attempt == self.retries:
+                    raise RegistryError(f"schema registry at {self.url} unreachable: {e}") from None
+                log.warning("schema registry %s unreachable (%s); retry %d/%d in %.1fs",
+                            self.url, type(e).__name__, attempt + 1, self.retries, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            if r.status_code == 409 or (r.status_code == 422 and "ncompatib" in r.text):
+                raise IncompatibleSchemaError(_message(r))
+            if r.status_code >= 500 and attempt < self.retries:
+                log.warning("schema registry %s answered %d; retry in %.1fs", self.url, r.status_code, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            if r.status_code == 404:
+                return None
+            if r.status_code >= 400:
+                raise RegistryError(f"schema registry {method} {path}: HTTP {r.status_code}: {_message(r)}")
+            return r.json()
+        raise AssertionError("unreachable")
+
+    def register(self, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
+        """Register (or find) a schema under a subject with the given compatibility; returns its id.
+        Raises IncompatibleSchemaError, naming the subject and the registry's reason, if refused."""
+        exists = self._call("GET", f"/subjects/{subject}/versions") is not None
+        if exists:
+            self._call("PUT", f"/config/{subject}", {"compatibility": compatibility})
+        try:
+            out = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema_json})
+        except IncompatibleSchemaError as e:
+            raise IncompatibleSchemaError(
+                f"schema for subject {subject!r} is not {compatibility}-compatible with the registered "
+                f"version: {e}") from None
+        if not exists:
+            self._call("PUT", f"/config/{subject}", {"compatibility": compatibility})
+        return int(out["id"])
+
+    def is_compatible(self, subject: str, schema_json: str) -> bool | None:
+        """True/False against the latest registered version; None when the subject does not exist yet."""
+        if self._call("GET", f"/subjects/{subject}/versions") is None:
+            return None
+        out = self._call("POST", f"/compatibility/subjects/{subject}/versions/latest", {"schema": schema_json})
+        return bool(out and out.get("is_compatible"))
+
+    def schema_by_id(self, schema_id: int) -> Any:
+        """The parsed writer schema for an id (cached forever: ids are immutable)."""
+        if schema_id not in self._by_id:
+            out = self._call("GET", f"/schemas/ids/{schema_id}")
+            if out is None:
+                raise RegistryError(f"schema id {schema_id} not found in {self.url}")
+            self._by_id[schema_id] = fastavro.parse_schema(json.loads(out["schema"]))
+        return self._by_id[schema_id]
+
+    def subjects(self) -> list[str]:
+        return list(self._call("GET", "/subjects") or [])
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("message", r.text))
+    except ValueError:
+        return r.text
+
+
+# ---------------------------------------------------------------- wire format
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    return _HEADER.pack(MAGIC, schema_id) + body
+
+
+def unframe(payload: bytes) -> tuple[int, bytes]:
+    if payload is None or len(payload) < _HEADER.size:
+        raise ValueError(f"payload of {0 if payload is None else len(payload)} bytes is shorter than the "
+                         "5-byte Confluent header")
+    magic, schema_id = _HEADER.unpack_from(payload)
+    if magic != MAGIC:
+        raise ValueError(f"magic byte {magic} is not 0 (not Confluent Avro framing)")
+    return schema_id, payload[_HEADER.size:]
+
+
+class AvroSerde:
+    """Encodes records of one local schema for one subject, and decodes anything written with a
+    registered schema into the local (reader) schema."""
+
+    def __init__(self, registry: SchemaRegistry, schema_name: str, subject: str) -> None:
+        self.registry, self.schema_name, self.subject = registry, schema_name, subject
+        self.schema = parsed_schema(schema_name)
+        self._id: int | None = None
+
+    @property
+    def schema_id(self) -> int:
+        if self._id is None:
+            self._id = self.registry.register(self.subject, load_schema_json(self.schema_name))
+        return self._id
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.schema, record)
+        return frame(self.schema_id, buf.getvalue())
+
+    def decode(self, payload: bytes, topic: str | None = None, partition: int | None = None,
+               offset: int | None = None) -> dict[str, Any]:
+        try:
+            schema_id, body = unframe(payload)
+            writer = self.registry.schema_by_id(schema_id)
+            out: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), writer, self.schema)
+        except RegistryError as e:
+            raise DecodeError(str(e), topic, partition, offset) from None
+        except Exception as e:  # fastavro raises many types on garbage input
+            raise DecodeError(f"{type(e).__name__}: {e}", topic, partition, offset) from None
+        return out
+
+
+def serde_for_topic(registry: SchemaRegistry, topic_name: str) -> AvroSerde:
+    """The serde for a topic's value, under its TopicNameStrategy subject."""
+    from schemas.topics import topic
+
+    t = topic(topic_name)
+    if t.value_schema is None:
+        raise KeyError(f"topic {topic_name} carries no Avro value")
+    return AvroSerde(registry, t.value_schema, t.value_subject)
+
+
+def register_all(registry: SchemaRegistry, progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Register every topic's value schema; returns subject -> id."""
+    from schemas.topics import all_topics
+
+    ids = {}
+    for t in all_topics():
+        if t.value_schema:
+            ids[t.value_subject] = registry.register(t.value_subject, load_schema_json(t.value_schema))
+            if progress:
+                progress(f"registered {t.value_subject} (id {ids[t.value_subject]})")
+    return ids
+
+
+def check_all(registry: SchemaRegistry) -> dict[str, bool | None]:
+    """subject -> compatible? (None: not registered yet) for every topic's local schema."""
+    from schemas.topics import all_topics
+
+    return {t.value_subject: registry.is_compatible(t.value_subject, load_schema_json(t.value_schema))
+            for t in all_topics() if t.value_schema}

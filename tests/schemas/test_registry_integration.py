@@ -1,0 +1,115 @@
+"""The contract against the real broker and the real (Apicurio) registry, read by Confluent's own clients."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from schemas.codec import AvroSerde, DecodeError, IncompatibleSchemaError, SchemaRegistry, load_schema_json
+
+pytestmark = pytest.mark.integration
+
+
+def _topic(stack, name: str, partitions: int = 1) -> str:
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
+    return name
+
+
+def _consume_one(stack, topic: str, partition: int = 0, timeout: float = 30):
+    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"t-{topic}", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, partition, 0)])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is not None and m.error() is None:
+                return m
+    finally:
+        c.close()
+    raise AssertionError(f"nothing arrived on {topic} within {timeout}s")
+
+
+def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str, sample_frame) -> None:
+    """Acceptance 2 (one way): our codec writes, confluent-kafka's AvroDeserializer reads."""
+    topic = _topic(stack, f"test.detections.{unique}")
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
+    rec = sample_frame(3)
+    p = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True})
+    p.produce(topic, key=b"c", value=serde.encode(rec))
+    assert p.flush(30) == 0
+
+    msg = _consume_one(stack, topic)
+    deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
+    out = deser(msg.value(), SerializationContext(topic, MessageField.VALUE))
+    assert out["camera_id"] == "c" and [d["track_id"] for d in out["detections"]] == [0, 1, 2]
+    assert out["frame_width"] == 640
+
+
+def test_confluents_own_serializer_is_read_by_our_codec(stack, unique: str, sample_frame) -> None:
+    """Acceptance 2 (reverse): confluent-kafka's AvroSerializer writes, our codec reads."""
+    topic = _topic(stack, f"test.detections.{unique}")
+    client = SchemaRegistryClient({"url": stack.registry_url})
+    ser = AvroSerializer(client, load_schema_json("frame_detections"), conf={"auto.register.schemas": True})
+    rec = sample_frame(2)
+    rec["ts"] = rec["ts"]
+    p = Producer({"bootstrap.servers": stack.bootstrap})
+    p.produce(topic, key=b"c", value=ser(rec, SerializationContext(topic, MessageField.VALUE)))
+    assert p.flush(30) == 0
+
+    msg = _consume_one(stack, topic)
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
+    out = serde.decode(msg.value(), msg.topic(), msg.partition(), msg.offset())
+    assert out["site_id"] == "s" and len(out["detections"]) == 2
+
+
+def test_incompatible_change_is_refused_with_a_clear_message(stack, unique: str, sample_frame) -> None:
+    """Acceptance 3: a new required field breaks BACKWARD compatibility and the registry says no."""
+    reg = SchemaRegistry(stack.registry_url)
+    subject = f"test.compat.{unique}-value"
+    original = load_schema_json("partner_occupancy")
+    first = reg.register(subject, original)
+    assert reg.register(subject, original) == first  # registering the same schema again is harmless
+
+    schema = json.loads(original)
+    compatible = json.loads(original)
+    compatible["fields"].append({"name": "note", "type": ["null", "string"], "default": None, "doc": "x"})
+    assert reg.is_compatible(subject, json.dumps(compatible)) is True
+
+    schema["fields"].append({"name": "operator_shift", "type": "string", "doc": "no default: breaks readers"})
+    assert reg.is_compatible(subject, json.dumps(schema)) is False
+    with pytest.raises(IncompatibleSchemaError) as e:
+        reg.register(subject, json.dumps(schema))
+    assert subject in str(e.value) and "BACKWARD" in str(e.value)
+
+
+def test_undecodable_record_from_the_broker_names_topic_partition_offset(stack, unique: str, sample_frame) -> None:
+    """Acceptance 5."""
+    topic = _topic(stack, f"test.garbage.{unique}", partitions=2)
+    p = Producer({"bootstrap.servers": stack.bootstrap})
+    p.produce(topic, value=b"not avro at all", partition=1)
+    assert p.flush(30) == 0
+    msg = _consume_one(stack, topic, partition=1)
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
+    with pytest.raises(DecodeError, match=rf"topic {topic} partition 1 offset 0"):
+        serde.decode(msg.value(), msg.topic(), msg.partition(), msg.offset())
+
+
+def test_schemas_check_cli_reports_compatibility(stack) -> None:
+    import subprocess
+    import sys
+
+    from schemas.codec import register_all
+
+    register_all(SchemaRegistry(stack.registry_url))
+    r = subprocess.run([sys.executable, "-m", "privaflow", "schemas", "check"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "privaflow.detections.v1-value" in r.stdout and "compatible" in r.stdout
