@@ -211,12 +211,14 @@ class AvroSerde:
         try:
             schema_id, body = unframe(payload)
             writer = self.registry.schema_by_id(schema_id)
-            out: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), writer, self.schema)
+            out = fastavro.schemaless_reader(io.BytesIO(body), writer, self.schema)
+            if not isinstance(out, dict):
+                raise ValueError(f"decoded a {type(out).__name__}, not a record")
         except RegistryError as e:
             raise DecodeError(str(e), topic, partition, offset) from None
         except Exception as e:  # fastavro raises many types on garbage input
             raise DecodeError(f"{type(e).__name__}: {e}", topic, partition, offset) from None
-        return out
+        return out  # type: ignore[return-value]
 
 
 def serde_for_topic(registry: SchemaRegistry, topic_name: str) -> AvroSerde:

@@ -106,7 +106,7 @@ class Counting(_Model):
     hysteresis: float = Field(0.02, ge=0.0, le=0.5, description="normalised distance the foot point must "
                               "travel on each side of a line")
     track_expiry_s: float = Field(10.0, gt=0)
-    dwell_bins_s: list[float] = Field(default_factory=lambda: [5, 15, 30, 60, 120, 300])
+    dwell_bins_s: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0])
 
 
 class Retention(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+
 import fastavro
 import pytest
 from hypothesis import given

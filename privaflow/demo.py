@@ -1,0 +1,226 @@
+"""`privaflow demo`: the whole pipeline on sample footage, on the local stack.
+
+Starts the stack, a stream worker, the partner API + dashboard, and one edge agent per camera
+(restarted when its video ends, so the demo stays live), prints the dashboard URL, and stops
+everything it started on Ctrl-C or after `--duration`, then prints a summary of the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import yaml
+
+from schemas.site import SiteConfig, load_site_config
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "site.yaml"
+DEMO_WINDOWS = {"traffic_volume": 10, "occupancy": 10, "flow_lines": 20, "dwell": 20, "attributes": 30,
+                "grace_s": 5}
+
+
+@dataclass
+class Child:
+    """A process the demo started; restarted when `restart` is set and it ends."""
+
+    name: str
+    cmd: list[str]
+    log: Path
+    restart: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **self.env}, start_new_session=True)
+        self.runs += 1
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def demo_config(source: Path, out: Path, windows: dict[str, int]) -> tuple[Path, SiteConfig]:
+    """The example config with short windows (so tables fill within a minute) and sources made absolute."""
+    data = yaml.safe_load(source.read_text())
+    data["windows"] = {**data.get("windows", {}), **windows}
+    for cam in data["cameras"]:
+        src = cam["source"]
+        if isinstance(src, str) and not src.startswith(("rtsp:", "http:", "https:")) and not Path(src).is_absolute():
+            cam["source"] = str((REPO / src).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out, load_site_config(out)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "privaflow", *args]
+
+
+def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str:
+    """Counts per line and direction, occupancy per zone, transitions — from partner rows."""
+    lines = [f"site {site.site_id}"]
+    tv: dict[tuple[str, str, str], int] = defaultdict(int)
+    suppressed = 0
+    for r in rows.get("traffic_volume", []):
+        if r.get("count") is None:
+            suppressed += 1
+            continue
+        tv[(str(r["line_id"]), str(r["direction"]), str(r["class_name"]))] += int(r["count"])  # type: ignore[call-overload]
+    lines.append("traffic volume (crossings, all closed windows):")
+    for (line, direction, cls), n in sorted(tv.items()):
+        lines.append(f"  {line:20} {direction:12} {cls:10} {n:6d}")
+    if not tv:
+        lines.append("  (no closed windows yet)")
+    if suppressed:
+        lines.append(f"  {suppressed} window cells suppressed (below k)")
+    lines.append("occupancy (latest closed window per zone):")
+    latest: dict[str, dict[str, object]] = {}
+    for r in rows.get("occupancy", []):
+        z = str(r["zone_id"])
+        if z not in latest or str(r["window_start"]) > str(latest[z]["window_start"]):
+            latest[z] = r
+    for z, r in sorted(latest.items()):
+        lines.append(f"  {z:20} mean {float(r['mean_present']):5.1f}  max {r['max_present']:3}  "  # type: ignore[arg-type]
+                     f"level {r['crowding_level']}")
+    if not latest:
+        lines.append("  (no closed windows yet)")
+    od: dict[tuple[str, str], int] = defaultdict(int)
+    for r in rows.get("flow_lines", []):
+        if r.get("count") is not None:
+            od[(str(r["origin_zone_id"]), str(r["destination_zone_id"]))] += int(r["count"])  # type: ignore[call-overload]
+    if od:
+        lines.append("flow lines (origin -> destination):")
+        for (o, d), n in sorted(od.items()):
+            lines.append(f"  {o} -> {d}: {n}")
+    return "\n".join(lines)
+
+
+def read_partner_rows(site_id: str, timeout: float = 20) -> dict[str, list[dict[str, object]]]:
+    """Every partner record of the site, latest value per key (the topics are compacted)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic
+    from schemas.topics import PARTNER_TABLES, partner_topic_name
+
+    reg = SchemaRegistry()
+    out: dict[str, list[dict[str, object]]] = {}
+    for table in PARTNER_TABLES:
+        topic = partner_topic_name(table)
+        serde = serde_for_topic(reg, topic)
+        c = Consumer({"bootstrap.servers": bootstrap_servers(), "group.id": "privaflow-demo-summary",
+                      "enable.auto.commit": False})
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        parts = []
+        for p in md.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if hi > lo:
+                parts.append((p, lo, hi))
+        c.assign([TopicPartition(topic, p, lo) for p, lo, _ in parts])
+        remaining = {p: hi for p, _, hi in parts}
+        latest: dict[bytes, dict[str, object]] = {}
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            offset, payload = m.offset() or 0, m.value() or b""
+            if offset + 1 >= remaining.get(m.partition() or 0, 0):
+                remaining.pop(m.partition() or 0, None)
+            value = serde.decode(payload, m.topic(), m.partition(), offset)
+            if value.get("site_id") == site_id:
+                latest[m.key() or b""] = value
+        c.close()
+        out[table] = list(latest.values())
+    return out
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=str(EXAMPLE),
+              show_default=True, help="Site config whose cameras, lines and zones the demo uses.")
+@click.option("--duration", type=float, default=None,
+              help="Run this many seconds, then stop and print a summary (default: until Ctrl-C).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Dashboard and partner API port.")
+@click.option("--worker-port", type=int, default=6066, show_default=True, help="Stream worker's HTTP views port.")
+def demo(config_path: str, duration: float | None, port: int, worker_port: int) -> None:
+    """Run the whole pipeline on sample footage: stack, edge agents, stream worker, dashboard.
+
+    Windows are shortened (10-30 s) so tables fill quickly. Logs go to .privaflow/demo/.
+    """
+    from stack.local import LocalStack, home
+    from stack.topics import ensure_topics, topics_for_site
+
+    st = LocalStack()
+    st.up()
+    os.environ["PRIVAFLOW_BOOTSTRAP"], os.environ["PRIVAFLOW_REGISTRY_URL"] = st.bootstrap, st.registry_url
+    run_dir = home() / "demo"
+    cfg_path, site = demo_config(Path(config_path), run_dir / "site.yaml", DEMO_WINDOWS)
+    ensure_topics(st.bootstrap, topics_for_site(site))
+    missing = [c.source for c in site.cameras if isinstance(c.source, str) and "://" not in c.source
+               and not Path(c.source).exists()]
+    if missing:
+        raise click.ClickException(f"sample footage missing ({', '.join(map(str, missing))}): run `make media`")
+
+    tokens = {p.token_env: f"demo-token-{p.id}" for p in site.partners if p.token_env}
+    children = [
+        Child("worker", _cli("streams", "worker", "--config", str(cfg_path), "--web-port", str(worker_port),
+                             "--data-dir", str(run_dir / "worker")), run_dir / "worker.log"),
+        Child("api", _cli("api", "serve", "--config", str(cfg_path), "--port", str(port)), run_dir / "api.log",
+              env=tokens),
+    ]
+    for cam in site.cameras:
+        children.append(Child(f"edge-{cam.id}", _cli("edge", "run", "--config", str(cfg_path), "--camera", cam.id,
+                                                     "--spool-dir", str(run_dir / "spool" / cam.id)),
+                              run_dir / f"edge-{cam.id}.log", restart=True))
+    click.echo(f"privaflow demo — site {site.site_id}, cameras {', '.join(c.id for c in site.cameras)}", err=True)
+    for ch in children:
+        ch.start()
+        click.echo(f"  started {ch.name:14} log {ch.log}", err=True)
+    click.echo(f"\n  dashboard   http://127.0.0.1:{port}/dashboard/\n"
+               f"  partner API http://127.0.0.1:{port}/api/v1/openapi.json "
+               f"(tokens: {', '.join(f'{k}={v}' for k, v in tokens.items())})\n"
+               f"  worker      http://127.0.0.1:{worker_port}/tables/traffic_volume\n", err=True)
+    click.echo("Ctrl-C stops everything the demo started (the stack keeps running: `privaflow stack down`).",
+               err=True)
+    started = time.monotonic()
+    interrupted = False
+    try:
+        while duration is None or time.monotonic() - started < duration:
+            time.sleep(1)
+            for ch in children:
+                if not ch.alive():
+                    if ch.restart:
+                        ch.start()  # the video ended: play it again so the demo stays live
+                    else:
+                        raise click.ClickException(f"{ch.name} stopped unexpectedly; see {ch.log}")
+            if int(time.monotonic() - started) % 15 == 0:
+                click.echo(f"  running {time.monotonic() - started:4.0f}s  edge restarts "
+                           f"{sum(c.runs - 1 for c in children if c.restart)}", err=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for ch in reversed(children):
+            ch.stop()
+    if not interrupted:
+        click.echo(summarise(site, read_partner_rows(site.site_id)))
