@@ -58,13 +58,19 @@ def stack() -> None:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@click.option("--secure", is_flag=True, help="SASL/SCRAM users (edge, streams, registry, one per partner) and "
+              "ACLs as in Kubernetes; passwords go to .privaflow/data/credentials.json.")
+@click.option("--no-registry", is_flag=True, help="Start only the broker.")
+def stack_up(secure: bool, no_registry: bool) -> None:
     """Fetch (first time), start both components and create the topics. Safe to repeat."""
     from stack.local import LocalStack
 
-    s = LocalStack()
-    s.up()
-    click.echo(f"kafka     {s.bootstrap}\nregistry  {s.registry_url}")
+    s = LocalStack(secure=secure or None)
+    s.up(registry=not no_registry)
+    proto = "SASL_PLAINTEXT/SCRAM-SHA-512" if s.secure else "PLAINTEXT"
+    click.echo(f"kafka     {s.bootstrap} ({proto})")
+    if not no_registry:
+        click.echo(f"registry  {s.registry_url}")
 
 
 @stack.command("down")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from stack.security import Acl
+
 STACK_SRC = Path(__file__).resolve().parent
 REPO = STACK_SRC.parent
 REGISTRY_MIN_JAVA = 21  # Apicurio Registry 3.3 is built for Java 21
@@ -189,9 +191,12 @@ def _tail(path: Path, n: int = 15) -> str:
 class LocalStack:
     """Start, stop and inspect the local Kafka broker and schema registry."""
 
-    def __init__(self, ports: Ports | None = None, progress: Callable[[str], None] = _say) -> None:
+    def __init__(self, ports: Ports | None = None, progress: Callable[[str], None] = _say,
+                 secure: bool | None = None) -> None:
         self.ports = ports or Ports.from_env()
         self.progress = progress
+        # secure mode (SASL/SCRAM + ACLs) is remembered in the data dir, so status/down need no flag
+        self.secure = secure if secure is not None else (home() / "data" / "SECURE").exists()
         self.kafka = Component("kafka", self.ports.kafka, "kafka.Kafka")
         self.registry = Component("registry", self.ports.registry, "quarkus-run.jar")
 
@@ -203,11 +208,38 @@ class LocalStack:
     def registry_url(self) -> str:
         return f"http://{HOST}:{self.ports.registry}/apis/ccompat/v7"
 
+    # -- security
+    @property
+    def credentials_file(self) -> Path:
+        return home() / "data" / "credentials.json"
+
+    def credentials(self) -> dict[str, str]:
+        """user -> password for secure mode (generated on first `up --secure`)."""
+        from stack.security import load_or_create_credentials
+
+        return load_or_create_credentials(self.credentials_file, list(self._roles()))
+
+    def _roles(self) -> dict[str, list[Acl]]:
+        from stack.security import role_acls
+
+        return role_acls(_example_partners())
+
+    def client_config(self, user: str = "admin") -> dict[str, str]:
+        """librdkafka settings for a user (empty in plain mode)."""
+        if not self.secure:
+            return {}
+        from stack.security import client_config
+
+        return client_config(user, self.credentials()[user])
+
     # -- kafka
     def _kafka_config(self) -> Path:
         data = home() / "data" / "kafka"
-        text = (STACK_SRC / "conf" / "server.properties.tmpl").read_text().format(
-            host=HOST, port=self.ports.kafka, controller_port=self.ports.controller, data_dir=data)
+        tmpl = "server-secure.properties.tmpl" if self.secure else "server.properties.tmpl"
+        admin_password = self.credentials()["admin"] if self.secure else ""
+        text = (STACK_SRC / "conf" / tmpl).read_text().format(
+            host=HOST, port=self.ports.kafka, controller_port=self.ports.controller, data_dir=data,
+            admin_password=admin_password)
         cfg = home() / "conf" / "server.properties"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(text)
@@ -225,8 +257,12 @@ class LocalStack:
             return
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = uuid.uuid4().hex[:22]
+        scram: list[str] = []
+        if self.secure:
+            for user, password in self.credentials().items():  # KRaft takes SCRAM users at format time
+                scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         cmd = self._kafka_cmd(java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                              "-c", str(cfg))
+                              "-c", str(cfg), *scram)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
@@ -250,7 +286,7 @@ class LocalStack:
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=3)
+            md = AdminClient({"bootstrap.servers": self.bootstrap, **self.client_config()}).list_topics(timeout=3)
             return bool(md.brokers)
         except Exception:
             return False
@@ -273,9 +309,19 @@ class LocalStack:
                f"-Dquarkus.management.host={HOST}", f"-Dquarkus.management.port={self.ports.registry_mgmt}",
                # schemas live in a Kafka topic, so they survive a registry restart
                "-Dapicurio.storage.kind=kafkasql", f"-Dapicurio.kafkasql.bootstrap.servers={self.bootstrap}",
-               "-Dquarkus.log.console.json=false", "-jar", str(app / "quarkus-run.jar")]
+               "-Dquarkus.log.console.json=false", *self._registry_kafka_auth(), "-jar", str(app / "quarkus-run.jar")]
         proc = self._spawn(self.registry, cmd, cwd=app)
         self._wait(self.registry, proc, timeout, self._registry_ready)
+
+    def _registry_kafka_auth(self) -> list[str]:
+        """In secure mode the registry talks to Kafka as the `registry` user (its kafkasql topics only)."""
+        if not self.secure:
+            return []
+        pw = self.credentials()["registry"]
+        jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="registry" password="{pw}";'
+        return [f"-Dapicurio.kafkasql.{client}.{k}={v}" for client in ("producer", "consumer", "admin")
+                for k, v in (("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "SCRAM-SHA-512"),
+                             ("sasl.jaas.config", jaas))]
 
     def _registry_ready(self) -> bool:
         try:
@@ -335,13 +381,27 @@ class LocalStack:
         self.progress(f"stopped {comp.name} (pid {pid})")
 
     # -- public
-    def up(self) -> None:
+    def up(self, registry: bool = True) -> None:
         fetch(self.progress)
+        marker = home() / "data" / "SECURE"
+        if (home() / "data" / "kafka" / "meta.properties").exists() and marker.exists() != self.secure:
+            raise StackError(f"the stack in {home()} was created {'with' if marker.exists() else 'without'} "
+                             "--secure; `privaflow stack reset` first to switch")
+        if self.secure:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         self.start_kafka()
-        self.start_registry()
+        if self.secure:
+            from stack.security import apply_acls
+
+            n = apply_acls(self.bootstrap, self.credentials()["admin"], self._roles())
+            self.progress(f"secure mode: SCRAM users {', '.join(sorted(self._roles()))}; {n} ACLs; "
+                          f"passwords in {self.credentials_file}")
+        if registry:
+            self.start_registry()
         from stack.topics import ensure_topics
 
-        created = ensure_topics(self.bootstrap)
+        created = ensure_topics(self.bootstrap, extra=self.client_config())
         if created:
             self.progress(f"created topics: {', '.join(created)}")
 
@@ -362,6 +422,14 @@ class LocalStack:
         """Stop everything and delete the broker's data (schemas too: they live in Kafka)."""
         self.down()
         shutil.rmtree(home() / "data", ignore_errors=True)
+
+
+def _example_partners() -> dict[str, list[str]]:
+    """Partner users for the local stack: those of the example site config."""
+    from schemas.site import load_site_config
+
+    site = load_site_config(REPO / "examples" / "site.yaml")
+    return {p.id: list(p.tables) for p in site.partners}
 
 
 def _reap(pid: int) -> None:

@@ -1,0 +1,104 @@
+"""Who may read and write what: the roles of a privaflow cluster and their Kafka ACLs.
+
+The same model as the Kubernetes KafkaUsers: the edge writes detections only; the stream workers
+read detections and write events, partner topics and the dead-letter topic; each partner reads only
+the partner topics of the tables it was granted. Used by `privaflow stack up --secure`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.topics import DETECTIONS, DETECTIONS_DLQ, partner_topic_name
+
+STREAMS_APP_ID = "privaflow-streams"
+MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One allow rule: principal may `operation` on resource `kind` named `name` (literal or prefixed)."""
+
+    kind: str  # TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID
+    name: str
+    operation: str  # READ, WRITE, DESCRIBE, CREATE, ALL, IDEMPOTENT_WRITE, ...
+    pattern: str = "LITERAL"  # or PREFIXED
+
+
+def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
+    """user -> ACLs, for the fixed roles plus one user per partner (id -> tables it receives)."""
+    acls: dict[str, list[Acl]] = {
+        "edge": [Acl("TOPIC", DETECTIONS, "WRITE"), Acl("TOPIC", DETECTIONS, "DESCRIBE"),
+                 Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE")],
+        "streams": [
+            Acl("TOPIC", DETECTIONS, "READ"), Acl("TOPIC", DETECTIONS, "DESCRIBE"),
+            Acl("TOPIC", DETECTIONS_DLQ, "WRITE"), Acl("TOPIC", DETECTIONS_DLQ, "DESCRIBE"),
+            Acl("TOPIC", "privaflow.events.", "WRITE", "PREFIXED"),
+            Acl("TOPIC", "privaflow.events.", "DESCRIBE", "PREFIXED"),
+            Acl("TOPIC", "privaflow.partner.", "WRITE", "PREFIXED"),
+            Acl("TOPIC", "privaflow.partner.", "DESCRIBE", "PREFIXED"),
+            # Faust's own changelog/repartition topics and its consumer group
+            Acl("TOPIC", STREAMS_APP_ID, "ALL", "PREFIXED"), Acl("GROUP", STREAMS_APP_ID, "ALL", "PREFIXED"),
+            Acl("TRANSACTIONAL_ID", STREAMS_APP_ID, "ALL", "PREFIXED"),
+            Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE"), Acl("CLUSTER", "kafka-cluster", "DESCRIBE"),
+        ],
+        # Apicurio's kafkasql storage: its journal topics, and any group (each replica picks its own group id)
+        "registry": [Acl("TOPIC", "kafkasql-", "ALL", "PREFIXED"),
+                     Acl("TOPIC", "registry-", "ALL", "PREFIXED"), Acl("GROUP", "*", "ALL"),
+                     Acl("CLUSTER", "kafka-cluster", "DESCRIBE"), Acl("CLUSTER", "kafka-cluster", "CREATE"),
+                     Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE")],
+    }
+    for pid, tables in partners.items():
+        rules = [Acl("GROUP", f"partner-{pid}-", "READ", "PREFIXED")]
+        for t in tables:
+            rules += [Acl("TOPIC", partner_topic_name(t), "READ"), Acl("TOPIC", partner_topic_name(t), "DESCRIBE")]
+        acls[f"partner-{pid}"] = rules
+    return acls
+
+
+def load_or_create_credentials(path: Path, users: list[str]) -> dict[str, str]:
+    """user -> password, generated once and kept (mode 0600) beside the stack's data."""
+    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for u in ["admin", *users]:
+        if u not in creds:
+            creds[u] = secrets.token_urlsafe(18)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(creds, indent=2))
+    return creds
+
+
+def client_config(user: str, password: str) -> dict[str, str]:
+    """librdkafka settings to connect as a user."""
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM,
+            "sasl.username": user, "sasl.password": password}
+
+
+def apply_acls(bootstrap: str, admin_password: str, acls: dict[str, list[Acl]], timeout: float = 30) -> int:
+    """Create every ACL binding (creating an existing one is a no-op); returns how many were sent."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **client_config("admin", admin_password)})
+    bindings = [
+        # librdkafka calls the cluster resource BROKER
+        AclBinding(ResourceType["BROKER" if a.kind == "CLUSTER" else a.kind], a.name,
+                   ResourcePatternType[a.pattern], f"User:{user}", "*",
+                   AclOperation[a.operation], AclPermissionType.ALLOW)
+        for user, rules in acls.items() for a in rules
+    ]
+    for fut in admin.create_acls(bindings, request_timeout=timeout).values():
+        fut.result()
+    return len(bindings)
