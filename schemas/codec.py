@@ -38,6 +38,20 @@ def bootstrap_servers() -> str:
     return os.environ.get("PRIVAFLOW_BOOTSTRAP", DEFAULT_BOOTSTRAP)
 
 
+KAFKA_ENV = {"PRIVAFLOW_KAFKA_SECURITY_PROTOCOL": "security.protocol",
+             "PRIVAFLOW_KAFKA_SASL_MECHANISM": "sasl.mechanism",
+             "PRIVAFLOW_KAFKA_SASL_USERNAME": "sasl.username",
+             "PRIVAFLOW_KAFKA_SASL_PASSWORD": "sasl.password",
+             "PRIVAFLOW_KAFKA_SSL_CAFILE": "ssl.ca.location"}
+
+
+def kafka_client_config(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """librdkafka security settings from PRIVAFLOW_KAFKA_* (set by the Kubernetes manifests and by
+    `privaflow stack env --user U` for the secure local stack); empty for a plain local stack."""
+    env = os.environ if environ is None else environ
+    return {key: env[var] for var, key in KAFKA_ENV.items() if env.get(var)}
+
+
 class RegistryError(RuntimeError):
     """The registry could not be reached or answered with an error."""
 
