@@ -182,5 +182,6 @@ def _add_optional(group_path: str, attr: str) -> None:
 
 
 for _path, _attr in (("edge.cli", "edge"), ("streams.cli", "streams"), ("privaflow.demo", "demo"),
+                     ("privaflow.api", "api"),
                      ("privaflow.governance", "notice"), ("privaflow.governance", "privacy")):
     _add_optional(_path, _attr)

@@ -24,7 +24,8 @@ from schemas.site import SiteConfig, load_site_config
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "site.yaml"
 DEMO_WINDOWS = {"traffic_volume": 10, "occupancy": 10, "flow_lines": 20, "dwell": 20, "attributes": 30,
-                "grace_s": 5}
+                "grace_s": 8}
+DEMO_COUNTING = {"track_expiry_s": 5}
 
 
 @dataclass
@@ -65,6 +66,7 @@ def demo_config(source: Path, out: Path, windows: dict[str, int]) -> tuple[Path,
     """The example config with short windows (so tables fill within a minute) and sources made absolute."""
     data = yaml.safe_load(source.read_text())
     data["windows"] = {**data.get("windows", {}), **windows}
+    data["counting"] = {**data.get("counting", {}), **DEMO_COUNTING}
     for cam in data["cameras"]:
         src = cam["source"]
         if isinstance(src, str) and not src.startswith(("rtsp:", "http:", "https:")) and not Path(src).is_absolute():

@@ -102,7 +102,8 @@ class Windows(_Model):
 class Counting(_Model):
     """Rules that stop flickering boxes from double counting."""
 
-    min_track_frames: int = Field(3, ge=1)
+    # 5 frames at 10 fps: short-lived false positives (3-4 frames) no longer count as visits
+    min_track_frames: int = Field(5, ge=1)
     hysteresis: float = Field(0.02, ge=0.0, le=0.5, description="normalised distance the foot point must "
                               "travel on each side of a line")
     track_expiry_s: float = Field(10.0, gt=0)
@@ -159,6 +160,10 @@ class SiteConfig(_Model):
             for i in items:
                 if i.camera not in cams:
                     raise ValueError(f"{kind} {i.id!r} names camera {i.camera!r}, which is not in cameras")
+        if self.windows.grace_s < self.counting.track_expiry_s + 1:
+            # an expiring track's exit is stamped at its last sighting, up to track_expiry_s late
+            raise ValueError(f"windows.grace_s ({self.windows.grace_s}) must be at least counting.track_expiry_s "
+                             f"+ 1 ({self.counting.track_expiry_s + 1:g}), or exits of lost tracks arrive too late")
         for p in self.partners:
             unknown = set(p.tables) - set(PARTNER_TABLES)
             if unknown:

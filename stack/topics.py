@@ -3,7 +3,7 @@ schemas/topics.py (the local stack, a test cluster, or a cluster without Strimzi
 
 from __future__ import annotations
 
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from schemas.topics import DAY_MS, Topic, all_topics
 
@@ -47,12 +47,12 @@ def apply_retention(bootstrap: str, topics: list[Topic], extra: dict[str, str] |
     """Set retention.ms and cleanup.policy of existing topics to the definition; returns name -> retention."""
     admin = _admin(bootstrap, extra)
     existing = set(admin.list_topics(timeout=timeout).topics)
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, t.name, set_config=t.config())
-                 for t in topics if t.name in existing]
+    chosen = [t for t in topics if t.name in existing]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t.name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in t.config().items()])
+        for t in chosen]
     if not resources:
         return {}
-    # incremental_alter_configs would need AlterConfigOpType per key; alter_configs replaces the
-    # topic's dynamic config with exactly the definition, which is what we want here
-    for fut in admin.alter_configs(resources, request_timeout=timeout).values():
+    for fut in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
         fut.result()
-    return {r.name: r.set_config_dict["retention.ms"] for r in resources}
+    return {t.name: t.config()["retention.ms"] for t in chosen}

@@ -1,0 +1,219 @@
+"""The privacy report (`privaflow privacy report`; G0, T9, T10): per camera what is captured,
+processed and dropped, kept and for how long, shared with whom under which k-anonymity threshold,
+and which masks are in force, each with the requirement ids it answers. Built from the same facts
+as the public notice (privaflow/governance.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from privaflow.governance import K_TABLES, camera_facts, effective_k, md_escape, missing_notice_items, percent
+from schemas.site import SiteConfig
+from schemas.topics import DAY_MS, DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
+
+SUPPRESSION_RULES = {
+    "traffic_volume": "a count below k is withheld (null, suppressed=true), with its speed statistics",
+    "flow_lines": "a count below k is withheld (null, suppressed=true), with its travel time",
+    "attributes": "a count below k is withheld (null, suppressed=true)",
+    "dwell": "every bin holding 1..k-1 visits is withheld; the median needs k visits",
+    "occupancy": "not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
+}
+FRAME_REQS = ["G1", "G2", "G3", "G4", "G5", "T4", "T6"]
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "privaflow privacy report",
+    "type": "object",
+    "required": ["report", "version", "site_id", "operator", "missing", "cameras", "partners", "k_anonymity",
+                 "retention", "deletion_on_request", "requirements_cited"],
+    "properties": {
+        "report": {"const": "privaflow privacy report"},
+        "version": {"const": 1},
+        "site_id": {"type": "string"},
+        "operator": {"type": ["object", "null"], "required": ["name", "contact", "purpose"]},
+        "missing": {"type": "array", "items": {"type": "string"}},
+        "cameras": {"type": "array", "items": {"$ref": "#/$defs/camera"}},
+        "partners": {"type": "array", "items": {"type": "object", "required": ["id", "name", "tables",
+                                                                              "k_anonymity", "topics"]}},
+        "k_anonymity": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["k", "rule"],
+            "properties": {"k": {"type": ["integer", "null"]}, "rule": {"type": "string"}}}},
+        "retention": {"type": "object", "required": ["detections_days", "partner_days", "topics",
+                                                     "requirements"]},
+        "deletion_on_request": {"type": "object", "required": ["statement", "requirements"]},
+        "requirements_cited": {"type": "array", "items": {"type": "string", "pattern": "^[GT][0-9]+$"}},
+    },
+    "$defs": {
+        "reqs": {"type": "array", "items": {"type": "string", "pattern": "^[GT][0-9]+$"}, "minItems": 1},
+        "item": {"type": "object", "required": ["item", "description", "requirements"],
+                 "properties": {"requirements": {"$ref": "#/$defs/reqs"}}},
+        "camera": {
+            "type": "object",
+            "required": ["camera_id", "traffic_camera", "captured", "masks", "processed_and_discarded", "kept",
+                         "shared", "notice"],
+            "properties": {
+                "camera_id": {"type": "string"},
+                "traffic_camera": {"type": "boolean"},
+                "captured": {"type": "object", "required": ["description", "max_width_px", "classes",
+                                                            "requirements"]},
+                "masks": {"type": "object", "required": ["count", "area_fraction", "requirements"],
+                          "properties": {"count": {"type": "integer", "minimum": 0},
+                                         "area_fraction": {"type": "number", "minimum": 0, "maximum": 1}}},
+                "processed_and_discarded": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1},
+                "kept": {"type": "array", "items": {"allOf": [
+                    {"$ref": "#/$defs/item"},
+                    {"type": "object", "required": ["topics", "retention_days"]}]}},
+                "shared": {"type": "array", "items": {"type": "object", "required": [
+                    "partner_id", "partner_name", "tables", "k_anonymity", "requirements"]}},
+                "notice": {"type": "object", "required": ["command", "requirements"]},
+            },
+        },
+    },
+}
+
+DELETION_STATEMENT = (
+    "Deletion on request is trivial because nothing identifying is stored: no frame, crop, face or feature "
+    "vector ever leaves the edge device, detection records carry only a pseudonymous track id that rotates "
+    "at least daily, and partner tables are k-anonymous aggregates. No stored record can be linked to a "
+    "person or a vehicle, so there is nothing to look up, disclose or erase for one; every record is erased "
+    "by broker retention at the end of its period. Requests for disclosure, deletion or stop of use go to the "
+    "operator's contact and are answered on that basis.")
+
+
+def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str, Any]:
+    """The machine-readable report (structure: REPORT_SCHEMA)."""
+    from stack.topics import topics_for_site
+
+    topics = {t.name: t for t in topics_for_site(site)}
+    det_days = site.retention.detections_days
+    ks = effective_k(site)
+    cameras = []
+    for cam in site.cameras:
+        f = camera_facts(site, cam.id)
+        discarded = [{"item": "video frames", "description": "downscaled, masked and analysed in the edge "
+                      "device's memory only; never written to disk or sent", "requirements": FRAME_REQS}]
+        if f.colour:
+            discarded.append({"item": "vehicle crops", "description": "centre crops of vehicle boxes, used to "
+                              "name the colour and dropped in the same call", "requirements": ["T5", "T6"]})
+        if f.attributes:
+            discarded.append({"item": "person crops", "description": "crops of people used to estimate age "
+                              "bracket and gender, dropped at once; no image or feature data is kept",
+                              "requirements": ["G1"]})
+        kept = [
+            {"item": "detection records", "topics": [DETECTIONS], "retention_days": det_days,
+             "description": "per frame: class, box, foot point, pseudonymous track id"
+                            + (", ground position, speed, heading" if f.speed else "")
+                            + (", colour name" if f.colour else "")
+                            + (", age bracket and gender estimates" if f.attributes else ""),
+             "requirements": ["T5", "T6", "T9"]},
+            {"item": "events", "topics": [LINE_CROSSINGS, ZONE_EVENTS], "retention_days": det_days,
+             "description": "line crossings and zone entries/exits with the pseudonymous track id",
+             "requirements": ["T5", "T6", "T9"]},
+            {"item": "undecodable records", "topics": [DETECTIONS_DLQ],
+             "retention_days": topics[DETECTIONS_DLQ].retention_ms / DAY_MS,
+             "description": "detection records that could not be decoded, kept for diagnosis",
+             "requirements": ["T9"]},
+        ]
+        if f.tables:
+            kept.append({"item": "partner aggregates", "topics": [partner_topic_name(t) for t in f.tables],
+                         "retention_days": site.retention.partner_days,
+                         "description": "closed-window tables: " + ", ".join(f.tables),
+                         "requirements": ["T5", "T7", "T9"]})
+        cameras.append({
+            "camera_id": f.camera_id, "traffic_camera": f.traffic,
+            "captured": {"description": f"video downscaled to at most {f.max_width} px wide before analysis; "
+                                        f"detected classes: {', '.join(f.classes)}",
+                         "max_width_px": f.max_width, "classes": list(f.classes), "speed": f.speed,
+                         "colour": f.colour, "attributes": f.attributes,
+                         "requirements": ["T4", "G4"] + (["T2"] if f.traffic else [])},
+            "masks": {"count": f.mask_count, "area_fraction": f.mask_fraction,
+                      "description": "blacked out before detection; nothing in them is analysed",
+                      "requirements": ["T4"]},
+            "processed_and_discarded": discarded,
+            "kept": kept,
+            "shared": [{"partner_id": p.id, "partner_name": p.name or p.id, "tables": list(t),
+                        "k_anonymity": p.k_anonymity, "requirements": ["T6", "T7"]} for p, t in f.shared],
+            "notice": {"command": f"privaflow notice --config {config_name} --camera {f.camera_id} --lang ja "
+                                  "--format html", "requirements": ["G0", "T3"]},
+        })
+    published = sorted(ks)
+    report: dict[str, Any] = {
+        "report": "privaflow privacy report", "version": 1, "site_id": site.site_id,
+        "operator": site.operator.model_dump() if site.operator else None,
+        "missing": missing_notice_items(site),
+        "cameras": cameras,
+        "partners": [{"id": p.id, "name": p.name or p.id, "tables": list(p.tables), "k_anonymity": p.k_anonymity,
+                      "topics": [partner_topic_name(t) for t in p.tables],
+                      "http_access": p.token_env is not None} for p in site.partners],
+        "k_anonymity": {t: {"k": ks[t] if t in K_TABLES else None, "rule": SUPPRESSION_RULES[t]}
+                        for t in published},
+        "retention": {"detections_days": det_days, "partner_days": site.retention.partner_days,
+                      "topics": {name: t.retention_ms / DAY_MS for name, t in sorted(topics.items())},
+                      "enforcement": "retention.ms on each topic (privaflow retention apply); the broker deletes "
+                                     "expired segments, verified by tests/api/test_retention.py",
+                      "requirements": ["T9"]},
+        "deletion_on_request": {"statement": DELETION_STATEMENT, "requirements": ["T9", "T6"]},
+        "encryption": {"description": "In the cluster every Kafka client uses TLS with SCRAM-SHA-512 and "
+                                      "per-user ACLs; partners read only their own topics", "requirements": ["T8"]},
+        "accountability": {"operator": site.operator.name if site.operator else None,
+                           "requirements": ["T10", "G0"]},
+    }
+    cited: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            cited.update(node.get("requirements", []))
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+    collect(report)
+    report["requirements_cited"] = sorted(cited, key=lambda r: (r[0], int(r[1:])))
+    return report
+
+
+def _reqs(node: dict[str, Any]) -> str:
+    return f" ({', '.join(node['requirements'])})"
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    """The human-readable report: one section per camera, then retention, deletion and sharing."""
+    md = md_escape
+    out = [f"# Privacy report: site `{md(r['site_id'])}`", ""]
+    op = r["operator"]
+    if op:
+        out += [f"- Operator: {md(op['name'])} ({md(op['contact'])})" + " (T10)",
+                f"- Purpose: {md(op['purpose'])} (G0)"]
+    if r["missing"]:
+        out += [f"- **Missing for public notices:** {', '.join(r['missing'])} (G0, T3)"]
+    out.append("")
+    for c in r["cameras"]:
+        cap, masks = c["captured"], c["masks"]
+        out += [f"## Camera `{md(c['camera_id'])}`", "",
+                f"- **Captured:** {md(cap['description'])}{_reqs(cap)}",
+                f"- **Masks in force:** {masks['count']}, covering {percent(masks['area_fraction'])} of the "
+                f"frame; {masks['description']}{_reqs(masks)}",
+                "- **Processed and discarded at once:**"]
+        out += [f"  - {d['item']}: {d['description']}{_reqs(d)}" for d in c["processed_and_discarded"]]
+        out.append("- **Kept:**")
+        out += [f"  - {k['item']} ({', '.join(f'`{t}`' for t in k['topics'])}): {k['description']}; "
+                f"{k['retention_days']:g} days{_reqs(k)}" for k in c["kept"]]
+        if c["shared"]:
+            out.append("- **Shared with:**")
+            out += [f"  - {md(s['partner_name'])} (`{md(s['partner_id'])}`): {', '.join(s['tables'])}; "
+                    f"k = {s['k_anonymity']}{_reqs(s)}" for s in c["shared"]]
+        else:
+            out.append("- **Shared with:** nobody")
+        out += [f"- **Notice:** `{md(c['notice']['command'])}`{_reqs(c['notice'])}", ""]
+    out += ["## k-anonymity", "", "| table | k applied | rule |", "|---|---|---|"]
+    out += [f"| {t} | {v['k'] if v['k'] is not None else '—'} | {v['rule']} |" for t, v in r["k_anonymity"].items()]
+    ret = r["retention"]
+    out += ["", f"## Retention and deletion{_reqs(ret)}", "",
+            f"- Detections and events: {ret['detections_days']:g} days; partner aggregates: "
+            f"{ret['partner_days']:g} days.",
+            f"- Enforced by {ret['enforcement']}.",
+            f"- {r['deletion_on_request']['statement']}{_reqs(r['deletion_on_request'])}", "",
+            f"## Encryption and access{_reqs(r['encryption'])}", "", r["encryption"]["description"] + ".", "",
+            f"Requirements cited: {', '.join(r['requirements_cited'])}.", ""]
+    return "\n".join(out)

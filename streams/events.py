@@ -1,0 +1,99 @@
+"""What per-track state produces: line crossings, zone entries/exits and per-frame occupancy.
+
+Events carry a track id (pseudonymous, internal topics only); nothing here is ever published to a
+partner — `streams.partners` builds partner values from windowed aggregates, never from events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ZoneEventKind = Literal["ENTRY", "EXIT"]
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A track crossed a counting line (after hysteresis), at the event time of the completing frame."""
+
+    site_id: str
+    camera_id: str
+    line_id: str
+    direction: str
+    class_name: str
+    ts_ms: int
+    track_id: int
+    speed_kmh: float | None
+    age_bracket: str | None
+    gender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneVisit:
+    """A track entered or left a zone. Exits carry the dwell time; entries carry the zone the track
+    left last and the travel time since. `age_bracket`/`gender` are an addition to the contract so
+    entries can feed the attributes table (G1); `zone_event.avsc` has no field for them yet."""
+
+    site_id: str
+    camera_id: str
+    zone_id: str
+    kind: ZoneEventKind
+    class_name: str
+    ts_ms: int
+    track_id: int
+    dwell_s: float | None
+    from_zone_id: str | None
+    travel_s: float | None
+    age_bracket: str | None = None
+    gender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OccupancySample:
+    """How many people stood in a zone in one frame (one sample per zone per frame)."""
+
+    site_id: str
+    camera_id: str
+    zone_id: str
+    ts_ms: int
+    present: int
+
+
+Event = Crossing | ZoneVisit | OccupancySample
+
+
+def to_avro(event: Crossing | ZoneVisit) -> dict[str, Any]:
+    """The record for `line_crossing.avsc` or `zone_event.avsc` (ts as epoch ms)."""
+    if isinstance(event, Crossing):
+        return {
+            "site_id": event.site_id, "camera_id": event.camera_id, "line_id": event.line_id,
+            "direction": event.direction, "class_name": event.class_name, "ts": event.ts_ms,
+            "track_id": event.track_id, "speed_kmh": event.speed_kmh, "age_bracket": event.age_bracket,
+            "gender": event.gender,
+        }
+    if isinstance(event, ZoneVisit):
+        return {
+            "site_id": event.site_id, "camera_id": event.camera_id, "zone_id": event.zone_id,
+            "kind": event.kind, "class_name": event.class_name, "ts": event.ts_ms,
+            "track_id": event.track_id, "dwell_s": event.dwell_s, "from_zone_id": event.from_zone_id,
+            "travel_s": event.travel_s,
+        }
+    raise TypeError(f"no Avro schema for {type(event).__name__} (occupancy samples are aggregated in-process)")
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """A tagged plain dict (for state snapshots); `event_from_json` inverts it."""
+    d: dict[str, Any] = {"type": type(event).__name__}
+    for name in event.__slots__:  # type: ignore[union-attr]
+        d[name] = getattr(event, name)
+    return d
+
+
+_TYPES: dict[str, type[Crossing] | type[ZoneVisit] | type[OccupancySample]] = {
+    "Crossing": Crossing, "ZoneVisit": ZoneVisit, "OccupancySample": OccupancySample}
+
+
+def event_from_json(d: dict[str, Any]) -> Event:
+    fields = dict(d)
+    cls = _TYPES[fields.pop("type")]
+    return cls(**fields)

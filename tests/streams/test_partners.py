@@ -1,0 +1,193 @@
+"""Partner records: k-anonymity, schema validity, no identifiers, one k per shared topic.
+
+Requirement ids: T6 (never identify a person or vehicle from derived records), T7 (share derived
+statistics minus anything identifying), G5 (crowding published as levels), G1-G3 (the tables).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+from fastavro.validation import validate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import parsed_schema
+from schemas.site import SiteConfig, load_site_config, parse_site_config
+from schemas.topics import PARTNER_TABLES, partner_topic_name
+from streams.partners import partner_key, partner_record, records_for_partners, strictest_k
+from streams.simulate import REALISTIC, simulate
+from streams.tables import ClosedWindow, WindowStore
+from streams.tracks import TrackBook
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_767_225_600_000
+
+
+def closed(table: str, agg: dict[str, Any], dims: tuple[str, ...] | None = None) -> ClosedWindow:
+    default_dims = {"traffic_volume": ("l1", "in", "car"), "flow_lines": ("a", "b"), "dwell": ("a",),
+                    "occupancy": ("a",), "attributes": ("l1", "30-39", "female")}
+    return ClosedWindow(table, "s1", dims or default_dims[table], T0, T0 + 60_000, agg)
+
+
+def volume(count: int, speeds: int | None = None) -> dict[str, Any]:
+    n = count if speeds is None else speeds
+    return {"count": count, "speed_samples": n, "mean_speed_kmh": 42.0 if n else None,
+            "p85_speed_kmh": 50.0 if n else None}
+
+
+def valid(table: str, value: dict[str, Any]) -> bool:
+    schema = parsed_schema(PARTNER_TABLES[table])
+    ok = bool(validate(value, schema, raise_errors=True))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, value)  # and it really encodes
+    return ok
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10])
+def test_count_below_k_is_suppressed_and_at_k_is_published(k: int) -> None:
+    """Covers T6, T7: a cell with k-1 objects is withheld with its statistics; with k it is published."""
+    if k > 1:
+        _, low = partner_record(closed("traffic_volume", volume(k - 1)), k)
+        assert low["count"] is None and low["suppressed"] is True
+        assert low["mean_speed_kmh"] is None and low["p85_speed_kmh"] is None
+        _, flow = partner_record(closed("flow_lines", {"count": k - 1, "median_travel_s": 3.0}), k)
+        assert (flow["count"], flow["suppressed"], flow["median_travel_s"]) == (None, True, None)
+        _, attr = partner_record(closed("attributes", {"count": k - 1}), k)
+        assert (attr["count"], attr["suppressed"]) == (None, True)
+    _, ok = partner_record(closed("traffic_volume", volume(k)), k)
+    assert (ok["count"], ok["suppressed"], ok["mean_speed_kmh"], ok["p85_speed_kmh"]) == (k, False, 42.0, 50.0)
+    _, flow = partner_record(closed("flow_lines", {"count": k, "median_travel_s": 3.0}), k)
+    assert (flow["count"], flow["suppressed"], flow["median_travel_s"]) == (k, False, 3.0)
+    _, attr = partner_record(closed("attributes", {"count": k}), k)
+    assert (attr["count"], attr["suppressed"]) == (k, False)
+
+
+def test_speeds_need_k_speed_samples_too() -> None:
+    """A mean over fewer than k measured objects would be one car's speed (T6)."""
+    _, v = partner_record(closed("traffic_volume", volume(12, speeds=4)), 5)
+    assert v["count"] == 12 and v["mean_speed_kmh"] is None and v["p85_speed_kmh"] is None
+
+
+def test_dwell_bins_below_k_are_withheld_and_empty_bins_kept() -> None:
+    agg = {"count": 17, "bin_upper_s": [5.0, 15.0, math.inf], "bin_counts": [0, 4, 13], "median_dwell_s": 20.0}
+    _, v = partner_record(closed("dwell", agg), 5)
+    assert v["bin_counts"] == [0, None, 13] and v["suppressed"] is True and v["median_dwell_s"] == 20.0
+    _, at_k = partner_record(closed("dwell", {**agg, "bin_counts": [0, 5, 12]}), 5)
+    assert at_k["bin_counts"] == [0, 5, 12] and at_k["suppressed"] is False
+    _, few = partner_record(closed("dwell", {**agg, "count": 4, "bin_counts": [0, 4, 0]}), 5)
+    assert few["median_dwell_s"] is None and few["bin_counts"] == [0, None, 0]
+    assert valid("dwell", v) and valid("dwell", few)
+
+
+def test_occupancy_is_published_even_for_one_person() -> None:
+    """Occupancy is a head count, not a breakdown (G5): one person present still reads LOW."""
+    agg = {"samples": 600, "mean_present": 0.2, "max_present": 1, "p95_present": 1.0, "capacity": 10,
+           "capacity_ratio": 0.1, "crowding_level": "LOW"}
+    _, v = partner_record(closed("occupancy", agg), 100)
+    assert v == {"site_id": "s1", "zone_id": "a", "window_start": T0, "window_end": T0 + 60_000,
+                 "mean_present": 0.2, "max_present": 1, "p95_present": 1.0, "capacity_ratio": 0.1,
+                 "crowding_level": "LOW", "samples": 600}
+    assert valid("occupancy", v)
+
+
+def test_key_is_stable_and_names_the_cell() -> None:
+    key, _ = partner_record(closed("traffic_volume", volume(9)), 5)
+    assert key == f"traffic_volume|s1|l1|in|car|{T0}" == partner_key(closed("traffic_volume", volume(1)))
+    with pytest.raises(ValueError):
+        partner_record(closed("traffic_volume", volume(9)), 0)
+    with pytest.raises(ValueError):
+        partner_record(ClosedWindow("nope", "s1", (), T0, T0, {}), 5)
+
+
+aggs = {
+    "traffic_volume": st.builds(volume, st.integers(0, 50)),
+    "flow_lines": st.fixed_dictionaries({"count": st.integers(0, 50),
+                                         "median_travel_s": st.none() | st.floats(0, 1e4)}),
+    "attributes": st.fixed_dictionaries({"count": st.integers(0, 50)}),
+    "dwell": st.lists(st.integers(0, 30), min_size=7, max_size=7).map(lambda c: {
+        "count": sum(c), "bin_upper_s": [5, 15, 30, 60, 120, 300, math.inf], "bin_counts": c,
+        "median_dwell_s": 12.5 if sum(c) else None}),
+    "occupancy": st.fixed_dictionaries({
+        "samples": st.integers(1, 10_000), "mean_present": st.floats(0, 100), "max_present": st.integers(0, 500),
+        "p95_present": st.floats(0, 100), "capacity": st.none() | st.integers(1, 100),
+        "capacity_ratio": st.none() | st.floats(0, 10),
+        "crowding_level": st.sampled_from(["EMPTY", "LOW", "CROWDED", "FULL"])}),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), table=st.sampled_from(sorted(PARTNER_TABLES)), k=st.integers(1, 20))
+def test_every_partner_value_validates_against_its_schema(data: Any, table: str, k: int) -> None:
+    """Covers T7: what is published is exactly the partner Avro schema."""
+    _, value = partner_record(closed(table, data.draw(aggs[table])), k)
+    assert valid(table, value)
+
+
+def all_values(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [v for x in obj.values() for v in all_values(x)] + list(obj)
+    if isinstance(obj, list | tuple):
+        return [v for x in obj for v in all_values(x)]
+    return [obj]
+
+
+def pipeline(site: SiteConfig, camera: str, n_objects: int) -> tuple[list[ClosedWindow], set[int]]:
+    sim = simulate(site, camera, duration_s=600, fps=10, n_objects=n_objects, noise=REALISTIC, seed=3)
+    book, store = TrackBook(site, camera), WindowStore(site)
+    for f in sim.frames:
+        store.add(book.observe(f))
+    store.add(book.expire_all())
+    track_ids = {d["track_id"] for f in sim.frames for d in f["detections"]}
+    return store.close(2**62), track_ids
+
+
+def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
+    """Covers T6, T7: from simulated frames to partner topics, no value or key contains a track id,
+    no field is named like one, and every value validates."""
+    site = load_site_config(ROOT / "examples" / "site.yaml")
+    site = parse_site_config({**site.model_dump(), "cameras": [
+        {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
+    windows, track_ids = pipeline(site, "campus", 150)
+    published = records_for_partners(windows, site)
+    assert set(published) == {partner_topic_name(t) for t in PARTNER_TABLES}
+    n = 0
+    for topic, records in published.items():
+        table = next(t for t in PARTNER_TABLES if partner_topic_name(t) == topic)
+        for key, value in records:
+            n += 1
+            assert valid(table, value)
+            assert "track_id" not in value
+            leaked = {v for v in all_values(value) if isinstance(v, int) and not isinstance(v, bool)} & track_ids
+            assert not leaked
+            assert not any(str(t) in key for t in track_ids)
+    assert n > 10
+
+
+def test_the_strictest_k_wins_on_a_shared_topic() -> None:
+    """Covers T6: two partners share the traffic-volume topic; it is published under the larger k."""
+    site = parse_site_config({
+        "site_id": "s1", "cameras": [{"id": "cam", "source": 0}],
+        "partners": [{"id": "city", "k_anonymity": 5, "tables": ["traffic_volume", "occupancy"]},
+                     {"id": "shop", "k_anonymity": 10, "tables": ["traffic_volume", "dwell"]}],
+    }, "<test>")
+    assert strictest_k(site) == {"traffic_volume": 10, "occupancy": 5, "dwell": 10}
+    windows = [closed("traffic_volume", volume(7)), closed("traffic_volume", volume(10), ("l1", "out", "car")),
+               closed("flow_lines", {"count": 50, "median_travel_s": 2.0})]
+    out = records_for_partners(windows, site)
+    assert list(out) == [partner_topic_name("traffic_volume")]  # nobody receives flow_lines
+    (_, seven), (_, ten) = out[partner_topic_name("traffic_volume")]
+    assert (seven["count"], seven["suppressed"]) == (None, True)  # k=5 alone would have published it
+    assert (ten["count"], ten["suppressed"]) == (10, False)
+
+
+def test_no_partners_means_nothing_is_published() -> None:
+    site = parse_site_config({"site_id": "s1", "cameras": [{"id": "cam", "source": 0}]}, "<test>")
+    assert records_for_partners([closed("occupancy", {
+        "samples": 1, "mean_present": 0.0, "max_present": 0, "p95_present": 0.0, "capacity": None,
+        "capacity_ratio": None, "crowding_level": "EMPTY"})], site) == {}
