@@ -1,0 +1,203 @@
+"""Capture: every source kind, the bounded hand-off queue, subsampling, pacing and failure modes."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import Capture, CaptureError, source_kind
+from tests.conftest import media_path
+
+
+def write_video(path: Path, n: int = 30, fps: float = 25.0, size: tuple[int, int] = (160, 120)) -> Path:
+    """A small MJPG video whose frame i is uniformly grey level 4*i (so frames can be told apart)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(np.full((size[1], size[0], 3), 4 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def level(image: np.ndarray) -> int:
+    """Which frame of `write_video` this is."""
+    return round(float(image.mean()) / 4)
+
+
+def drain(cap: Capture, delay_s: float = 0.0) -> list:
+    out = []
+    with cap:
+        for f in cap.frames(timeout_s=20):
+            out.append((f.seq, f.ts_ms, level(f.image)))
+            time.sleep(delay_s)
+    return out
+
+
+def test_source_kinds(tmp_path: Path) -> None:
+    assert source_kind(0) == "device" and source_kind("2") == "device"
+    assert source_kind("rtsp://cam/1") == "stream" and source_kind("HTTP://cam/mjpg") == "stream"
+    assert source_kind(str(tmp_path)) == "images"
+    assert source_kind(str(tmp_path / "x.mp4")) == "file"
+
+
+def test_file_at_full_rate_gives_every_frame_in_order(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=30, fps=25)
+    frames = drain(Capture(str(video), fps=25))
+    assert [seq for seq, _, _ in frames] == list(range(30))
+    assert [lv for _, _, lv in frames] == list(range(30))
+    steps = np.diff([ts for _, ts, _ in frames])
+    assert np.all(np.abs(steps - 40) <= 1), "event time follows the file's own clock"
+    assert abs(frames[0][1] - time.time() * 1000) < 60_000, "event time starts at wall-clock start"
+
+
+def test_file_is_subsampled_to_the_camera_fps(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=50, fps=25)  # 2 s of video
+    frames = drain(Capture(str(video), fps=10))
+    assert len(frames) == 20
+    steps = np.diff([ts for _, ts, _ in frames])
+    assert steps.min() >= 80 and steps.max() <= 120 and abs(steps.mean() - 100) < 5
+    assert [seq for seq, _, _ in frames] == list(range(20)), "subsampling is not dropping: no seq gaps"
+
+
+def test_slow_analysis_never_drops_without_realtime(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=15, fps=25)
+    cap = Capture(str(video), fps=25, realtime=False)
+    frames = drain(cap, delay_s=0.03)
+    assert len(frames) == 15 and cap.stats.dropped == 0
+
+
+def test_realtime_drops_oldest_when_analysis_falls_behind(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=60, fps=25)
+    cap = Capture(str(video), fps=25, realtime=True, queue_size=2)
+    frames = drain(cap, delay_s=0.03)
+    assert cap.stats.dropped > 0
+    assert len(frames) + cap.stats.dropped == 60
+    seqs = [seq for seq, _, _ in frames]
+    assert seqs == sorted(seqs) and seqs[-1] == 59, "the newest frame is kept, gaps mark the drops"
+    assert len(seqs) < 60
+
+
+def test_pace_replays_a_file_at_its_own_speed(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=10, fps=25)  # 0.36 s from first to last frame
+    t0 = time.monotonic()
+    frames = drain(Capture(str(video), fps=25, pace=True))
+    assert len(frames) == 10 and time.monotonic() - t0 >= 0.33
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("zero.mp4", b"", "zero-byte"),
+    ("text.mp4", b"this is not a video at all\n" * 50, "cannot be opened as a video"),
+    ("missing.mp4", None, "no such file"),
+])
+def test_permanent_errors_raise_at_start_naming_the_path(tmp_path: Path, name: str, content: bytes | None,
+                                                         expected: str) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    t0 = time.monotonic()
+    with pytest.raises(CaptureError, match=expected) as err:
+        Capture(str(path), fps=10).start()
+    assert str(path) in str(err.value)
+    assert time.monotonic() - t0 < 5
+
+
+def test_truncated_file_ends_cleanly(tmp_path: Path) -> None:
+    original = media_path("vtest.avi")
+    data = original.read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: len(data) // 3])
+    t0 = time.monotonic()
+    cap = Capture(str(truncated), fps=10)
+    frames = drain(cap)
+    assert 0 < len(frames) < 795, "a truncated video yields what it holds, then ends"
+    assert time.monotonic() - t0 < 60
+
+
+def test_truncated_header_is_a_capture_error(tmp_path: Path) -> None:
+    data = media_path("sample.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])  # mp4 keeps its index (moov) at the end: nothing decodable
+    with pytest.raises(CaptureError, match=str(cut)):
+        Capture(str(cut), fps=10).start()
+
+
+def test_image_folder_sorted_with_corrupt_images_skipped(tmp_path: Path) -> None:
+    for i in (3, 1, 2):
+        cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), np.full((40, 60, 3), 4 * i, np.uint8))
+    (tmp_path / "img01b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+    cap = Capture(str(tmp_path), fps=5)
+    frames = drain(cap)
+    assert [lv for _, _, lv in frames] == [1, 2, 3]
+    assert cap.stats.corrupt == 1
+    ts = [t for _, t, _ in frames]
+    assert [t - ts[0] for t in ts] == [0, 400, 600], "each file keeps its slot in event time, even a corrupt one"
+
+
+def test_empty_image_folder_is_a_capture_error(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(CaptureError, match=str(tmp_path)):
+        Capture(str(tmp_path), fps=5).start()
+
+
+def test_unreachable_stream_retries_with_backoff_and_stops_promptly() -> None:
+    cap = Capture("rtsp://127.0.0.1:9/nothing", fps=10, max_backoff_s=0.2)
+    cap.start()
+    deadline = time.monotonic() + 20
+    while cap.stats.reconnects < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cap.stats.reconnects >= 3 and not cap.stats.connected
+    t0 = time.monotonic()
+    cap.stop()
+    assert time.monotonic() - t0 < 5
+
+
+def test_lost_http_stream_reconnects_and_frames_keep_coming(tmp_path: Path) -> None:
+    """An HTTP source that ends (the server closes) is a lost stream: capture reconnects and reads on."""
+    write_video(tmp_path / "live.avi", n=10, fps=25)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cap = Capture(f"http://127.0.0.1:{server.server_address[1]}/live.avi", fps=100, max_backoff_s=0.1)
+        assert cap.realtime, "live sources drop rather than queue by default"
+        seen = 0
+        with cap:
+            for _ in cap.frames(timeout_s=20):
+                seen += 1
+                if cap.stats.reconnects >= 1 and seen > 12:
+                    break
+        assert cap.stats.reconnects >= 1 and seen > 12
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_stop_unblocks_a_waiting_capture_thread(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", n=30)
+    cap = Capture(str(video), fps=25, realtime=False).start()
+    next(cap.frames())
+    time.sleep(0.2)  # capture is now blocked on the full queue
+    t0 = time.monotonic()
+    cap.stop()
+    assert time.monotonic() - t0 < 2
+    assert cap._thread is not None and not cap._thread.is_alive()
+
+
+def test_capture_is_independent_of_the_media_folder(tmp_path: Path) -> None:
+    """A copied real video reads the same as the original (guards the fixture videos themselves)."""
+    copy = tmp_path / "vtest.avi"
+    shutil.copy(media_path("vtest.avi"), copy)
+    cap = Capture(str(copy), fps=10)
+    with cap:
+        first = next(cap.frames())
+    assert first.image.shape == (576, 768, 3) and first.seq == 0
