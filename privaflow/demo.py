@@ -147,9 +147,12 @@ def read_partner_rows(site_id: str, timeout: float = 20) -> dict[str, list[dict[
             m = c.poll(0.5)
             if m is None or m.error():
                 continue
-            offset, payload = m.offset() or 0, m.value() or b""
+            offset, payload = m.offset() or 0, m.value()
             if offset + 1 >= remaining.get(m.partition() or 0, 0):
                 remaining.pop(m.partition() or 0, None)
+            if payload is None:  # a tombstone deletes the key on a compacted topic
+                latest.pop(m.key() or b"", None)
+                continue
             value = serde.decode(payload, m.topic(), m.partition(), offset)
             if value.get("site_id") == site_id:
                 latest[m.key() or b""] = value
