@@ -39,6 +39,7 @@ from schemas.codec import (
     SchemaRegistry,
     bootstrap_servers,
     frame,
+    kafka_client_config,
     load_schema,
     load_schema_json,
     serde_for_topic,
@@ -140,6 +141,7 @@ class KafkaSink:
             "error_cb": self._on_error,
             "logger": logging.getLogger("edge.publish.librdkafka"),  # its logs into ours, not raw stderr
         }
+        config.update(kafka_client_config())  # SASL/TLS from PRIVAFLOW_KAFKA_* (k8s, secure stack)
         config.update(producer_config or {})
         self._producer = Producer(config)
         if not self._resolve_schema_id(first=True):

@@ -1,0 +1,233 @@
+"""The Faust application: the stream worker's whole dataflow on one screen.
+
+    privaflow.detections.v1 ──┐                      ┌─> privaflow.partner.<table>.v1  (closed windows)
+    <app>-idle-ticks ─────────┴─> apply_batches ─────┼─> privaflow.events.*.v1          (crossings, zone events)
+                                    │   ▲            └─> privaflow.detections.dlq.v1    (unusable records)
+                                    ▼   │
+                              table camera-state (one entry per camera, changelog-backed)
+
+    close_idle_windows (timer) ──> <app>-idle-ticks      HTTP: /healthz /readyz /metrics /tables/{table}
+
+Records come in as raw bytes and are decoded by our AvroSerde (faust's codecs are not used).
+Faust costs ~0.2 ms per message, so the agent takes batches, `streams.consume.Engine` applies a
+batch in plain Python, `streams.publish.Publisher` produces the results and waits for the acks,
+and only then is each touched camera's state written to the table, once per camera per batch.
+Every worker started with the same app id shares the partitions (consumer group `app_id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.streams import _current_event
+from mode import CrashingSupervisor
+
+from schemas.codec import SchemaRegistry, serde_for_topic
+from schemas.topics import DETECTIONS
+from streams.consume import Decoder, Engine, Incoming, Outcome
+from streams.metrics import WorkerMetrics
+from streams.publish import Publisher
+from streams.settings import WorkerSettings
+from streams.tables import TABLES, ClosedWindow, WindowStore
+from streams.views import Query, QueryError, RecentWindows, table_view
+
+log = logging.getLogger(__name__)
+
+
+def ticks_topic_name(settings: WorkerSettings) -> str:
+    return f"{settings.app_id}-idle-ticks"
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """The faust app and the plain objects it wires together (tests and the runner reach in here)."""
+
+    app: faust.App
+    engine: Engine
+    publisher: Publisher
+    metrics: WorkerMetrics
+    recent: RecentWindows
+    table: Any
+
+
+def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry | None = None) -> Dataflow:
+    """Build the worker's faust app. `partitions` must be the detections topic's partition count:
+    the state table and the tick topic are co-partitioned with it."""
+    site, names = settings.site, settings.topics
+    registry = registry or SchemaRegistry(settings.registry_url)
+    app = faust.App(settings.app_id, **_faust_config(settings, partitions))
+    metrics, recent = WorkerMetrics(), RecentWindows(settings.recent_closed_s, settings.recent_closed_max)
+    engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings))
+    publisher = Publisher(lambda *a: app.producer.send(*a), registry, site, names)
+
+    source = app.topic(names.detections, ticks_topic_name(settings), key_serializer="raw", value_serializer="raw")
+    cameras = app.Table("camera-state", default=None, partitions=partitions, key_type=bytes,
+                        help="per-camera tracks, open windows and applied offsets (JSON)")
+
+    @app.agent(source, supervisor_strategy=CrashingSupervisor)
+    async def apply_batches(stream: faust.StreamT) -> None:
+        batches = cast(faust.Stream, stream).take_events(settings.batch_max, within=settings.batch_within_s)
+        async for events in batches:
+            await _apply(events)
+
+    @app.timer(interval=settings.idle_check_interval_s)
+    async def close_idle_windows() -> None:
+        await _tick_idle_cameras()
+
+    # ---------------------------------------------------------------- plumbing of the agent
+
+    publications = {"n": 0}
+
+    async def _apply(events: Sequence[faust.EventT]) -> None:
+        started = time.perf_counter()
+        batch = [Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                 for e in events]
+        for schema_id in engine.decoder.unknown_ids(m.value for m in batch if m.topic == names.detections):
+            await asyncio.to_thread(engine.decoder.fetch, schema_id)
+        try:
+            outcome = engine.apply(batch, _load)
+            sent = await publisher.publish(outcome)
+        except BaseException:
+            engine.forget()  # the cache may be ahead of the table now; the table is the truth
+            raise
+        if outcome.closed and settings.fault_exit_after_publish is not None:
+            publications["n"] += 1
+            if publications["n"] >= settings.fault_exit_after_publish:
+                log.warning("fault injection: exiting after publication %d, before writing state", publications["n"])
+                os._exit(75)
+        for key, (state, i) in outcome.states.items():
+            # the changelog partition is taken from the current event: make it this camera's record
+            _current_event.set(weakref.ref(events[i]))
+            cameras[key] = state
+        _record(outcome, sent, len(batch), time.perf_counter() - started)
+
+    def _load(key: bytes) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = cameras.get(key)
+        return value
+
+    def _record(outcome: Outcome, sent: dict[str, int], n: int, seconds: float) -> None:
+        now_ms = time.time() * 1000.0
+        for ts in outcome.frame_ts:
+            metrics.latency.observe(max(0.0, (now_ms - ts) / 1000.0))
+        m = metrics
+        m.batch_size.observe(n)
+        m.batch_seconds.observe(seconds)
+        m.records.labels("applied").inc(outcome.applied)
+        m.records.labels("replayed").inc(outcome.skipped)
+        m.records.labels("dead_letter").inc(len(outcome.dead))
+        m.detections.inc(outcome.detections)
+        for table, k in outcome.late.items():
+            m.late.labels(table).inc(k)
+        for d in outcome.dead:
+            m.dead_letters.labels(d.kind).inc()
+        for topic, k in sent.items():
+            m.published.labels(topic).inc(k)
+        by_table = Counter(c.table for c in outcome.closed)
+        for table, k in by_table.items():
+            idle = outcome.idle_closed.get(table, 0)
+            m.windows_closed.labels(table, "watermark").inc(k - idle)
+            m.windows_closed.labels(table, "idle").inc(idle)
+        m.cameras.set(engine.camera_count)
+        recent.add(outcome.closed)
+        if outcome.dead:
+            log.warning("%d record(s) sent to the dead-letter topic (%s)", len(outcome.dead),
+                        ", ".join(sorted({d.kind for d in outcome.dead})))
+
+    # ---------------------------------------------------------------- idle cameras and rebalances
+
+    seeded = {"generation": -1}
+
+    def _owned() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == names.detections}
+
+    async def _tick_idle_cameras() -> None:
+        if not _ready():
+            return
+        owned, now = _owned(), time.monotonic()
+        if seeded["generation"] != app.consumer_generation_id:
+            engine.seed_activity(((k, v) for k, v in cameras.items()), owned, now)
+            seeded["generation"] = app.consumer_generation_id
+        for key, partition, tick in engine.idle_ticks(now, settings.idle_timeout_s, owned, _load):
+            await app.producer.send(ticks_topic_name(settings), key, tick.encode(), partition, None, None)
+
+    @app.on_partitions_revoked.connect
+    def _forget_on_revoke(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        engine.forget()
+
+    # ---------------------------------------------------------------- HTTP views
+
+    def _ready() -> bool:
+        recovery = cast(Any, app.tables).recovery
+        return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
+
+    def _open_windows() -> Iterable[ClosedWindow]:
+        owned, cached = _owned(), dict(engine.cached())
+        for key, state in list(cameras.items()):
+            st = cached.get(key)
+            if st is not None:
+                yield from st.windows.open_windows()
+            elif state and any(int(p) in owned for p in state.get("offsets", {})):
+                yield from WindowStore.from_state(site, state["windows"]).open_windows()
+
+    @app.page("/healthz")
+    async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        ready = _ready()
+        body = {"ready": ready, "partitions": sorted(_owned()) if ready else [], "cameras": engine.camera_count}
+        return self.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        body, content_type = metrics.exposition()
+        return self.bytes(body, content_type=content_type)
+
+    @app.page("/tables/{table}")
+    async def tables_page(self: faust.web.View, request: faust.web.Request, table: str) -> faust.web.Response:
+        try:
+            query = Query.parse(dict(request.query))
+            return self.json(table_view(table, query, _open_windows(), recent))
+        except QueryError as e:
+            status = 404 if table not in TABLES else 400
+            return self.json({"error": str(e)}, status=status)
+
+    return Dataflow(app, engine, publisher, metrics, recent, cameras)
+
+
+def _faust_config(s: WorkerSettings, partitions: int) -> dict[str, Any]:
+    cfg: dict[str, Any] = dict(
+        broker=s.faust_broker(),
+        store="rocksdb://" if s.store == "rocksdb" else "memory://",
+        datadir=str(s.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=partitions,
+        topic_replication_factor=s.replication_factor,
+        table_standby_replicas=s.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_port=s.web_port,
+        web_bind=s.web_host,
+        web_in_thread=False,
+        producer_acks=-1,
+        # camera state is ~10 KB of JSON per camera per batch on the changelog; lz4 cuts the bytes the
+        # event loop has to push through its socket several times over (aiokafka's lz4 extra, cramjam)
+        producer_compression_type="lz4",
+    )
+    creds = s.faust_credentials()
+    if creds is not None:
+        cfg["broker_credentials"] = creds
+    if s.group_instance_id:
+        cfg["consumer_group_instance_id"] = s.group_instance_id
+    return cfg

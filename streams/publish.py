@@ -1,0 +1,63 @@
+"""Producing what a batch produced: partner records, internal events and dead letters.
+
+`publish` returns only when the broker has acknowledged every record, and the worker writes camera
+state only after that. A crash between the two re-publishes on replay instead of losing: partner
+records are keyed `table|site|dims|window_start` on compacted topics, and replaying the same
+records yields the same windows, so a re-publication replaces a record with an identical one.
+Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
+from schemas.site import SiteConfig
+from schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
+from streams.consume import Outcome
+from streams.events import Crossing, to_avro
+from streams.partners import records_for_partners
+from streams.settings import TopicNames
+
+# faust's Producer.send: (topic, key, value, partition, timestamp, headers) -> awaitable of the ack
+SendFn = Callable[[str, bytes | None, bytes | None, int | None, float | None, Any], Awaitable[Awaitable[Any]]]
+
+
+class Publisher:
+    """Encodes with our AvroSerde (value) and a plain string key, sends, and awaits the acks."""
+
+    def __init__(self, send: SendFn, registry: SchemaRegistry, site: SiteConfig, topics: TopicNames) -> None:
+        self._send, self.site, self.topics = send, site, topics
+        self._serdes: dict[str, AvroSerde] = {
+            t.name: serde_for_topic(registry, t.name) for t in all_topics() if t.value_schema}
+
+    def prepare(self) -> None:
+        """Register or look up every schema id now (blocking), so publishing never waits on the registry."""
+        for serde in self._serdes.values():
+            _ = serde.schema_id
+
+    async def publish(self, outcome: Outcome) -> Counter[str]:
+        """Send everything in `outcome`; returns records sent per (physical) topic."""
+        pending: list[Awaitable[Any]] = []
+        sent: Counter[str] = Counter()
+
+        async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+            pending.append(await self._send(topic, key, value, None, None, headers))
+            sent[topic] += 1
+
+        for canonical, records in records_for_partners(outcome.closed, self.site).items():
+            serde, topic = self._serdes[canonical], self.topics.prefix + canonical
+            for key, value in records:
+                await send(topic, key.encode(), serde.encode(value))
+        for ev in outcome.events:
+            canonical = LINE_CROSSINGS if isinstance(ev, Crossing) else ZONE_EVENTS
+            payload = self._serdes[canonical].encode(to_avro(ev))
+            await send(self.topics.prefix + canonical, ev.camera_id.encode(), payload)
+        for dead in outcome.dead:
+            await send(self.topics.dlq, dead.record.key, dead.record.value, dead.headers())
+        if pending:
+            await asyncio.gather(*pending)
+        return sent

@@ -1,0 +1,158 @@
+"""The worker's batch engine without Kafka: replays are skipped, results do not depend on how the
+stream is cut into batches or where a worker died, ticks close idle cameras' windows exactly once.
+
+Requirement ids: T5 (statistics per place, direction, time), T9 (no loss, no double count on restart).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits beside this file
+from streams_worker_harness import FakeRegistry, site_config  # noqa: E402
+
+from schemas.codec import AvroSerde  # noqa: E402
+from streams.consume import CameraState, Decoder, Engine, Incoming, Tick  # noqa: E402
+from streams.simulate import simulate  # noqa: E402
+from streams.tables import ClosedWindow  # noqa: E402
+
+TOPIC, TICKS = "t.privaflow.detections.v1", "ticks"
+SITE = site_config()
+REGISTRY: Any = FakeRegistry()
+
+
+def _serde() -> AvroSerde:
+    return AvroSerde(REGISTRY, "frame_detections", "privaflow.detections.v1-value")
+
+
+@pytest.fixture(scope="module")
+def records() -> list[Incoming]:
+    """Two cameras' frames, encoded, as they would sit on partitions 0 and 1."""
+    serde = _serde()
+    out, offsets = [], {0: 0, 1: 0}
+    sims = {cam: simulate(SITE, cam, duration_s=40, fps=10, n_objects=15, seed=i)
+            for i, cam in enumerate(("campus", "gate"))}
+    frames = sorted((f for s in sims.values() for f in s.frames), key=lambda f: f["ts"])
+    for f in frames:
+        p = 0 if f["camera_id"] == "campus" else 1
+        out.append(Incoming(TOPIC, p, offsets[p], f["camera_id"].encode(), serde.encode(f)))
+        offsets[p] += 1
+    return out
+
+
+def _engine() -> Engine:
+    decoder = Decoder(_serde())
+    decoder.fetch(decoder.serde.schema_id)
+    return Engine(SITE, decoder, TICKS)
+
+
+def _run(batches: list[list[Incoming]], table: dict[bytes, dict[str, Any]] | None = None,
+         engine: Engine | None = None) -> tuple[list[ClosedWindow], dict[bytes, dict[str, Any]]]:
+    """Apply batches as the agent does: the table gets each batch's states after the batch."""
+    table = {} if table is None else table
+    engine = engine if engine is not None else _engine()
+    closed: list[ClosedWindow] = []
+    for batch in batches:
+        out = engine.apply(batch, table.get)
+        closed += out.closed
+        table.update({k: state for k, (state, _) in out.states.items()})
+    return closed, table
+
+
+def _cut(records: list[Incoming], size: int) -> list[list[Incoming]]:
+    return [records[i:i + size] for i in range(0, len(records), size)]
+
+
+def _key(c: ClosedWindow) -> tuple[str, tuple[str, ...], int]:
+    return c.table, c.dims, c.window_start_ms
+
+
+def test_results_do_not_depend_on_batch_boundaries(records: list[Incoming]) -> None:
+    small, small_state = _run(_cut(records, 7))
+    large, large_state = _run(_cut(records, 500))
+    one, _ = _run([records])
+    assert small and sorted(small, key=_key) == sorted(large, key=_key) == sorted(one, key=_key)
+    assert small_state == large_state
+
+
+def test_each_window_closes_once(records: list[Incoming]) -> None:
+    closed, _ = _run(_cut(records, 50))
+    keys = [_key(c) for c in closed]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_replayed_batch_is_skipped(records: list[Incoming]) -> None:
+    _, table = _run(_cut(records, 100))
+    before = {k: dict(v) for k, v in table.items()}
+    engine = _engine()  # a restarted worker: nothing cached, state from the table
+    out = engine.apply(records[:300], table.get)
+    assert out.skipped == 300 and out.applied == 0 and not out.closed and not out.events
+    assert {k: s for k, (s, _) in out.states.items()} == {}
+    assert table == before
+
+
+def test_a_crash_before_writing_state_replays_to_the_same_windows(records: list[Incoming]) -> None:
+    """Publish, then die before the state write; restart from the last written state and from an
+    older committed offset. Every window is published with the value of the run without a crash."""
+    reference, _ = _run(_cut(records, 40))
+    batches = _cut(records, 40)
+    table: dict[bytes, dict[str, Any]] = {}
+    published, _ = _run(batches[:10], table)
+    lost = _engine().apply(batches[10], table.get)  # published but never written: the crash
+    published += lost.closed
+    committed = 5 * 40  # the consumer's committed offset lags the state
+    again, _ = _run(_cut(records[committed:], 33), table)
+    published += again
+    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
+    for c in published:
+        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
+    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+
+
+def test_state_round_trips_through_json(records: list[Incoming]) -> None:
+    import json
+
+    _, table = _run(_cut(records[:200], 50))
+    for key, state in table.items():
+        again = CameraState.from_state(SITE, key.decode(), json.loads(json.dumps(state))).to_state()
+        assert again == state
+
+
+def _tick(p: int, offset: int, tick: Tick) -> Incoming:
+    return Incoming(TICKS, p, offset, b"campus", tick.encode())
+
+
+def test_ticks_close_an_idle_cameras_windows_once(records: list[Incoming]) -> None:
+    campus = [r for r in records if r.key == b"campus"]
+    engine = _engine()
+    closed, table = _run([campus], engine=engine)
+    state = CameraState.from_state(SITE, "campus", table[b"campus"])
+    assert state.windows.open_windows(), "the last windows stay open while nothing else arrives"
+    last = campus[-1].offset
+
+    stale = engine.apply([_tick(0, 0, Tick(last - 1, state.max_ts + 10**6))], table.get)
+    assert stale.ticks == 0 and not stale.closed, "a tick overtaken by a record is ignored"
+
+    ticks = engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={0}, load=table.get)
+    assert [(k, p) for k, p, _ in ticks] == [(b"campus", 0)]
+    assert ticks[0][2].offset == last and ticks[0][2].watermark_ms > state.max_ts
+    assert engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={1}, load=table.get) == []
+
+    flush = Tick(last, state.max_ts + 10**6)
+    out = engine.apply([_tick(0, 1, flush)], table.get)
+    assert out.ticks == 1 and out.closed and sum(out.idle_closed.values()) == len(out.closed)
+    table.update({k: s for k, (s, _) in out.states.items()})
+    assert not CameraState.from_state(SITE, "campus", table[b"campus"]).windows.open_windows()
+    replay = _engine().apply([_tick(0, 1, flush)], table.get)
+    assert not replay.closed, "a replayed tick closes nothing twice"
+    assert engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={0}, load=table.get) == [], \
+        "nothing left open: the camera stops ticking"
+
+    reference, _ = _run([campus])
+    every = {_key(c) for c in closed + out.closed}
+    assert len(every) == len(closed) + len(out.closed)
+    assert {_key(c) for c in reference} <= every
