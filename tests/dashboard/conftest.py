@@ -33,8 +33,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    # module, not session: Playwright's sync API keeps an event loop running in this thread while
+    # it is open, which would break every later test that calls asyncio.run()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
