@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 from mode import CrashingSupervisor
 
 from schemas.codec import SchemaRegistry, serde_for_topic
@@ -158,6 +159,22 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             seeded["generation"] = app.consumer_generation_id
         for key, partition, tick in engine.idle_ticks(now, settings.idle_timeout_s, owned, _load):
             await app.producer.send(ticks_topic_name(settings), key, tick.encode(), partition, None, None)
+
+    def _backlog(partition: int) -> bool:
+        tp = TP(names.detections, partition)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # no fetch for this partition yet
+            return True
+        if end is None:
+            return True
+        seen = engine.positions.get(partition)
+        if seen is None:  # nothing read since (re)start: the committed offset is where reading resumes
+            committed = cast(Any, app.consumer)._committed_offset.get(tp)
+            seen = committed - 1 if committed is not None else -1
+        return bool(end > seen + 1)
+
+    engine.backlog = _backlog
 
     @app.on_partitions_revoked.connect
     def _forget_on_revoke(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

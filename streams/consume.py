@@ -226,11 +226,17 @@ class Engine:
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
         self.activity: dict[bytes, tuple[int, int, float]] = {}
+        # detections partition -> offset of the last record this engine has seen in it
+        self.positions: dict[int, int] = {}
+        # partition -> True while detection records of that partition wait to be consumed; ticks come
+        # through their own topic and could overtake them (e.g. a backlog after a restart)
+        self.backlog: Callable[[int], bool] = lambda _partition: False
 
     def forget(self) -> None:
         """Drop cached state (partitions moved, or a batch failed half way)."""
         self._cache.clear()
         self.activity.clear()
+        self.positions.clear()
 
     @property
     def camera_count(self) -> int:
@@ -257,6 +263,8 @@ class Engine:
         by_key: dict[bytes | None, list[int]] = {}
         for i, m in enumerate(batch):
             by_key.setdefault(m.key, []).append(i)
+            if m.topic != self.tick_topic and m.offset > self.positions.get(m.partition, -1):
+                self.positions[m.partition] = m.offset
         for key, idxs in by_key.items():
             if key is not None and key.decode("utf-8", "replace") in self.cameras:
                 self._apply_camera(key, batch, idxs, load, now, out)
@@ -341,6 +349,8 @@ class Engine:
             return False
         if st.offsets.get(m.partition, -1) != tick.offset:
             return False  # a record came after the tick was sent: the camera is not idle
+        if self.backlog(m.partition):
+            return False  # records of this partition are still on their way: not idle, just behind
         out.ticks += 1
         events = st.book.expire(tick.watermark_ms)
         st.windows.add(events)
