@@ -1,0 +1,203 @@
+"""Faults against the real stack, with exact expected results (issue: reliability and security).
+
+Simulated cameras publish through the edge's own KafkaSink (with its disk spool) while a real
+stream worker runs; the partner topics must then equal the in-process reference computed from the
+same frames, key for key and value for value, with no key published twice with different values.
+Requirement ids: T8/T9 (nothing lost, nothing double counted), G3, G5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streams"))  # the shared worker harness
+from streams_worker_harness import (  # noqa: E402
+    TEST_SITE,
+    Run,
+    WorkerProcess,
+    conflicting_duplicates,
+    interleave,
+    latest_by_key,
+    read_partner,
+    read_topic,
+    reference,
+    site_config,
+    write_config,
+)
+
+from edge.publish import KafkaSink  # noqa: E402
+from schemas.codec import SchemaRegistry  # noqa: E402
+from schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
+from streams.simulate import simulate  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CAMERAS = ("campus", "street")
+
+
+def _frames(duration_s: float, seed: int) -> dict[str, list[dict[str, Any]]]:
+    site = site_config()
+    return {cam: simulate(site, cam, duration_s, 10.0, 24, seed=seed + i).frames for i, cam in enumerate(CAMERAS)}
+
+
+def _expect(frames: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    return reference(site_config(), frames)
+
+
+def _await_partner_tables(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 180
+                          ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for table in PARTNER_TABLES:
+        want = expected.get(partner_topic_name(table), {})
+        got[table] = read_partner(run, table, lambda recs, want=want: set(want) <= {k for k, _ in recs},
+                                  timeout=timeout)
+    return got
+
+
+def _assert_exact(got: dict[str, list[tuple[str, dict[str, Any]]]],
+                  expected: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for table, records in got.items():
+        want = expected.get(partner_topic_name(table), {})
+        assert conflicting_duplicates(records) == {}, f"{table}: a window was published with two values"
+        latest = latest_by_key(records)
+        assert set(latest) == set(want), f"{table}: missing {set(want) - set(latest)}, extra {set(latest) - set(want)}"
+        for k, v in want.items():
+            assert latest[k] == v, f"{table} {k}: {latest[k]} != {v}"
+
+
+def _publish(sink: KafkaSink, frames: list[dict[str, Any]]) -> None:
+    for f in frames:
+        sink.publish(f)
+        sink.poll()
+
+
+def _drain(*sinks: KafkaSink, timeout: float = 120) -> None:
+    """Poll until every spool is empty and everything published has been delivered."""
+    deadline = time.monotonic() + timeout
+    while any(s.depth or s.stats.delivered < s.stats.published for s in sinks):
+        assert time.monotonic() < deadline, [(s.depth, s.stats) for s in sinks]
+        for s in sinks:
+            s.poll()
+        time.sleep(0.1)
+    for s in sinks:
+        s.close(timeout_s=30)
+
+
+def _close_quietly(*sinks: KafkaSink) -> None:
+    for s in sinks:
+        with contextlib.suppress(Exception):
+            s.close(timeout_s=5)
+
+
+def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stack, unique: str,
+                                                                             tmp_path: Path) -> None:
+    """The broker is killed for 30 s while two edge sinks and a worker run; the edges spool and drain."""
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    run.create_topics()
+    worker = WorkerProcess(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path / "state",
+                           tmp_path / "worker.log").start()
+    frames = _frames(60.0, seed=11)
+    expected = _expect(frames)
+    registry = SchemaRegistry(stack.registry_url)
+    # a small in-flight window, so most of the outage lands in the disk spool rather than librdkafka's memory
+    sinks = {cam: KafkaSink(tmp_path / f"spool-{cam}", cam, topic=run.names.detections, registry=registry,
+                            max_in_flight=20) for cam in CAMERAS}
+    try:
+        worker.wait_ready()
+        ordered = interleave(frames)
+        third = len(ordered) // 3
+        for part, outage in ((ordered[:third], False), (ordered[third:2 * third], True), (ordered[2 * third:], False)):
+            if outage:
+                stack.stop_kafka(kill=True)
+                t_down = time.monotonic()
+            for f in part:
+                sinks[f["camera_id"]].publish(f)
+                sinks[f["camera_id"]].poll()
+            if outage:
+                spooled = sum(s.depth for s in sinks.values())
+                while time.monotonic() - t_down < 30:
+                    for s in sinks.values():
+                        s.poll()
+                    time.sleep(0.5)
+                stack.start_kafka()
+        _drain(*sinks.values())
+        assert spooled > 0, "nothing was spooled while the broker was down"
+        assert all(s.stats.dropped == 0 for s in sinks.values())
+
+        # every detection record arrived, exactly once
+        n = len(ordered)
+        recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= n, timeout=120)
+        assert len(recs) == n
+        if not worker.alive():  # the worker may give up while its broker is gone: it must recover on restart
+            worker.start()
+            worker.wait_ready()
+        _assert_exact(_await_partner_tables(run, expected), expected)
+    finally:
+        _close_quietly(*sinks.values())
+        worker.stop()
+
+
+def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str, tmp_path: Path) -> None:
+    """Frames arrive in real time for ~70 s while the worker is SIGKILLed every 20 s and restarted."""
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    run.create_topics()
+    cfg = write_config(TEST_SITE, tmp_path / "site.yaml")
+    worker = WorkerProcess(run, cfg, tmp_path / "state", tmp_path / "worker.log").start()
+    frames = _frames(70.0, seed=23)
+    expected = _expect(frames)
+    registry = SchemaRegistry(stack.registry_url)
+    sinks = {cam: KafkaSink(tmp_path / f"spool-{cam}", cam, topic=run.names.detections, registry=registry)
+             for cam in CAMERAS}  # the key of every record is its camera id
+    kills = 0
+    try:
+        worker.wait_ready()
+        ordered = interleave(frames)
+        started = last_kill = time.monotonic()
+        per_frame = 70.0 / len(ordered)
+        for i, f in enumerate(ordered):
+            sinks[f["camera_id"]].publish(f)
+            sinks[f["camera_id"]].poll()
+            due = started + i * per_frame
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            if time.monotonic() - last_kill >= 20:
+                worker.kill()
+                kills += 1
+                worker = WorkerProcess(run, cfg, tmp_path / "state", tmp_path / "worker.log", port=worker.port).start()
+                last_kill = time.monotonic()
+        _drain(*sinks.values())
+        assert kills >= 3
+        worker.wait_ready(timeout=120)
+        _assert_exact(_await_partner_tables(run, expected), expected)
+    finally:
+        _close_quietly(*sinks.values())
+        worker.stop()
+
+
+def test_registry_down_edge_keeps_producing_with_its_cached_schema_id(stack, unique: str, tmp_path: Path) -> None:
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    run.create_topics()
+    frames = interleave(_frames(10.0, seed=5))
+    sink = KafkaSink(tmp_path / "spool", "sim", topic=run.names.detections,
+                     registry=SchemaRegistry(stack.registry_url, retries=0, timeout=2))
+    try:
+        _publish(sink, frames[:50])
+        _drain(sink)
+        stack.stop_registry()
+        # a restarted agent finds the id in its spool folder's cache
+        sink = KafkaSink(tmp_path / "spool", "sim", topic=run.names.detections,
+                         registry=SchemaRegistry(stack.registry_url, retries=0, timeout=2))
+        _publish(sink, frames[50:])
+        _drain(sink)
+        recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= len(frames), timeout=60)
+        assert len(recs) == len(frames)
+        assert all(m.value()[:5] == recs[0].value()[:5] for m in recs)  # one schema id throughout
+    finally:
+        _close_quietly(sink)
+        stack.start_registry()
