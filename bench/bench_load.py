@@ -3,7 +3,8 @@
 For each camera count, a fresh topic namespace gets real-time traffic from pre-encoded simulated
 frames (so the producer costs little CPU), two `privaflow streams worker` processes share it, and
 the consumer-group lag is sampled every second. A count is *sustained* when the lag over the last
-third of the run stays below 2 s of input and does not grow. Prints, per count: offered and
+third of the run stays below 5 s of input (offsets are committed every few seconds) and the
+workers catch up within 10 s once the traffic stops. Prints, per count: offered and
 consumed detections/s, their ratio, lag, and worker memory.
 
     .venv/bin/python bench/bench_load.py [--counts 50,100,200,400] [--seconds 45]
@@ -22,8 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConsumerGroupTopicPartitions
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from schemas.codec import SchemaRegistry, serde_for_topic
 from schemas.topics import DETECTIONS, topic
@@ -122,7 +123,8 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
 
     tail = [lag_ for t, lag_ in samples if t >= produced_s * 2 / 3]
     per_s = cameras * FPS
-    bounded = bool(tail) and max(tail) < 2 * per_s and (tail[-1] - tail[0]) < per_s
+    # lag is read from committed offsets, which Faust commits every few seconds: allow 5 s of input
+    bounded = bool(tail) and max(tail) < 5 * per_s and drain_s < 10
     return {"cameras": cameras, "offered_det_s": n_det / produced_s, "consumed_det_s": n_det / (produced_s + drain_s),
             "max_lag_records": max((x for _, x in samples), default=0), "tail_lag_records": tail[-1] if tail else -1,
             "drain_s": drain_s, "peak_worker_rss_mib": peak_rss, "sustained": float(bounded)}
