@@ -210,6 +210,11 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
                err=True)
     started = time.monotonic()
     interrupted = False
+
+    def _as_ctrl_c(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the demo's children just like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
         while duration is None or time.monotonic() - started < duration:
             time.sleep(1)
