@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from schemas.codec import bootstrap_servers, registry_url
+from schemas.codec import bootstrap_servers, kafka_client_config, registry_url
 from schemas.site import SiteConfig
 from schemas.topics import DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
 
@@ -114,22 +114,15 @@ class WorkerSettings:
         if proto.startswith("SASL"):
             return faust.SASLCredentials(username=self.kafka.get("sasl.username"),
                                          password=self.kafka.get("sasl.password"),
-                                         mechanism=self.kafka.get("sasl.mechanisms", "PLAIN"), ssl_context=ctx)
+                                         mechanism=self.kafka.get("sasl.mechanism", "PLAIN"), ssl_context=ctx)
         return faust.SSLCredentials(ctx)
-
-
-_KAFKA_ENV = {"PRIVAFLOW_KAFKA_SECURITY_PROTOCOL": "security.protocol",
-              "PRIVAFLOW_KAFKA_SASL_MECHANISM": "sasl.mechanisms",
-              "PRIVAFLOW_KAFKA_SASL_USERNAME": "sasl.username",
-              "PRIVAFLOW_KAFKA_SASL_PASSWORD": "sasl.password",
-              "PRIVAFLOW_KAFKA_SSL_CAFILE": "ssl.ca.location"}
 
 
 def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
     """Settings from the PRIVAFLOW_* variables (see k8s/base/streams.yaml), then `overrides`
     (command-line options) on top; `None` overrides are ignored."""
     env = os.environ if env is None else env
-    s: dict[str, Any] = {"site": site, "kafka": {k: env[v] for v, k in _KAFKA_ENV.items() if env.get(v)}}
+    s: dict[str, Any] = {"site": site, "kafka": kafka_client_config(dict(env))}
     if env.get("PRIVAFLOW_BOOTSTRAP"):
         s["bootstrap"] = env["PRIVAFLOW_BOOTSTRAP"]
     if env.get("PRIVAFLOW_REGISTRY_URL"):
