@@ -13,6 +13,8 @@ Faust costs ~0.2 ms per message, so the agent takes batches, `streams.consume.En
 batch in plain Python, `streams.publish.Publisher` produces the results and waits for the acks,
 and only then is each touched camera's state written to the table, once per camera per batch.
 Every worker started with the same app id shares the partitions (consumer group `app_id`).
+Before a batch is applied, holes the consumer left in it are read back directly (`streams.refetch`);
+after its camera states, the highest applied offset of each partition goes to the same table.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from schemas.topics import DETECTIONS
 from streams.consume import Decoder, Engine, Incoming, Outcome
 from streams.metrics import WorkerMetrics
 from streams.publish import Publisher
+from streams.refetch import PartitionReader
 from streams.settings import WorkerSettings
 from streams.tables import TABLES, ClosedWindow, WindowStore
 from streams.views import Query, QueryError, RecentWindows, table_view
@@ -46,6 +49,11 @@ log = logging.getLogger(__name__)
 
 def ticks_topic_name(settings: WorkerSettings) -> str:
     return f"{settings.app_id}-idle-ticks"
+
+
+def upto_key(partition: int) -> bytes:
+    """Table key of a partition's highest applied offset (NUL-prefixed: never a camera id)."""
+    return b"\x00upto/%d" % partition
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     metrics, recent = WorkerMetrics(), RecentWindows(settings.recent_closed_s, settings.recent_closed_max)
     engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings))
     publisher = Publisher(lambda *a: app.producer.send(*a), registry, site, names)
+    reader = PartitionReader(settings.librdkafka(), names.detections, settings.app_id)
 
     source = app.topic(names.detections, ticks_topic_name(settings), key_serializer="raw", value_serializer="raw")
     cameras = app.Table("camera-state", default=None, partitions=partitions, key_type=bytes,
@@ -92,6 +101,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         started = time.perf_counter()
         batch = [Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                  for e in events]
+        batch = await _fill_holes(batch)
         for schema_id in engine.decoder.unknown_ids(m.value for m in batch if m.topic == names.detections):
             await asyncio.to_thread(engine.decoder.fetch, schema_id)
         try:
@@ -105,11 +115,30 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             if publications["n"] >= settings.fault_exit_after_publish:
                 log.warning("fault injection: exiting after publication %d, before writing state", publications["n"])
                 os._exit(75)
-        for key, (state, i) in outcome.states.items():
-            # the changelog partition is taken from the current event: make it this camera's record
-            _current_event.set(weakref.ref(events[i]))
+        # the changelog partition is taken from the current event: make it one of the partition's records
+        by_partition = {e.message.partition: e for e in events}
+        for key, (state, p) in outcome.states.items():
+            _current_event.set(weakref.ref(by_partition[p]))
             cameras[key] = state
+        for p, upto in outcome.upto.items():  # after the states: on recovery, a mark vouches for them
+            _current_event.set(weakref.ref(by_partition[p]))
+            cameras[upto_key(p)] = {"upto": upto}
         _record(outcome, sent, len(batch), time.perf_counter() - started)
+
+    async def _fill_holes(batch: list[Incoming]) -> list[Incoming]:
+        for p in {m.partition for m in batch if m.topic == names.detections} - engine.upto.keys():
+            mark = cameras.get(upto_key(p))
+            start = mark["upto"] + 1 if mark else await asyncio.to_thread(reader.start_offset, p)
+            engine.upto[p] = start - 1
+        refetched: list[Incoming] = []
+        for p, ranges in engine.holes(batch).items():
+            for first, end in ranges:
+                got = await asyncio.to_thread(reader.read, p, first, end)
+                log.warning("%s[%d]: the consumer skipped offsets %d..%d; read %d record(s) back directly",
+                            names.detections, p, first, end - 1, len(got))
+                refetched += got
+        metrics.refetched.inc(len(refetched))
+        return engine.merge(batch, refetched)  # also puts what the consumer delivered out of order in order
 
     def _load(key: bytes) -> dict[str, Any] | None:
         value: dict[str, Any] | None = cameras.get(key)

@@ -14,6 +14,13 @@ A record whose offset is at or below the stored offset of its partition was appl
 state was last written, so a replay after a crash skips it: state and offset mark travel in one
 changelog message, which makes a restart neither lose nor double count.
 
+The consumer must not skip records either, and faust-streaming's does around recovery (its fetcher
+runs while it seeks back to the committed offsets; seen here as holes of ~50 records after a
+SIGKILL, cf. faust-streaming issues #596 and #221). So the engine also keeps, per partition, the
+highest offset applied (`upto`, written to the table after the batch's camera states, on the same
+changelog partition); `holes()` names the ranges between it and what the consumer delivered, the
+worker reads them directly (`streams.refetch`) and `merge()` puts them in before `apply()`.
+
 Watermark of a camera = its newest frame time; `WindowStore` keeps windows open for `grace_s` more.
 Idle cameras (an edge that stopped, a video that ended) would keep their last windows open forever,
 so the worker's timer sends a *tick* through Kafka (see `Tick`): when a camera has been silent for
@@ -128,8 +135,9 @@ class Outcome:
     idle_closed: Counter[str] = field(default_factory=Counter)  # of `closed`, per table, how many a tick closed
     events: list[Crossing | ZoneVisit] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    # camera key -> (new state, index in the batch of its last record: the changelog partition's source)
+    # camera key -> (new state, partition of its last record: the changelog partition to write it to)
     states: dict[bytes, tuple[dict[str, Any], int]] = field(default_factory=dict)
+    upto: dict[int, int] = field(default_factory=dict)  # partition -> highest offset applied, if it advanced
     late: Counter[str] = field(default_factory=Counter)
     applied: int = 0
     skipped: int = 0  # replays of records already in the state
@@ -228,6 +236,9 @@ class Engine:
         self.activity: dict[bytes, tuple[int, int, float]] = {}
         # detections partition -> offset of the last record this engine has seen in it
         self.positions: dict[int, int] = {}
+        # detections partition -> highest offset applied; every offset below it was applied or does
+        # not exist. Unknown partitions are not checked for holes (the worker loads it first).
+        self.upto: dict[int, int] = {}
         # partition -> True while detection records of that partition wait to be consumed; ticks come
         # through their own topic and could overtake them (e.g. a backlog after a restart)
         self.backlog: Callable[[int], bool] = lambda _partition: False
@@ -237,6 +248,7 @@ class Engine:
         self._cache.clear()
         self.activity.clear()
         self.positions.clear()
+        self.upto.clear()
 
     @property
     def camera_count(self) -> int:
@@ -261,16 +273,44 @@ class Engine:
         now = time.monotonic() if now is None else now
         out = Outcome()
         by_key: dict[bytes | None, list[int]] = {}
+        upto_before = dict(self.upto)
         for i, m in enumerate(batch):
+            if m.topic != self.tick_topic:
+                if m.offset > self.positions.get(m.partition, -1):
+                    self.positions[m.partition] = m.offset
+                if m.offset <= upto_before.get(m.partition, -1):
+                    out.skipped += 1  # delivered again: applied before (or before the last restart)
+                    continue
+                if m.partition in self.upto and m.offset > self.upto[m.partition]:
+                    self.upto[m.partition] = out.upto[m.partition] = m.offset
             by_key.setdefault(m.key, []).append(i)
-            if m.topic != self.tick_topic and m.offset > self.positions.get(m.partition, -1):
-                self.positions[m.partition] = m.offset
         for key, idxs in by_key.items():
             if key is not None and key.decode("utf-8", "replace") in self.cameras:
                 self._apply_camera(key, batch, idxs, load, now, out)
             else:
                 self._reject_all(batch, idxs, None if key is None else key.decode("utf-8", "replace"), out)
         return out
+
+    def holes(self, batch: Sequence[Incoming]) -> dict[int, list[tuple[int, int]]]:
+        """partition -> [(first, end)) ranges of offsets above `upto` the batch skips over."""
+        offsets: dict[int, set[int]] = {}
+        for m in batch:
+            if m.topic != self.tick_topic and m.partition in self.upto and m.offset > self.upto[m.partition]:
+                offsets.setdefault(m.partition, set()).add(m.offset)
+        out: dict[int, list[tuple[int, int]]] = {}
+        for p, offs in offsets.items():
+            expected = self.upto[p] + 1
+            for o in sorted(offs):
+                if o > expected:
+                    out.setdefault(p, []).append((expected, o))
+                expected = o + 1
+        return out
+
+    def merge(self, batch: Sequence[Incoming], refetched: Iterable[Incoming]) -> list[Incoming]:
+        """The batch with the records read back for its holes: per partition in offset order, each
+        offset once, ticks last (a tick is only valid if no newer record of its camera came)."""
+        records = {(m.partition, m.offset): m for m in (*batch, *refetched) if m.topic != self.tick_topic}
+        return [records[po] for po in sorted(records)] + [m for m in batch if m.topic == self.tick_topic]
 
     def _reject_all(self, batch: Sequence[Incoming], idxs: list[int], cam: str | None, out: Outcome) -> None:
         for i in idxs:
@@ -323,7 +363,7 @@ class Engine:
         for table, n in st.windows.late_dropped.items():
             if n > late_before.get(table, 0):
                 out.late[table] += n - late_before.get(table, 0)
-        out.states[key] = (st.to_state(), last_i)
+        out.states[key] = (st.to_state(), batch[last_i].partition)
 
     def _observe(self, st: CameraState, frames: list[dict[str, Any]], out: Outcome) -> None:
         if not frames:

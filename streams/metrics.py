@@ -36,6 +36,8 @@ class WorkerMetrics:
         self.late = Counter("privaflow_late_records_total",
                             "Events later than their window's grace period, dropped and counted", ["table"],
                             registry=r)
+        self.refetched = Counter("privaflow_refetched_records_total",
+                                 "Records the consumer skipped over and the worker read back directly", registry=r)
         self.dead_letters = Counter("privaflow_dead_letters_total",
                                     "Records sent to the dead-letter topic, by reason", ["reason"], registry=r)
         self.published = Counter("privaflow_published_records_total", "Records produced, by topic", ["topic"],
