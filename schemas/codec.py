@@ -27,7 +27,7 @@ SCHEMA_DIR = Path(__file__).parent / "avro"
 DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 MAGIC = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")
 
 
 def registry_url() -> str:
@@ -52,8 +52,20 @@ def kafka_client_config(environ: dict[str, str] | None = None) -> dict[str, str]
     return {key: env[var] for var, key in KAFKA_ENV.items() if env.get(var)}
 
 
+def registry_auth(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """HTTP Basic credentials for the schema registry from PRIVAFLOW_REGISTRY_USERNAME and
+    PRIVAFLOW_REGISTRY_PASSWORD (the secure local stack's users are the Kafka ones); None when unset."""
+    env = os.environ if environ is None else environ
+    user = env.get("PRIVAFLOW_REGISTRY_USERNAME")
+    return (user, env.get("PRIVAFLOW_REGISTRY_PASSWORD", "")) if user else None
+
+
 class RegistryError(RuntimeError):
     """The registry could not be reached or answered with an error."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused the caller: unknown user, wrong password, or a role that does not allow the call."""
 
 
 class IncompatibleSchemaError(RegistryError):
@@ -101,11 +113,14 @@ def parsed_schema(name: str) -> Any:
 
 class SchemaRegistry:
     """A thin client for the Confluent schema-registry REST API, with a retry for a registry that is
-    briefly down and a cache of schemas by id (ids never change meaning)."""
+    briefly down and a cache of schemas by id (ids never change meaning). Sends HTTP Basic auth as
+    `auth` (user, password), or else as PRIVAFLOW_REGISTRY_USERNAME/PASSWORD when those are set."""
 
     def __init__(self, url: str | None = None, timeout: float = 10.0, retries: int = 5,
                  backoff_s: float = 1.0, auth: tuple[str, str] | None = None) -> None:
         self.url = (url or registry_url()).rstrip("/")
+        auth = auth if auth is not None else registry_auth()
+        self.user = auth[0] if auth else None
         self._http = httpx.Client(timeout=timeout, auth=auth)
         self.retries, self.backoff_s = retries, backoff_s
         self._by_id: dict[int, Any] = {}
@@ -134,12 +149,27 @@ class SchemaRegistry:
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
                 continue
+            if r.status_code in (401, 403):
+                raise RegistryAuthError(self._refusal(r.status_code, method, path))
             if r.status_code == 404:
                 return None
             if r.status_code >= 400:
                 raise RegistryError(f"schema registry {method} {path}: HTTP {r.status_code}: {_message(r)}")
             return r.json()
         raise AssertionError("unreachable")
+
+    def _refusal(self, status: int, method: str, path: str) -> str:
+        if status == 401 and self.user is None:
+            return (f"registry refused: {self.url} needs credentials (set PRIVAFLOW_REGISTRY_USERNAME and "
+                    "PRIVAFLOW_REGISTRY_PASSWORD)")
+        if status == 401:
+            return f"registry refused: wrong credentials for user {self.user!r} at {self.url}"
+        who = f"user {self.user!r}" if self.user else "an anonymous caller"
+        if method == "POST" and path.startswith("/subjects/") and path.endswith("/versions"):
+            return f"registry refused: {who} may not register schemas"
+        if method == "PUT" and path.startswith("/config"):
+            return f"registry refused: {who} may not change compatibility rules"
+        return f"registry refused: {who} may not {method} {path}"
 
     def register(self, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
         """Register (or find) a schema under a subject with the given compatibility; returns its id.

@@ -88,6 +88,10 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         batches = cast(faust.Stream, stream).take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
             await _apply(events)
+            publications["batches"] += 1
+            if publications["batches"] == settings.fault_stall_after_batches:
+                log.warning("fault injection: taking no more batches after batch %d", publications["batches"])
+                await asyncio.Event().wait()
 
     @app.timer(interval=settings.idle_check_interval_s)
     async def close_idle_windows() -> None:
@@ -95,7 +99,8 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
 
     # ---------------------------------------------------------------- plumbing of the agent
 
-    publications = {"n": 0}
+    publications = {"n": 0, "batches": 0}
+    progress = {"at": time.monotonic()}  # monotonic time of the last processed batch (or of the start)
 
     async def _apply(events: Sequence[faust.EventT]) -> None:
         started = time.perf_counter()
@@ -124,6 +129,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             _current_event.set(weakref.ref(by_partition[p]))
             cameras[upto_key(p)] = {"upto": upto}
         _record(outcome, sent, len(batch), time.perf_counter() - started)
+        progress["at"] = time.monotonic()
 
     async def _fill_holes(batch: list[Incoming]) -> list[Incoming]:
         for p in {m.partition for m in batch if m.topic == names.detections} - engine.upto.keys():
@@ -208,6 +214,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     @app.on_partitions_revoked.connect
     def _forget_on_revoke(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         engine.forget()
+        progress["at"] = time.monotonic()  # recovery after a rebalance is not a stall
 
     # ---------------------------------------------------------------- HTTP views
 
@@ -224,8 +231,28 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             elif state and any(int(p) in owned for p in state.get("offsets", {})):
                 yield from WindowStore.from_state(site, state["windows"]).open_windows()
 
+    async def _stalled_for() -> float | None:
+        """Seconds without a processed batch while the group has records waiting, or None. Checked
+        against the broker (not this worker's consumer, which may be what is stuck), and only once
+        the worker has been quiet for `stall_timeout_s`."""
+        quiet = time.monotonic() - progress["at"]
+        if quiet < settings.stall_timeout_s:
+            return None
+        try:
+            # faust's own committed offsets can stall behind records it never delivered (they were
+            # read back directly), so what this worker applied counts first
+            lag = await asyncio.to_thread(reader.lag, _owned(), dict(engine.upto))  # all partitions if none owned
+        except Exception as e:  # broker unreachable: not this process's fault, restarting will not help
+            log.warning("liveness check could not read the group's lag: %s", e)
+            return None
+        return quiet if lag > 0 else None
+
     @app.page("/healthz")
     async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        stalled = await _stalled_for()
+        if stalled is not None:
+            log.error("no batch processed for %.0f s while records wait: reporting unhealthy", stalled)
+            return self.json({"status": "stalled", "seconds_without_progress": round(stalled)}, status=503)
         return self.json({"status": "ok"})
 
     @app.page("/readyz")

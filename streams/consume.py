@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 COORD_EPS = 1e-4  # float32 rounding of normalised coordinates at the edge may overshoot 0..1 slightly
 MISSING_SCHEMA_RETRY_S = 60.0
+MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000  # edge clocks may be off, but not by a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,9 @@ def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | froze
         return "camera", f"camera {cam!r} is not in the site config"
     if key != cam:
         return "key", f"record key {key!r} is not its camera_id {cam!r} (records must be keyed by camera)"
+    if ts_ms(frame["ts"]) > time.time() * 1000 + MAX_CLOCK_AHEAD_MS:
+        # a frame from the future would move the camera's watermark past every later real frame
+        return "time", f"frame time {frame['ts']} is more than a day ahead of this worker's clock"
     if frame["frame_width"] <= 0 or frame["frame_height"] <= 0:
         return "value", f"frame size {frame['frame_width']}x{frame['frame_height']} is not positive"
     lo, hi = -COORD_EPS, 1.0 + COORD_EPS

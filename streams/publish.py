@@ -57,7 +57,10 @@ class Publisher:
             payload = self._serdes[canonical].encode(to_avro(ev))
             await send(self.topics.prefix + canonical, ev.camera_id.encode(), payload)
         for dead in outcome.dead:
-            await send(self.topics.dlq, dead.record.key, dead.record.value, dead.headers())
+            dkey, dvalue = dead.record.key, dead.record.value
+            # Kafka clients refuse a record with neither key nor value; its dead letter keeps an empty
+            # value (the headers say why and where it came from)
+            await send(self.topics.dlq, dkey, b"" if dkey is None and dvalue is None else dvalue, dead.headers())
         if pending:
             await asyncio.gather(*pending)
         return sent

@@ -12,7 +12,7 @@ Blocking calls: the worker runs them in a thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -49,6 +49,32 @@ class PartitionReader:
             return int(committed)
         low, _ = self._client().get_watermark_offsets(TopicPartition(self.topic, partition), timeout=self.timeout_s)
         return int(low)
+
+    def lag(self, partitions: Collection[int] = (), applied: Mapping[int, int] | None = None) -> int:
+        """Records after `applied` (partition -> highest applied offset; else the group's committed
+        offset) in `partitions` (default: all), with end offsets from the broker itself rather than
+        from the worker's consumer, which may be the thing that is stuck."""
+        applied = applied or {}
+        admin = AdminClient(self.config)
+        if not partitions:
+            partitions = list(admin.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic].partitions)
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        request = ConsumerGroupTopicPartitions(self.group_id, [tp for tp in tps if tp.partition not in applied])
+        committed: dict[int, int] = {}
+        if request.topic_partitions:
+            result = admin.list_consumer_group_offsets([request], request_timeout=self.timeout_s)
+            committed = {tp.partition: tp.offset for tp in result[self.group_id].result(timeout=self.timeout_s)
+                         .topic_partitions}
+        total = 0
+        for tp in tps:
+            low, high = self._client().get_watermark_offsets(tp, timeout=self.timeout_s)
+            if tp.partition in applied:
+                start = applied[tp.partition] + 1
+            else:
+                start = committed.get(tp.partition, -1)
+                start = start if start >= 0 else low
+            total += max(0, high - start)
+        return int(total)
 
     def read(self, partition: int, first: int, end: int) -> list[Incoming]:
         """Records with first <= offset < end (offsets that no longer exist are simply absent)."""

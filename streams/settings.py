@@ -75,6 +75,9 @@ class WorkerSettings:
     # processing-time fallback: a camera silent this long (wall clock) has its open windows closed
     idle_timeout_s: float = 60.0
     idle_check_s: float | None = None  # default: half the idle timeout, between 0.5 and 5 s
+    # liveness: /healthz fails when records wait in the group's partitions and no batch was
+    # processed for this long (a consumer wedged after a broker outage; the supervisor restarts it)
+    stall_timeout_s: float = 120.0
     # closed windows kept in memory for the HTTP view
     recent_closed_s: float = 24 * 3600.0
     recent_closed_max: int = 20_000
@@ -85,6 +88,8 @@ class WorkerSettings:
     # fault injection for the crash tests: exit hard right after the N-th publication of closed
     # windows, before the state that produced them is written (the worst moment to die)
     fault_exit_after_publish: int | None = None
+    # and for the liveness test: stop taking batches after the N-th, as a wedged consumer does
+    fault_stall_after_batches: int | None = None
 
     def with_(self, **changes: Any) -> WorkerSettings:
         return replace(self, **changes)
@@ -141,6 +146,8 @@ def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **o
         s["replication_factor"] = int(env["PRIVAFLOW_TOPIC_REPLICATION_FACTOR"])
     if env.get("PRIVAFLOW_IDLE_TIMEOUT_S"):
         s["idle_timeout_s"] = float(env["PRIVAFLOW_IDLE_TIMEOUT_S"])
+    if env.get("PRIVAFLOW_STALL_TIMEOUT_S"):
+        s["stall_timeout_s"] = float(env["PRIVAFLOW_STALL_TIMEOUT_S"])
     store = env.get("PRIVAFLOW_STREAMS_STORE")
     if store:
         if store not in ("memory", "rocksdb"):
@@ -148,5 +155,7 @@ def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **o
         s["store"] = store
     if env.get("PRIVAFLOW_FAULT_EXIT_AFTER_PUBLISH"):
         s["fault_exit_after_publish"] = int(env["PRIVAFLOW_FAULT_EXIT_AFTER_PUBLISH"])
+    if env.get("PRIVAFLOW_FAULT_STALL_AFTER_BATCHES"):
+        s["fault_stall_after_batches"] = int(env["PRIVAFLOW_FAULT_STALL_AFTER_BATCHES"])
     s.update({k: v for k, v in overrides.items() if v is not None})
     return WorkerSettings(**s)

@@ -77,7 +77,7 @@ def _publish(sink: KafkaSink, frames: list[dict[str, Any]]) -> None:
         sink.poll()
 
 
-def _drain(*sinks: KafkaSink, timeout: float = 120) -> None:
+def _drain(*sinks: KafkaSink, timeout: float = 120, close: bool = True) -> None:
     """Poll until every spool is empty and everything published has been delivered."""
     deadline = time.monotonic() + timeout
     while any(s.depth or s.stats.delivered < s.stats.published for s in sinks):
@@ -85,7 +85,7 @@ def _drain(*sinks: KafkaSink, timeout: float = 120) -> None:
         for s in sinks:
             s.poll()
         time.sleep(0.1)
-    for s in sinks:
+    for s in sinks if close else ():
         s.close(timeout_s=30)
 
 
@@ -93,6 +93,81 @@ def _close_quietly(*sinks: KafkaSink) -> None:
     for s in sinks:
         with contextlib.suppress(Exception):
             s.close(timeout_s=5)
+
+
+def _complete(run: Run, expected: dict[str, dict[str, dict[str, Any]]]) -> bool:
+    for table in PARTNER_TABLES:
+        want = set(expected.get(partner_topic_name(table), {}))
+        if want and not want <= {k for k, _ in read_partner(run, table, lambda r, w=want: w <= {k for k, _ in r},
+                                                             timeout=3)}:
+            return False
+    return True
+
+
+def _supervise_until_complete(worker: WorkerProcess, run: Run, expected: dict[str, dict[str, dict[str, Any]]],
+                              tmp_path: Path, timeout: float = 240) -> WorkerProcess:
+    """Wait for every expected window, restarting the worker whenever its liveness check fails, as
+    Kubernetes does with the StatefulSet's livenessProbe on /healthz."""
+    deadline, restarts = time.monotonic() + timeout, 0
+    while not _complete(run, expected):
+        assert time.monotonic() < deadline, f"windows still missing after {timeout:.0f} s:\n{worker.log_tail()}"
+        with contextlib.suppress(Exception):
+            if worker.get("/healthz").status_code == 503:
+                worker.kill()
+                restarts += 1
+                worker = WorkerProcess(run, worker.config, worker.data_dir,
+                                       tmp_path / f"worker-restart{restarts}.log", port=worker.port,
+                                       extra_env=worker.extra_env).start()
+                worker.wait_ready(timeout=120)
+    return worker
+
+
+def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(stack, unique: str,
+                                                                                tmp_path: Path) -> None:
+    """A worker that stops taking batches while records wait (a wedged consumer, here by fault
+    injection) reports 503 on /healthz after the stall timeout; a restart completes the tables exactly."""
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    run.create_topics()
+    frames = _frames(40.0, seed=5)
+    expected = _expect(frames)
+    registry = SchemaRegistry(stack.registry_url)
+    sinks = {cam: KafkaSink(tmp_path / f"spool-{cam}", cam, topic=run.names.detections, registry=registry)
+             for cam in CAMERAS}
+    stall = {"PRIVAFLOW_STALL_TIMEOUT_S": "5"}
+    worker = WorkerProcess(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path / "state",
+                           tmp_path / "worker.log", extra_env={**stall, "PRIVAFLOW_FAULT_STALL_AFTER_BATCHES": "1"}
+                           ).start()
+    try:
+        worker.wait_ready()
+        ordered = interleave(frames)
+        for part in (ordered[:50], ordered[50:]):  # the first batch is taken, then the worker stalls
+            for f in part:
+                sinks[f["camera_id"]].publish(f)
+                sinks[f["camera_id"]].poll()
+            _drain(*sinks.values(), close=False)
+            deadline = time.monotonic() + 30
+            while "taking no more batches" not in worker.log_path.read_text():
+                assert time.monotonic() < deadline, worker.log_tail()
+                time.sleep(0.2)
+        for s in sinks.values():
+            s.close(timeout_s=30)
+        deadline = time.monotonic() + 60
+        while worker.get("/healthz").status_code != 503:
+            assert time.monotonic() < deadline, "a stalled worker kept reporting healthy"
+            time.sleep(1)
+        body = worker.get("/healthz").json()
+        assert body["status"] == "stalled" and body["seconds_without_progress"] >= 5
+        worker.kill()
+        worker = WorkerProcess(run, worker.config, tmp_path / "state", tmp_path / "worker2.log", port=worker.port,
+                               extra_env=stall).start()
+        worker.wait_ready(timeout=120)
+        _assert_exact(_await_partner_tables(run, expected, timeout=90), expected)
+        time.sleep(7)  # quiet and caught up: healthy
+        assert worker.get("/healthz").status_code == 200
+    finally:
+        worker.kill()
+        _close_quietly(*sinks.values())
+        run.delete_topics()
 
 
 def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stack, unique: str,
@@ -135,13 +210,10 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
         recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= n, timeout=120)
         assert len(recs) == n
         # A Faust worker can wedge in aiokafka's retry loops while its broker is gone (seen here: alive
-        # but idle after the broker came back), so it is restarted the way its supervisor would; the
-        # claim under test is that the outage plus that restart lose and duplicate nothing.
-        worker.kill()
-        worker = WorkerProcess(run, worker.config, tmp_path / "state", tmp_path / "worker2.log",
-                               port=worker.port).start()
-        worker.wait_ready(timeout=120)
-        _assert_exact(_await_partner_tables(run, expected, timeout=90), expected)
+        # but idle after the broker came back); its /healthz then fails and its supervisor (Kubernetes'
+        # liveness probe) restarts it. The claim: outage, and restart if needed, lose and duplicate nothing.
+        worker = _supervise_until_complete(worker, run, expected, tmp_path)
+        _assert_exact(_await_partner_tables(run, expected, timeout=30), expected)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()

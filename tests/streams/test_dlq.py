@@ -59,6 +59,7 @@ def _frame(**changes: Any) -> dict[str, Any]:
     ({"foot_y": -0.2}, "box", "foot point"),
     ({"confidence": 1.5}, "value", "confidence"),
     ({"frame_width": 0}, "value", "frame size"),
+    ({"ts": 253_402_214_400_000}, "time", "ahead of this worker's clock"),  # 9999-12-31 would stall the watermark
 ])
 def test_semantically_invalid_records_are_named(changes: dict[str, Any], kind: str, words: str) -> None:
     frame = _frame(**changes)
