@@ -309,23 +309,55 @@ class LocalStack:
                f"-Dquarkus.management.host={HOST}", f"-Dquarkus.management.port={self.ports.registry_mgmt}",
                # schemas live in a Kafka topic, so they survive a registry restart
                "-Dapicurio.storage.kind=kafkasql", f"-Dapicurio.kafkasql.bootstrap.servers={self.bootstrap}",
-               "-Dquarkus.log.console.json=false", *self._registry_kafka_auth(), "-jar", str(app / "quarkus-run.jar")]
+               "-Dquarkus.log.console.json=false", *self._registry_auth_config(), "-jar", str(app / "quarkus-run.jar")]
         proc = self._spawn(self.registry, cmd, cwd=app)
         self._wait(self.registry, proc, timeout, self._registry_ready)
+        if self.secure and self._registry_answers_anonymous():
+            self._stop(self.registry, kill=True)
+            raise StackError(f"the registry started without authentication although the stack is secure; see "
+                             f"{self.registry.logfile} and {self.registry_auth_file}")
 
-    def _registry_kafka_auth(self) -> list[str]:
-        """In secure mode the registry talks to Kafka as the `registry` user (its kafkasql topics only)."""
+    @property
+    def registry_auth_file(self) -> Path:
+        return home() / "data" / "registry-auth.properties"
+
+    def registry_auth(self, user: str) -> tuple[str, str] | None:
+        """(user, password) for the registry's HTTP API; None in plain mode, where it asks for none."""
+        return (user, self.credentials()[user]) if self.secure else None
+
+    def _registry_auth_config(self) -> list[str]:
+        """In secure mode the registry talks to Kafka as the `registry` user (its kafkasql topics only) and
+        wants HTTP Basic auth from the same users as Kafka. Both go in a 0600 file, not on the command
+        line, where any local user could read them in /proc."""
         if not self.secure:
             return []
-        pw = self.credentials()["registry"]
-        jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="registry" password="{pw}";'
-        return [f"-Dapicurio.kafkasql.{client}.{k}={v}" for client in ("producer", "consumer", "admin")
-                for k, v in (("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "SCRAM-SHA-512"),
-                             ("sasl.jaas.config", jaas))]
+        from stack.security import registry_auth_properties
+
+        creds = self.credentials()
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="registry" '
+                f'password="{creds["registry"]}";')
+        kafka = [f"apicurio.kafkasql.{client}.{k}={v}" for client in ("producer", "consumer", "admin")
+                 for k, v in (("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "SCRAM-SHA-512"),
+                              ("sasl.jaas.config", jaas))]
+        f = self.registry_auth_file
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch(mode=0o600)
+        f.chmod(0o600)
+        f.write_text(registry_auth_properties(creds, list(self._roles())) + "\n".join(kafka) + "\n")
+        return [f"-Dquarkus.config.locations={f}"]
 
     def _registry_ready(self) -> bool:
+        # the management port's health check needs no credentials in either mode, and it is UP only
+        # once the kafkasql storage has caught up
         try:
-            return httpx.get(self.registry_url + "/subjects", timeout=2).status_code == 200
+            health = f"http://{HOST}:{self.ports.registry_mgmt}/health/ready"
+            return httpx.get(health, timeout=2).status_code == 200 and _port_open(self.ports.registry)
+        except httpx.HTTPError:
+            return False
+
+    def _registry_answers_anonymous(self) -> bool:
+        try:
+            return httpx.get(self.registry_url + "/subjects", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -2,11 +2,14 @@
 
 The same model as the Kubernetes KafkaUsers: the edge writes detections only; the stream workers
 read detections and write events, partner topics and the dead-letter topic; each partner reads only
-the partner topics of the tables it was granted. Used by `privaflow stack up --secure`.
+the partner topics of the tables it was granted. The schema registry follows the same rule for writes:
+edge and streams may register schemas, partners may only read them, anonymous callers get nothing.
+Used by `privaflow stack up --secure`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -57,6 +60,31 @@ def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
             rules += [Acl("TOPIC", partner_topic_name(t), "READ"), Acl("TOPIC", partner_topic_name(t), "DESCRIBE")]
         acls[f"partner-{pid}"] = rules
     return acls
+
+
+def registry_role(user: str) -> str | None:
+    """The Apicurio role of a user on the registry's HTTP API, or None for no access at all.
+    streams is admin because it also sets compatibility rules; `registry` (the registry's own Kafka
+    identity) and `admin` (the broker's) never call the HTTP API."""
+    if user.startswith("partner-"):
+        return "sr-readonly"
+    return {"edge": "sr-developer", "streams": "sr-admin"}.get(user)
+
+
+def registry_auth_properties(credentials: dict[str, str], users: list[str]) -> str:
+    """Quarkus config that puts Apicurio's HTTP API behind Basic auth with role-based authorization,
+    with one embedded user per user that has a registry role. Passwords are stored as Quarkus's
+    default digest, hex SHA-512 of `user:Quarkus:password`."""
+    lines = ["# written by `privaflow stack up --secure`; regenerated on every start",
+             "quarkus.http.auth.basic=true", "apicurio.auth.role-based-authorization=true"]
+    for user in users:
+        role = registry_role(user)
+        if role is None:
+            continue
+        digest = hashlib.sha512(f"{user}:Quarkus:{credentials[user]}".encode()).hexdigest()
+        lines += [f"quarkus.security.users.embedded.users.{user}={digest}",
+                  f"quarkus.security.users.embedded.roles.{user}={role}"]
+    return "\n".join(lines) + "\n"
 
 
 def load_or_create_credentials(path: Path, users: list[str]) -> dict[str, str]:

@@ -1,20 +1,26 @@
 """`privaflow stack up --secure`: real clients with real credentials against SCRAM + ACLs
-(the same roles as the Kubernetes KafkaUsers). Runs a private broker on its own ports."""
+(the same roles as the Kubernetes KafkaUsers), and the registry behind the same rule for writes.
+Runs a private broker and registry on their own ports."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
 from schemas.topics import DETECTIONS, partner_topic_name
 from stack.local import LocalStack, Ports
 from stack.local import home as default_home
+from stack.security import registry_auth_properties
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +33,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory, stack) -> Iterator[LocalSta
     os.environ["PRIVAFLOW_HOME"] = str(h)
     s = LocalStack(Ports(29092, 29093, 28081, 29081), secure=True)
     try:
-        s.up(registry=False)
+        s.up()
         yield s
     finally:
         s.down()
@@ -111,8 +117,88 @@ def test_wrong_password_is_refused(secure: LocalStack) -> None:
 
 
 def test_credentials_file_is_private(secure: LocalStack) -> None:
-    mode = Path(secure.credentials_file).stat().st_mode & 0o777
-    assert mode == 0o600
+    for f in (secure.credentials_file, secure.registry_auth_file):
+        assert Path(f).stat().st_mode & 0o777 == 0o600, f
+    # the registry's file holds only digests of the HTTP users' passwords (and its own Kafka password);
+    # its command line, which any local user can read, holds no secret at all
+    http_users = {u: pw for u, pw in secure.credentials().items() if u not in ("admin", "registry")}
+    assert not any(pw in secure.registry_auth_file.read_text() for pw in http_users.values())
+    pid = secure.registry.pid()
+    assert pid is not None
+    cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+    assert not any(pw in cmdline for pw in secure.credentials().values())
     with pytest.raises(KafkaException):
         Consumer({"bootstrap.servers": secure.bootstrap, "group.id": "x", "security.protocol": "SASL_PLAINTEXT",
                   "sasl.mechanism": "PLAIN"}).list_topics(timeout=5)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def _registry(s: LocalStack, user: str | None, password: str | None = None) -> SchemaRegistry:
+    auth = s.registry_auth(user) if user else None
+    if auth and password is not None:
+        auth = (user, password)
+    return SchemaRegistry(s.registry_url, retries=0, auth=auth)
+
+
+@pytest.fixture
+def no_registry_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PRIVAFLOW_REGISTRY_USERNAME", "PRIVAFLOW_REGISTRY_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_registry_refuses_anonymous_callers(secure: LocalStack, unique: str, no_registry_env: None) -> None:
+    with pytest.raises(RegistryAuthError, match="needs credentials"):
+        _registry(secure, None).register(f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+    # reading is refused too, on the plain HTTP API
+    assert httpx.get(secure.registry_url + "/subjects", timeout=10).status_code == 401
+
+
+def test_registry_refuses_a_wrong_password(secure: LocalStack, unique: str) -> None:
+    with pytest.raises(RegistryAuthError, match="wrong credentials for user 'edge'"):
+        _registry(secure, "edge", password="not-the-password").register(
+            f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+
+
+def test_partner_may_not_register_schemas(secure: LocalStack, unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partner's credentials come from the environment, as a deployed client's would."""
+    user, password = secure.registry_auth("partner-city") or ("", "")
+    monkeypatch.setenv("PRIVAFLOW_REGISTRY_USERNAME", user)
+    monkeypatch.setenv("PRIVAFLOW_REGISTRY_PASSWORD", password)
+    reg = SchemaRegistry(secure.registry_url, retries=0)
+    with pytest.raises(RegistryAuthError, match="user 'partner-city' may not register schemas"):
+        reg.register(f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+    assert f"test.secure.{unique}-value" not in reg.subjects()
+
+
+def test_edge_registers_and_partner_reads_back(secure: LocalStack, unique: str, sample_frame) -> None:
+    subject = f"test.secure.{unique}-value"
+    edge = AvroSerde(_registry(secure, "edge"), "frame_detections", subject)
+    payload = edge.encode(sample_frame(2))
+    assert _registry(secure, "edge").register(subject, load_schema_json("frame_detections")) == edge.schema_id
+
+    # a partner reads the schema by id: with our codec, and with confluent-kafka's own client
+    partner = AvroSerde(_registry(secure, "partner-city"), "frame_detections", subject)
+    assert [d["track_id"] for d in partner.decode(payload)["detections"]] == [0, 1]
+    user, password = secure.registry_auth("partner-city") or ("", "")
+    confluent = SchemaRegistryClient({"url": secure.registry_url, "basic.auth.user.info": f"{user}:{password}"})
+    assert "FrameDetections" in confluent.get_schema(edge.schema_id).schema_str
+
+
+def test_streams_registers_schemas(secure: LocalStack, unique: str) -> None:
+    reg = _registry(secure, "streams")
+    subject = f"test.secure.streams.{unique}-value"
+    schema_id = reg.register(subject, load_schema_json("partner_traffic_volume"))
+    assert reg.register(subject, load_schema_json("partner_traffic_volume")) == schema_id
+
+
+def test_registry_roles_follow_the_kafka_rule_for_writes() -> None:
+    creds = {"admin": "a", "registry": "r", "edge": "e", "streams": "s", "partner-city": "p"}
+    props = dict(line.split("=", 1) for line in registry_auth_properties(creds, list(creds)).splitlines()
+                 if not line.startswith("#"))
+    roles = {k.rsplit(".", 1)[1]: v for k, v in props.items() if ".roles." in k}
+    assert roles == {"edge": "sr-developer", "streams": "sr-admin", "partner-city": "sr-readonly"}
+    assert props["quarkus.security.users.embedded.users.edge"] == hashlib.sha512(b"edge:Quarkus:e").hexdigest()
+    assert registry_auth({}) is None
+    assert registry_auth({"PRIVAFLOW_REGISTRY_USERNAME": "edge", "PRIVAFLOW_REGISTRY_PASSWORD": "e"}) == ("edge", "e")
