@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edge.attributes import AttributeEstimator, ColourVotes, NoAttributes, person_attributes, vehicle_colours
+from edge.attributes import AttributeEstimator, ColourVotes, FaceAgeGender, person_attributes, vehicle_colours
 from edge.capture import Capture
 from edge.detect import Detector, load_detector
 from edge.detections import Detections
@@ -59,6 +59,8 @@ class Agent:
     `realtime` None follows the source (live streams drop frames when behind, files never do);
     `pace` replays files at their own speed rather than as fast as possible.
     `status_every_s` prints a short status line to `status_out` (stderr) that often; 0 disables it.
+    `attributes` replaces the bundled age/gender estimator (`FaceAgeGender`) on cameras with
+    `attributes: true`; other cameras estimate nothing.
     """
 
     def __init__(self, site_id: str, camera: Camera, detector: Detector, sink: Sink, *,
@@ -75,7 +77,7 @@ class Agent:
         self.ids = PseudonymousIds()
         self.motion = GroundMotion(camera.homography) if camera.homography is not None else None
         self.colours = ColourVotes()
-        self.attributes = (attributes or NoAttributes()) if camera.attributes else None
+        self.attributes = (attributes or FaceAgeGender()) if camera.attributes else None
         self._person_attrs: dict[int, tuple[str | None, str | None]] = {}
         self._allowed = np.array(class_ids(camera.classes))
         self.stats = AgentStats()

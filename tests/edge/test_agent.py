@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.agent import Agent
+from edge.attributes import FaceAgeGender
 from edge.capture import CaptureError
 from edge.cli import edge
 from edge.detections import Detections, make_detections
@@ -182,9 +183,13 @@ def test_person_attributes_only_on_attribute_cameras(video: Path) -> None:
     assert all(d["age_bracket"] is None for r in records for d in r["detections"])
 
 
-def test_default_attribute_estimator_leaves_fields_null(video: Path) -> None:
-    records, _ = run(camera(video, attributes=True))
+def test_attribute_cameras_use_the_bundled_face_models(video: Path) -> None:
+    """Blobs have no faces: the bundled estimator runs and leaves the fields null."""
+    records, agent = run(camera(video, attributes=True))
+    assert isinstance(agent.attributes, FaceAgeGender)
     assert all(d["age_bracket"] is None and d["gender"] is None for r in records for d in r["detections"])
+    _, agent = run(camera(video, attributes=False))
+    assert agent.attributes is None
 
 
 def test_max_frames_stops_early(video: Path) -> None:

@@ -84,7 +84,7 @@ def run_cli(args: list[str]) -> str:
     return result.output
 
 
-def write_site(dirs: dict[str, Path], video: Path) -> Path:
+def write_site(dirs: dict[str, Path], video: Path, attributes: bool = False) -> Path:
     site = dirs["config"] / "site.yaml"
     site.write_text(f"""
 site_id: audit
@@ -96,6 +96,7 @@ cameras:
     detect_every: 2
     privacy_masks: [[[0.0, 0.0], [0.25, 0.0], [0.25, 0.12], [0.0, 0.12]]]
     classes: [person, bicycle]
+    attributes: {str(attributes).lower()}
 """)
     return site
 
@@ -106,9 +107,11 @@ def watched(dirs: dict[str, Path], video: Path) -> list[Path]:
     return [*dirs.values(), video.parent]
 
 
-def test_file_sink_is_the_only_thing_written(audited: dict[str, Path]) -> None:
+@pytest.mark.parametrize("attributes", [False, True], ids=["plain", "face-attributes"])
+def test_file_sink_is_the_only_thing_written(audited: dict[str, Path], attributes: bool) -> None:
+    """With `attributes: true` the face models run on every person too, and add no write either."""
     video = media_path("vtest.avi")
-    site = write_site(audited, video)
+    site = write_site(audited, video, attributes)
     sink = audited["out"] / "campus.avro"
     before = {root: tree(root) for root in watched(audited, video)}
 
