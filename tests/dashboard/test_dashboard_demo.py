@@ -1,7 +1,7 @@
 """`privaflow demo --duration S`: the main job end to end on the real footage and the local stack —
 edge agents on vtest.avi and sample.mp4, a stream worker, the partner API and the dashboard — then a
-summary of the tables. While it runs, the dashboard page is served and the operator API
-fills with closed windows. Covers G3, G5, T5 (counts by place, direction, class; crowding)."""
+summary of the tables. While it runs, the dashboard is loaded in headless Chromium and every number it
+shows is checked against the API. Covers G3, G5, T5 (counts by place, direction, class; crowding)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from tests.dashboard.reading import SCREENSHOTS, assert_page_matches, expected_values, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -36,9 +40,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack) -> None:
+TABLES = ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
+
+
+def _page_matches_api(page: Any, base: str, site_id: str) -> None:
+    """The numbers on the live page equal the API's for the same period. Windows keep closing while
+    the demo runs, so a snapshot taken just before a window closed is retried after the next refresh."""
+    for attempt in range(4):
+        shown = snapshot(page)
+        q = {"site": site_id, "from": shown["from"], "to": shown["to"]}
+        api = {t: httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q, timeout=10).json()["rows"]
+               for t in TABLES}
+        try:
+            assert api["occupancy"], "the page's period holds no closed window of this run yet"
+            assert_page_matches(shown["values"], expected_values(api))
+            return
+        except AssertionError:
+            if attempt == 3:
+                raise
+            page.wait_for_function(f"Number(document.body.dataset.refreshes) > {shown['refreshes']}",
+                                   timeout=20000)
+
+
+def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) -> None:
     require_media("vtest.avi", "sample.mp4")
     port, worker_port = _free_port(), _free_port()
+    # only this run's windows count (the stack may hold earlier demos' tables)
+    started = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     proc = subprocess.Popen([sys.executable, "-m", "privaflow", "demo", "--duration", "100", "--port", str(port),
                              "--worker-port", str(worker_port)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -50,7 +78,8 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack) -> None:
         while time.monotonic() < deadline and not rows:
             try:
                 html = httpx.get(f"http://127.0.0.1:{port}/dashboard/", timeout=3).text
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/operator/tables/occupancy", timeout=3)
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/operator/tables/occupancy",
+                              params={"from": started}, timeout=3)
                 if r.status_code == 200:
                     rows = r.json()["rows"]
             except httpx.HTTPError:
@@ -59,6 +88,16 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack) -> None:
         assert "privaflow" in html.lower()
         assert rows, "no occupancy window closed while the demo ran"
         assert {row["zone_id"] for row in rows} <= {"campus-west", "campus-east"}
+
+        # the live page, in a real browser, shows the API's numbers
+        base = f"http://127.0.0.1:{port}"
+        page.goto(f"{base}/dashboard/?refresh=3")
+        page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30000)
+        _page_matches_api(page, base, "demo-town")
+        assert not page.errors, page.errors
+        assert not page.outside_requests, page.outside_requests
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-demo.png"), full_page=True)
 
         out, err = proc.communicate(timeout=240)
     finally:
