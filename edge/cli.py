@@ -11,7 +11,7 @@ from types import FrameType
 import click
 
 from edge.capture import CaptureError, source_kind
-from schemas.codec import IncompatibleSchemaError
+from schemas.codec import IncompatibleSchemaError, RegistryAuthError
 from schemas.site import ConfigError, load_site_config
 
 
@@ -83,7 +83,7 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
         try:
             out = KafkaSink(spool_dir or Path(".privaflow") / "spool" / camera.id, key=camera.id,
                             spool_max_bytes=spool_max_mb << 20)
-        except IncompatibleSchemaError as e:
+        except (IncompatibleSchemaError, RegistryAuthError) as e:
             raise click.ClickException(str(e)) from None
     elif sink.startswith("file:") and len(sink) > 5:
         out = AvroFileSink(sink[5:])
@@ -103,7 +103,7 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
         agent.run()
     except CaptureError as e:
         raise click.ClickException(f"camera {camera.id}: {e}") from None
-    except IncompatibleSchemaError as e:
+    except (IncompatibleSchemaError, RegistryAuthError) as e:
         raise click.ClickException(str(e)) from None
 
 

@@ -35,6 +35,7 @@ from edge.spool import DiskSpool
 from schemas.codec import (
     AvroSerde,
     IncompatibleSchemaError,
+    RegistryAuthError,
     RegistryError,
     SchemaRegistry,
     bootstrap_servers,
@@ -158,8 +159,8 @@ class KafkaSink:
         """Ask the registry (or, at start, the cache) for the schema id; True once it is known."""
         try:
             schema_id = self._serde.schema_id
-        except IncompatibleSchemaError:
-            raise
+        except (IncompatibleSchemaError, RegistryAuthError):
+            raise  # waiting will not fix a schema or a credential: say so at once
         except RegistryError as e:
             self._stats.registry_ok = False
             if first:

@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 
 from edge.publish import UNKNOWN_ID, KafkaSink
 from edge.spool import DiskSpool
-from schemas.codec import IncompatibleSchemaError, RegistryError, SchemaRegistry, parsed_schema, unframe
+from schemas.codec import (
+    IncompatibleSchemaError,
+    RegistryAuthError,
+    RegistryError,
+    SchemaRegistry,
+    parsed_schema,
+    unframe,
+)
 
 
 def rec(i: int, size: int = 100) -> bytes:
@@ -289,6 +296,19 @@ def test_incompatible_schema_is_an_error_not_a_wait(tmp_path: Path) -> None:
             raise IncompatibleSchemaError("schema for subject 'x' is not BACKWARD-compatible")
 
     with pytest.raises(IncompatibleSchemaError):
+        make_sink(tmp_path, Refusing(None))
+
+
+def test_refused_registry_credentials_are_an_error_not_a_wait(tmp_path: Path) -> None:
+    """A registry that refuses the edge's credentials will not change its mind: no spooling, no cached id."""
+    first, _ = make_sink(tmp_path, StubRegistry(23))
+    first.close(0)
+
+    class Refusing(StubRegistry):
+        def register(self, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
+            raise RegistryAuthError("registry refused: wrong credentials for user 'edge'")
+
+    with pytest.raises(RegistryAuthError, match="wrong credentials"):
         make_sink(tmp_path, Refusing(None))
 
 
