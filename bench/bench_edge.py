@@ -144,7 +144,7 @@ def main() -> None:
     cap.release()
     print(f"\nedge benchmark: {VIDEO.name} {w}x{h} -> 640x{round(h * 640 / w)}, {args.frames} frames x "
           f"{args.rounds} rounds (medians), sink: {where}")
-    print(f"  detector only (NanoDet-m 416)        {det:6.1f} fps")
+    print(f"  detector only (NanoDet-g 416)        {det:6.1f} fps")
     print(f"  full pipeline, detect every frame    {pipe:6.1f} fps   ratio {statistics.median(ratios):.2f} "
           f"(per round {min(ratios):.2f}..{max(ratios):.2f}; goal >= 0.85)")
     print(f"  full pipeline, detect every {args.every}        {tracked:6.1f} fps   of tracked output  (goal >= 25)")
