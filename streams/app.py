@@ -128,6 +128,9 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         for p, upto in outcome.upto.items():  # after the states: on recovery, a mark vouches for them
             _current_event.set(weakref.ref(by_partition[p]))
             cameras[upto_key(p)] = {"upto": upto}
+        # reads must not stay bound to that partition: faust's RocksDB store looks a key up only in
+        # the current event's partition when there is one
+        _current_event.set(None)
         _record(outcome, sent, len(batch), time.perf_counter() - started)
         progress["at"] = time.monotonic()
 
