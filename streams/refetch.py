@@ -51,30 +51,19 @@ class PartitionReader:
         return int(low)
 
     def lag(self, partitions: Collection[int] = (), applied: Mapping[int, int] | None = None) -> int:
-        """Records after `applied` (partition -> highest applied offset; else the group's committed
-        offset) in `partitions` (default: all), with end offsets from the broker itself rather than
-        from the worker's consumer, which may be the thing that is stuck."""
+        """Records after `applied` (partition -> highest applied offset; else `start_offset`) in
+        `partitions` (default: all), with end offsets from the broker itself rather than from the
+        worker's consumer, which may be the thing that is stuck."""
         applied = applied or {}
-        admin = AdminClient(self.config)
         if not partitions:
-            partitions = list(admin.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic].partitions)
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        request = ConsumerGroupTopicPartitions(self.group_id, [tp for tp in tps if tp.partition not in applied])
-        committed: dict[int, int] = {}
-        if request.topic_partitions:
-            result = admin.list_consumer_group_offsets([request], request_timeout=self.timeout_s)
-            committed = {tp.partition: tp.offset for tp in result[self.group_id].result(timeout=self.timeout_s)
-                         .topic_partitions}
+            partitions = list(AdminClient(self.config).list_topics(self.topic, timeout=self.timeout_s)
+                              .topics[self.topic].partitions)
         total = 0
-        for tp in tps:
-            low, high = self._client().get_watermark_offsets(tp, timeout=self.timeout_s)
-            if tp.partition in applied:
-                start = applied[tp.partition] + 1
-            else:
-                start = committed.get(tp.partition, -1)
-                start = start if start >= 0 else low
+        for p in partitions:
+            _, high = self._client().get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout_s)
+            start = applied[p] + 1 if p in applied else self.start_offset(p)
             total += max(0, high - start)
-        return int(total)
+        return total
 
     def read(self, partition: int, first: int, end: int) -> list[Incoming]:
         """Records with first <= offset < end (offsets that no longer exist are simply absent)."""
