@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint media stack-up stack-down k8s-tools clean
+.PHONY: setup demo test test-fast lint media rtsp-server stack-up stack-down k8s-tools clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 media: $(STAMP)
 	stack/fetch_media.sh
+
+## rtsp-server: build the RTSP server the RTSP capture test runs (mediamtx, from its Go module; needs Go)
+rtsp-server: $(STAMP)
+	$(BIN)/python -m stack.rtsp
 
 stack-up: setup
 	$(BIN)/privaflow stack up

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp:/
 
 
 class CaptureError(RuntimeError):
-    """A source that can never produce frames (missing file, not a video, empty folder)."""
+    """A source that can never produce frames (missing file, not a video, empty folder, no such camera)."""
 
 
 @dataclass(slots=True)
@@ -66,6 +67,22 @@ def source_kind(source: str | int) -> str:
     if Path(source).is_dir():
         return "images"
     return "file"
+
+
+def missing_device(index: int) -> str | None:
+    """Why camera device `index` does not exist, or None when it may (only Linux can tell before opening)."""
+    if sys.platform.startswith("linux"):
+        node = Path(f"/dev/video{index}")
+        if not node.exists():
+            return f"{node} does not exist"
+    return None
+
+
+def _device_backend() -> int:
+    # V4L2 is what every Linux camera speaks; CAP_ANY would also try GStreamer and FFmpeg first
+    if sys.platform.startswith("linux") and cv2.videoio_registry.hasBackend(cv2.CAP_V4L2):
+        return int(cv2.CAP_V4L2)
+    return int(cv2.CAP_ANY)
 
 
 class _End:
@@ -156,18 +173,24 @@ class _VideoFile:
 
 
 class _LiveSource:
-    """An RTSP/HTTP stream or a camera device; wall-clock event time, subsampled to `fps`."""
+    """An RTSP/HTTP stream or a camera device; wall-clock event time, subsampled to `fps`.
+
+    A camera device that does not exist when capture starts is a `CaptureError`; one that goes away
+    later (a USB camera unplugged) is a lost source like a dropped stream, and is reconnected."""
 
     live = True
 
     def __init__(self, source: str | int, fps: float, timeout_ms: int = 10_000) -> None:
         self.source, self.period_s, self.timeout_ms = source, 1.0 / fps, timeout_ms
+        self.device = int(source) if isinstance(source, int) or source.isdigit() else None
+        if self.device is not None and (why := missing_device(self.device)):
+            raise CaptureError(f"camera device {self.device} not found: {why}")
         self.cap: cv2.VideoCapture | None = None
         self.next_due = 0.0
 
     def connect(self) -> None:
-        if isinstance(self.source, int) or str(self.source).isdigit():
-            cap = cv2.VideoCapture(int(self.source))
+        if self.device is not None:
+            cap = cv2.VideoCapture(self.device, _device_backend())
         else:
             timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms,
                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]

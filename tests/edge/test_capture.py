@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,9 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from edge import capture
 from edge.capture import Capture, CaptureError, source_kind
+from edge.cli import edge
 from tests.conftest import media_path
+from tests.edge.test_agent import site_yaml
 
 
 def write_video(path: Path, n: int = 30, fps: float = 25.0, size: tuple[int, int] = (160, 120)) -> Path:
@@ -180,6 +186,97 @@ def test_lost_http_stream_reconnects_and_frames_keep_coming(tmp_path: Path) -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="device nodes are checked on Linux")
+
+
+@linux_only
+@pytest.mark.parametrize("source", [57, "57"])
+def test_a_camera_device_that_does_not_exist_is_a_capture_error(source: int | str) -> None:
+    if Path("/dev/video57").exists():
+        pytest.skip("this machine has a /dev/video57")
+    t0 = time.monotonic()
+    with pytest.raises(CaptureError, match="^camera device 57 not found: /dev/video57 does not exist$"):
+        Capture(source, fps=10).start()
+    assert time.monotonic() - t0 < 1, "no open attempt, no retries"
+
+
+@linux_only
+def test_cli_names_a_missing_camera_device_in_one_line(tmp_path: Path) -> None:
+    if Path("/dev/video57").exists():
+        pytest.skip("this machine has a /dev/video57")
+    site = site_yaml(tmp_path, write_video(tmp_path / "v.avi"))
+    result = CliRunner().invoke(edge, ["run", "--config", str(site), "--camera", "street", "--source", "57",
+                                       "--sink", f"file:{tmp_path / 'out.avro'}"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: camera street: camera device 57 not found: /dev/video57 does not exist"], result.output
+    assert "Traceback" not in result.output
+
+
+class FakeCamera:
+    """Stands in for `cv2.VideoCapture(index, backend)` on a USB camera. Each open takes the next
+    entry of `sessions`: how many frames that connection delivers before it fails (0: the open fails)."""
+
+    def __init__(self, sessions: list[int]) -> None:
+        self.sessions = iter(sessions)
+        self.opens: list[tuple[int, int]] = []
+
+    def __call__(self, index: int, backend: int) -> FakeConnection:
+        self.opens.append((index, backend))
+        return FakeConnection(next(self.sessions, 1_000_000))
+
+
+class FakeConnection:
+    """One open of a `FakeCamera`, delivering 50 frames a second."""
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
+
+    def isOpened(self) -> bool:
+        return self.left > 0
+
+    def grab(self) -> bool:
+        time.sleep(0.02)
+        self.left -= 1
+        return self.left >= 0
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        return True, np.full((48, 64, 3), 100, np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_camera_that_fails_after_opening_reconnects(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Unplugged after 5 frames, its device node gone: not permanent, it is reopened with backoff."""
+    camera = FakeCamera([5, 0, 0])  # 5 frames, then two failed opens, then it is back
+    monkeypatch.setattr(capture.cv2, "VideoCapture", camera)
+    present = iter([None])  # /dev/video0 exists when capture starts and is gone afterwards
+    monkeypatch.setattr(capture, "missing_device", lambda index: next(present, f"/dev/video{index} does not exist"))
+    caplog.set_level(logging.WARNING, logger="edge.capture")
+    t0 = time.time() * 1000
+    cap = Capture(0, fps=100, max_backoff_s=0.05)
+    assert cap.kind == "device" and cap.realtime
+    frames = []
+    with cap:
+        for f in cap.frames(timeout_s=10):
+            frames.append(f)
+            if len(frames) == 8:
+                break
+    assert len(frames) == 8, "frames keep coming after the failure"
+    assert cap.stats.reconnects == 3 and len(camera.opens) == 4
+    assert {index for index, _ in camera.opens} == {0}
+    if sys.platform.startswith("linux"):
+        assert {backend for _, backend in camera.opens} == {cv2.CAP_V4L2}
+    lost = [r.getMessage() for r in caplog.records if "camera source lost" in r.getMessage()]
+    assert [m.split("(")[1].split(")")[0] for m in lost] == ["read failed", "cannot open", "cannot open"]
+    ts = [f.ts_ms for f in frames]
+    assert t0 <= ts[0] and ts[-1] <= time.time() * 1000 and ts == sorted(ts), "wall-clock event time"
+    assert ts[5] - ts[4] >= 3 * 50, "three backoff waits: after the lost read and after each failed reopen"
+    assert [f.seq for f in frames] == list(range(8))
 
 
 def test_stop_unblocks_a_waiting_capture_thread(tmp_path: Path) -> None:
