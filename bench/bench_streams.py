@@ -8,19 +8,23 @@
    pre-loaded into a fresh detections topic (own topic prefix and Faust app id per run).
 2. Bare: a plain aiokafka consumer reads the topic from the beginning and decodes every record with
    the same AvroSerde; nothing else. That is the ceiling for any Python consumer on this machine.
-3. Worker: one `privaflow streams worker` process works through the same topic (decode, tracks,
+3. Faust floor: `bench/faust_floor.py`, a Faust agent that takes the same batches as the worker and
+   only decodes them. What any Faust worker costs before it does anything: the goal of 0.5 is out of
+   reach when this floor is below it.
+4. Worker: one `privaflow streams worker` process works through the same topic (decode, tracks,
    windows, partner topics, changelog); detections/s from its /metrics between the first and the
    last applied record. The figure that survives a change of machine is the ratio worker / bare.
-4. Latency: frames produced at a fixed rate with `ts` = now; after a warm-up, p50/p99 from capture
+5. Latency: frames produced at a fixed rate with `ts` = now; after a warm-up, p50/p99 from capture
    time to the table update that includes the frame, from the worker's histogram (delta over the
    measured part only).
-5. Worker memory: peak and final RSS of the worker process.
+6. Worker memory: peak and final RSS of the worker process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -113,6 +117,18 @@ async def bare_consume(topic: str, expected: int) -> tuple[float, int, int]:
     finally:
         await c.stop()
     return time.perf_counter() - (t0 or time.perf_counter()), records, detections
+
+
+def faust_floor(topic: str, expected: int, log_path: Path) -> tuple[float, int, int]:
+    """(seconds, records, detections) of bench/faust_floor.py on the topic (own group, from the start)."""
+    cmd = [sys.executable, str(ROOT / "bench" / "faust_floor.py"), topic, str(expected), str(6700 + os.getpid() % 200)]
+    with open(log_path, "wb") as err:
+        out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, timeout=1800, check=False)
+    lines = out.stdout.decode().strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"faust floor run failed ({out.returncode}); see {log_path}")
+    got = json.loads(lines[-1])
+    return got["seconds"], got["records"], got["detections"]
 
 
 # ---------------------------------------------------------------- worker process
@@ -307,7 +323,12 @@ def main() -> None:
     bare_s, bare_n, bare_d = asyncio.run(bare_consume(names.detections, records))
     log(f"   {bare_n} records in {bare_s:.1f} s: {bare_n / bare_s:,.0f} records/s, {bare_d / bare_s:,.0f} detections/s")
 
-    log("\n3. one stream worker on the same topic")
+    log("\n3. the Faust floor: an agent that takes the same batches and only decodes (no state, no output)")
+    floor_s, floor_n, floor_d = faust_floor(names.detections, records, tmp / "faust-floor.log")
+    log(f"   {floor_n} records in {floor_s:.1f} s: {floor_n / floor_s:,.0f} records/s, "
+        f"{floor_d / floor_s:,.0f} detections/s")
+
+    log("\n4. one stream worker on the same topic")
     extra = [*(["--batch-max", str(args.batch_max)] if args.batch_max else []),
              *(["--batch-within", str(args.batch_within)] if args.batch_within else [])]
     w = Worker(config, prefix, app_id, tmp / "worker-state", tmp / "worker.log", 6180 + int(run, 16) % 500, extra)
@@ -319,7 +340,7 @@ def main() -> None:
         rss_backlog = w.rss()
 
         rate = args.latency_cameras * 10
-        log(f"\n4. latency: {args.latency_cameras} cameras x 10 fps = {rate} records/s "
+        log(f"\n5. latency: {args.latency_cameras} cameras x 10 fps = {rate} records/s "
             f"for {args.warmup:.0f} + {args.latency_seconds:.0f} s (warm-up, measured), ts = now")
         # the first seconds are not steady state: the jump from the backlog's event time to now closes
         # every backlog window at once; measure after a warm-up at the same rate
@@ -347,7 +368,9 @@ def main() -> None:
     log("\nsummary")
     log(f"  worker   {work_rate:>10,.0f} detections/s  ({work_n / work_s:,.0f} records/s)")
     log(f"  bare     {bare_rate:>10,.0f} detections/s  ({bare_n / bare_s:,.0f} records/s)")
-    log(f"  ratio    {work_rate / bare_rate:>10.2f}  (goal >= 0.5)")
+    log(f"  floor    {floor_d / floor_s:>10,.0f} detections/s  (Faust delivering batches + decode, nothing else)")
+    log(f"  ratio    {work_rate / bare_rate:>10.2f}  (goal >= 0.5); Faust floor / bare "
+        f"{floor_d / floor_s / bare_rate:.2f}, worker / Faust floor {work_rate / (floor_d / floor_s):.2f}")
     log(f"  latency  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms at {rate} records/s  (goal p99 < 1 s)")
     log(f"  worker RSS: peak {w.peak_rss / 2**20:.0f} MiB, after backlog {rss_backlog / 2**20:.0f} MiB, "
         f"at end {rss_end / 2**20:.0f} MiB ({args.cameras} cameras)")

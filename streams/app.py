@@ -11,10 +11,12 @@
 Records come in as raw bytes and are decoded by our AvroSerde (faust's codecs are not used).
 Faust costs ~0.2 ms per message, so the agent takes batches, `streams.consume.Engine` applies a
 batch in plain Python, `streams.publish.Publisher` produces the results and waits for the acks,
-and only then is each touched camera's state written to the table, once per camera per batch.
+and only then may the touched cameras' states be written to the table: at most every
+`checkpoint_s`, once per camera (`streams.consume.Checkpoints`).
 Every worker started with the same app id shares the partitions (consumer group `app_id`).
 Before a batch is applied, holes the consumer left in it are read back directly (`streams.refetch`);
-after its camera states, the highest applied offset of each partition goes to the same table.
+after the camera states, the highest applied offset of each partition goes to the same table.
+A graceful stop (SIGTERM) writes what is pending before Faust stops (`streams.worker`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,7 +38,7 @@ from mode import CrashingSupervisor
 
 from schemas.codec import SchemaRegistry, serde_for_topic
 from schemas.topics import DETECTIONS
-from streams.consume import Decoder, Engine, Incoming, Outcome
+from streams.consume import Checkpoints, Decoder, Engine, Incoming, Outcome, upto_key
 from streams.metrics import WorkerMetrics
 from streams.publish import Publisher
 from streams.refetch import PartitionReader
@@ -51,11 +53,6 @@ def ticks_topic_name(settings: WorkerSettings) -> str:
     return f"{settings.app_id}-idle-ticks"
 
 
-def upto_key(partition: int) -> bytes:
-    """Table key of a partition's highest applied offset (NUL-prefixed: never a camera id)."""
-    return b"\x00upto/%d" % partition
-
-
 @dataclass(frozen=True)
 class Dataflow:
     """The faust app and the plain objects it wires together (tests and the runner reach in here)."""
@@ -66,6 +63,30 @@ class Dataflow:
     metrics: WorkerMetrics
     recent: RecentWindows
     table: Any
+    checkpoint: Callable[[], Awaitable[None]]  # write pending camera states now (graceful stop)
+
+
+FETCH_MAX_WAIT_MS = 100
+
+
+def _shorten_fetch_wait() -> None:
+    """faust hard-codes `fetch_max_wait_ms=1500` for its consumer. A fetch for partitions without
+    data (the tick topic, quiet cameras) then parks for 1.5 s, and partitions with data wait for it:
+    records reached the agent 1.3-1.7 s after they were produced (a bare aiokafka consumer: 17 ms).
+    There is no setting for it, so wrap faust's factory once."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "privaflow", False):
+        return
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        return consumer
+
+    create_worker_consumer.privaflow = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
 def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry | None = None) -> Dataflow:
@@ -73,11 +94,12 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     the state table and the tick topic are co-partitioned with it."""
     site, names = settings.site, settings.topics
     registry = registry or SchemaRegistry(settings.registry_url)
+    _shorten_fetch_wait()
     app = faust.App(settings.app_id, **_faust_config(settings, partitions))
     metrics, recent = WorkerMetrics(), RecentWindows(settings.recent_closed_s, settings.recent_closed_max)
     engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings))
     publisher = Publisher(lambda *a: app.producer.send(*a), registry, site, names)
-    reader = PartitionReader(settings.librdkafka(), names.detections, settings.app_id)
+    reader = PartitionReader(settings.bootstrap, names.detections, settings.app_id, settings.aiokafka_auth())
 
     source = app.topic(names.detections, ticks_topic_name(settings), key_serializer="raw", value_serializer="raw")
     cameras = app.Table("camera-state", default=None, partitions=partitions, key_type=bytes,
@@ -87,7 +109,8 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     async def apply_batches(stream: faust.StreamT) -> None:
         batches = cast(faust.Stream, stream).take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
-            await _apply(events)
+            async with in_batch:
+                await _apply(events)
             publications["batches"] += 1
             if publications["batches"] == settings.fault_stall_after_batches:
                 log.warning("fault injection: taking no more batches after batch %d", publications["batches"])
@@ -100,10 +123,15 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     # ---------------------------------------------------------------- plumbing of the agent
 
     publications = {"n": 0, "batches": 0}
+    checkpoints = Checkpoints(settings.checkpoint_s)
+    last_event: dict[int, faust.EventT] = {}  # per partition, a record to bind changelog writes to
+    in_batch = asyncio.Lock()  # held from a batch's first step to its last: no checkpoint in between
     progress = {"at": time.monotonic()}  # monotonic time of the last processed batch (or of the start)
 
     async def _apply(events: Sequence[faust.EventT]) -> None:
         started = time.perf_counter()
+        for e in events:
+            last_event[e.message.partition] = e
         batch = [Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                  for e in events]
         batch = await _fill_holes(batch)
@@ -114,35 +142,51 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             sent = await publisher.publish(outcome)
         except BaseException:
             engine.forget()  # the cache may be ahead of the table now; the table is the truth
+            checkpoints.clear()
             raise
         if outcome.closed and settings.fault_exit_after_publish is not None:
             publications["n"] += 1
             if publications["n"] >= settings.fault_exit_after_publish:
                 log.warning("fault injection: exiting after publication %d, before writing state", publications["n"])
                 os._exit(75)
+        checkpoints.add(outcome, time.monotonic())
+        if checkpoints.due(time.monotonic()):
+            _write_checkpoint()
+        _record(outcome, sent, len(batch), time.perf_counter() - started)
+        progress["at"] = time.monotonic()
+
+    def _write_checkpoint() -> None:
+        _write(checkpoints.take())  # states, then the marks that vouch for them
+
+    def _write(writes: Iterable[tuple[bytes, Any, int]]) -> None:
         # the changelog partition is taken from the current event: make it one of the partition's records
-        by_partition = {e.message.partition: e for e in events}
-        for key, (state, p) in outcome.states.items():
-            _current_event.set(weakref.ref(by_partition[p]))
-            cameras[key] = state
-        for p, upto in outcome.upto.items():  # after the states: on recovery, a mark vouches for them
-            _current_event.set(weakref.ref(by_partition[p]))
-            cameras[upto_key(p)] = {"upto": upto}
+        for key, value, p in writes:
+            _current_event.set(weakref.ref(last_event[p]))
+            cameras[key] = value
         # reads must not stay bound to that partition: faust's RocksDB store looks a key up only in
         # the current event's partition when there is one
         _current_event.set(None)
-        _record(outcome, sent, len(batch), time.perf_counter() - started)
-        progress["at"] = time.monotonic()
+
+    async def checkpoint_now() -> None:
+        """Write what is pending once the batch in progress (if any) is done: on a graceful stop,
+        so that the next start replays nothing."""
+        async with in_batch:
+            _write_checkpoint()
 
     async def _fill_holes(batch: list[Incoming]) -> list[Incoming]:
         for p in {m.partition for m in batch if m.topic == names.detections} - engine.upto.keys():
             mark = cameras.get(upto_key(p))
-            start = mark["upto"] + 1 if mark else await asyncio.to_thread(reader.start_offset, p)
+            if mark:
+                start = mark["upto"] + 1
+            else:  # first time on this partition: where the group is, and a mark for it right away,
+                # because faust may commit past what it delivers before the first checkpoint is due
+                start = await reader.start_offset(p)
+                _write([(upto_key(p), {"upto": start - 1}, p)])
             engine.upto[p] = start - 1
         refetched: list[Incoming] = []
         for p, ranges in engine.holes(batch).items():
             for first, end in ranges:
-                got = await asyncio.to_thread(reader.read, p, first, end)
+                got = await reader.read(p, first, end)
                 log.warning("%s[%d]: the consumer skipped offsets %d..%d; read %d record(s) back directly",
                             names.detections, p, first, end - 1, len(got))
                 refetched += got
@@ -217,6 +261,8 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     @app.on_partitions_revoked.connect
     def _forget_on_revoke(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         engine.forget()
+        checkpoints.clear()  # not written: the next owner replays from the partition's last mark
+        last_event.clear()
         progress["at"] = time.monotonic()  # recovery after a rebalance is not a stall
 
     # ---------------------------------------------------------------- HTTP views
@@ -227,11 +273,11 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
 
     def _open_windows() -> Iterable[ClosedWindow]:
         owned, cached = _owned(), dict(engine.cached())
+        for st in cached.values():  # newer than the table until the next checkpoint
+            yield from st.windows.open_windows()
         for key, state in list(cameras.items()):
-            st = cached.get(key)
-            if st is not None:
-                yield from st.windows.open_windows()
-            elif state and any(int(p) in owned for p in state.get("offsets", {})):
+            if key not in cached and key[:1] != b"\x00" and state \
+                    and any(int(p) in owned for p in state.get("offsets", {})):
                 yield from WindowStore.from_state(site, state["windows"]).open_windows()
 
     async def _stalled_for() -> float | None:
@@ -244,7 +290,9 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         try:
             # faust's own committed offsets can stall behind records it never delivered (they were
             # read back directly), so what this worker applied counts first
-            lag = await asyncio.to_thread(reader.lag, _owned(), dict(engine.upto))  # all partitions if none owned
+            # all partitions if none owned; bounded: a probe must answer, and the reader may be busy
+            # waiting for the broker on behalf of the agent
+            lag = await asyncio.wait_for(reader.lag(_owned(), dict(engine.upto)), 10.0)
         except Exception as e:  # broker unreachable: not this process's fault, restarting will not help
             log.warning("liveness check could not read the group's lag: %s", e)
             return None
@@ -278,7 +326,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             status = 404 if table not in TABLES else 400
             return self.json({"error": str(e)}, status=status)
 
-    return Dataflow(app, engine, publisher, metrics, recent, cameras)
+    return Dataflow(app, engine, publisher, metrics, recent, cameras, checkpoint_now)
 
 
 def _faust_config(s: WorkerSettings, partitions: int) -> dict[str, Any]:

@@ -17,9 +17,10 @@ changelog message, which makes a restart neither lose nor double count.
 The consumer must not skip records either, and faust-streaming's does around recovery (its fetcher
 runs while it seeks back to the committed offsets; seen here as holes of ~50 records after a
 SIGKILL, cf. faust-streaming issues #596 and #221). So the engine also keeps, per partition, the
-highest offset applied (`upto`, written to the table after the batch's camera states, on the same
-changelog partition); `holes()` names the ranges between it and what the consumer delivered, the
-worker reads them directly (`streams.refetch`) and `merge()` puts them in before `apply()`.
+highest offset applied (`upto`, written to the table after the camera states at each checkpoint, on
+the same changelog partition; see `Checkpoints`); `holes()` names the ranges between it and what the
+consumer delivered, the worker reads them directly (`streams.refetch`) and `merge()` puts them in
+before `apply()`. The same mechanism replays what a crash between two checkpoints lost.
 
 Watermark of a camera = its newest frame time; `WindowStore` keeps windows open for `grace_s` more.
 Idle cameras (an edge that stopped, a video that ended) would keep their last windows open forever,
@@ -130,14 +131,15 @@ class CameraState:
 
 @dataclass
 class Outcome:
-    """What one batch produced; `streams.app` publishes it, then writes `states`."""
+    """What one batch produced; `streams.app` publishes it, then writes `states` at its next checkpoint."""
 
     closed: list[ClosedWindow] = field(default_factory=list)
     idle_closed: Counter[str] = field(default_factory=Counter)  # of `closed`, per table, how many a tick closed
     events: list[Crossing | ZoneVisit] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    # camera key -> (new state, partition of its last record: the changelog partition to write it to)
-    states: dict[bytes, tuple[dict[str, Any], int]] = field(default_factory=dict)
+    # camera key -> (its state, partition of its last record: the changelog partition to write it to);
+    # the live object, snapshotted with `to_state()` when it is written
+    states: dict[bytes, tuple[CameraState, int]] = field(default_factory=dict)
     upto: dict[int, int] = field(default_factory=dict)  # partition -> highest offset applied, if it advanced
     late: Counter[str] = field(default_factory=Counter)
     applied: int = 0
@@ -145,6 +147,51 @@ class Outcome:
     ticks: int = 0
     detections: int = 0
     frame_ts: list[int] = field(default_factory=list)  # capture time of every applied frame (latency)
+
+
+def upto_key(partition: int) -> bytes:
+    """Table key of a partition's highest applied offset (NUL-prefixed: never a camera id)."""
+    return b"\x00upto/%d" % partition
+
+
+class Checkpoints:
+    """Camera states and partition marks changed since they were last written to the table.
+
+    Writing every touched camera's state after every batch cost a fifth of the worker's time (JSON
+    and changelog bytes), most of it at light load, where batches are small. So states are written
+    at most every `interval_s`: all changed states first, then the marks of their partitions. A crash
+    in between only costs a replay, because what is above a partition's mark is read again (by the
+    consumer or, if it committed past it, by `holes()`). The first `add` after a write starts the
+    interval, so a burst after a quiet spell is written a full interval later, not at once."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._states: dict[bytes, tuple[CameraState, int]] = {}
+        self._upto: dict[int, int] = {}
+        self._since: float | None = None
+
+    def add(self, out: Outcome, now: float) -> None:
+        """Call once `out` is published: its states may be written from now on."""
+        if (out.states or out.upto) and self._since is None:
+            self._since = now
+        self._states.update(out.states)
+        self._upto.update(out.upto)
+
+    def due(self, now: float) -> bool:
+        return self._since is not None and now - self._since >= self.interval_s
+
+    def take(self) -> list[tuple[bytes, dict[str, Any], int]]:
+        """(table key, value, changelog partition) to write in this order; forgets them."""
+        writes = [(key, st.to_state(), p) for key, (st, p) in self._states.items()]
+        writes += [(upto_key(p), {"upto": upto}, p) for p, upto in self._upto.items()]
+        self.clear()
+        return writes
+
+    def clear(self) -> None:
+        """Drop what is pending (the engine forgot its cache: the table is the truth again)."""
+        self._states.clear()
+        self._upto.clear()
+        self._since = None
 
 
 def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None
@@ -367,7 +414,7 @@ class Engine:
         for table, n in st.windows.late_dropped.items():
             if n > late_before.get(table, 0):
                 out.late[table] += n - late_before.get(table, 0)
-        out.states[key] = (st.to_state(), batch[last_i].partition)
+        out.states[key] = (st, batch[last_i].partition)
 
     def _observe(self, st: CameraState, frames: list[dict[str, Any]], out: Outcome) -> None:
         if not frames:

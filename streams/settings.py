@@ -68,10 +68,12 @@ class WorkerSettings:
     web_host: str = "0.0.0.0"
     data_dir: Path = Path(".privaflow/streams")
     store: Store = "memory"
-    # batching: faust costs ~0.2 ms per message, so work is done per batch, state written once per
-    # camera per batch; `batch_within_s` bounds the latency it adds when traffic is light
+    # batching: faust costs ~0.2 ms per message, so work is done per batch; `batch_within_s` bounds
+    # the latency it adds when traffic is light
     batch_max: int = 2000
     batch_within_s: float = 0.2
+    # camera states go to the table (changelog) at most this often; a crash replays at most this much
+    checkpoint_s: float = 2.0
     # processing-time fallback: a camera silent this long (wall clock) has its open windows closed
     idle_timeout_s: float = 60.0
     idle_check_s: float | None = None  # default: half the idle timeout, between 0.5 and 5 s
@@ -105,6 +107,12 @@ class WorkerSettings:
     def librdkafka(self) -> dict[str, Any]:
         """Config for confluent-kafka clients (admin, tests): bootstrap plus security."""
         return {"bootstrap.servers": self.bootstrap, **self.kafka}
+
+    def aiokafka_auth(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients: the security settings, as faust passes them."""
+        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+        return dict(credentials_to_aiokafka_auth(self.faust_credentials()))
 
     def faust_credentials(self) -> Any:
         """faust credentials for the security settings, or None for PLAINTEXT."""
@@ -146,6 +154,8 @@ def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **o
         s["replication_factor"] = int(env["PRIVAFLOW_TOPIC_REPLICATION_FACTOR"])
     if env.get("PRIVAFLOW_IDLE_TIMEOUT_S"):
         s["idle_timeout_s"] = float(env["PRIVAFLOW_IDLE_TIMEOUT_S"])
+    if env.get("PRIVAFLOW_CHECKPOINT_S"):
+        s["checkpoint_s"] = float(env["PRIVAFLOW_CHECKPOINT_S"])
     if env.get("PRIVAFLOW_STALL_TIMEOUT_S"):
         s["stall_timeout_s"] = float(env["PRIVAFLOW_STALL_TIMEOUT_S"])
     store = env.get("PRIVAFLOW_STREAMS_STORE")

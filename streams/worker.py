@@ -9,10 +9,14 @@ from its table's changelog and replays without losing or double counting (see st
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import logging
+import signal
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 from confluent_kafka import KafkaException
@@ -124,7 +128,7 @@ def run(settings: WorkerSettings, loglevel: str = "info") -> None:
     flow = prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tune_gc()
-    _Worker(flow.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    _Worker(flow.app, loglevel=loglevel, quiet=True, checkpoint=flow.checkpoint).execute_from_commandline()
 
 
 def tune_gc() -> None:
@@ -137,6 +141,20 @@ def tune_gc() -> None:
 
 
 class _Worker(faust.Worker):
+    def __init__(self, *args: Any, checkpoint: Callable[[], Awaitable[None]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checkpoint = checkpoint
+
+    async def _stop_on_signal(self, signal: signal.Signals) -> None:
+        # before faust stops anything: tables and producer still take writes (mode has no public hook
+        # this early; its own handler is the one to extend)
+        if self._checkpoint is not None:
+            try:
+                await asyncio.wait_for(self._checkpoint(), timeout=30)
+            except Exception:  # the stop must go on; the next start replays from the last checkpoint
+                log.exception("could not write the last checkpoint on the way out")
+        await super()._stop_on_signal(signal)
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         # Faust's progress spinner sets the root logger to DEBUG, so every debug call in aiokafka
         # and faust builds a log record (~5% of the worker's CPU at load); keep the chosen level

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits
 from streams_worker_harness import FakeRegistry, site_config  # noqa: E402
 
 from schemas.codec import AvroSerde  # noqa: E402
-from streams.consume import CameraState, Decoder, Engine, Incoming, Tick  # noqa: E402
+from streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
 from streams.simulate import simulate  # noqa: E402
 from streams.tables import ClosedWindow  # noqa: E402
 
@@ -59,7 +59,7 @@ def _run(batches: list[list[Incoming]], table: dict[bytes, dict[str, Any]] | Non
     for batch in batches:
         out = engine.apply(batch, table.get)
         closed += out.closed
-        table.update({k: state for k, (state, _) in out.states.items()})
+        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
     return closed, table
 
 
@@ -91,7 +91,7 @@ def test_a_replayed_batch_is_skipped(records: list[Incoming]) -> None:
     engine = _engine()  # a restarted worker: nothing cached, state from the table
     out = engine.apply(records[:300], table.get)
     assert out.skipped == 300 and out.applied == 0 and not out.closed and not out.events
-    assert {k: s for k, (s, _) in out.states.items()} == {}
+    assert {k: st.to_state() for k, (st, _) in out.states.items()} == {}
     assert table == before
 
 
@@ -134,9 +134,63 @@ def test_holes_the_consumer_leaves_are_found_and_filled_in_offset_order(records:
                      for o in range(first, end)]
         out = engine.apply(engine.merge(delivered, refetched), table.get)
         closed += out.closed
-        table.update({k: state for k, (state, _) in out.states.items()})
+        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
     assert sorted(closed, key=_key) == sorted(reference, key=_key)
     assert engine.upto == {p: max(m.offset for m in records if m.partition == p) for p in (0, 1)}
+
+
+def test_a_crash_between_checkpoints_replays_from_the_marks(records: list[Incoming]) -> None:
+    """States are written every few batches only; a crash loses what came after the last checkpoint
+    while the consumer's committed offset is already past it. The restarted engine starts from the
+    marks, the records in between are read back, and every window is published with the value of
+    the run without a crash."""
+    reference, _ = _run(_cut(records, 40))
+    batches = _cut(records, 40)
+    table: dict[bytes, dict[str, Any]] = {}
+    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
+    engine.upto = {0: -1, 1: -1}
+    published: list[ClosedWindow] = []
+    for clock, batch in enumerate(batches[:11]):  # one batch a second
+        out = engine.apply(batch, table.get)
+        published += out.closed
+        checkpoints.add(out, now=clock)
+        if checkpoints.due(now=clock):
+            table.update((key, value) for key, value, _ in checkpoints.take())
+    marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
+    assert marks != engine.upto, "the last batches were applied and published but not written"
+
+    restarted = _engine()
+    restarted.upto = dict(marks)
+    by_offset = {(m.partition, m.offset): m for m in records}
+    read_back = 0
+    for batch in _cut(records[11 * 40:], 33):  # the consumer resumes where it had committed
+        holes = restarted.holes(batch)
+        refetched = [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges
+                     for o in range(first, end)]
+        read_back += len(refetched)
+        out = restarted.apply(restarted.merge(batch, refetched), table.get)
+        published += out.closed
+        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
+    assert read_back == sum(engine.upto[p] - marks[p] for p in (0, 1))
+    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
+    for c in published:
+        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
+    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+
+
+def test_checkpoints_wait_their_interval_and_write_states_before_marks(records: list[Incoming]) -> None:
+    engine, checkpoints = _engine(), Checkpoints(interval_s=2.0)
+    engine.upto = {0: -1, 1: -1}
+    checkpoints.add(engine.apply(records[:30], {}.get), now=100.0)
+    checkpoints.add(engine.apply(records[30:60], {}.get), now=101.0)
+    assert not checkpoints.due(now=101.9)
+    assert checkpoints.due(now=102.0)
+    writes = checkpoints.take()
+    keys = [key for key, _, _ in writes]
+    assert keys == [b"campus", b"gate", upto_key(0), upto_key(1)], "one write per camera, marks last"
+    assert writes[0][1]["offsets"] == {"0": max(m.offset for m in records[:60] if m.partition == 0)}
+    assert [p for _, _, p in writes] == [0, 1, 0, 1], "each on its camera's changelog partition"
+    assert checkpoints.take() == [] and not checkpoints.due(now=1e9)
 
 
 def test_records_at_or_below_the_applied_mark_are_replays(records: list[Incoming]) -> None:
@@ -183,7 +237,7 @@ def test_ticks_close_an_idle_cameras_windows_once(records: list[Incoming]) -> No
     flush = Tick(last, state.max_ts + 10**6)
     out = engine.apply([_tick(0, 1, flush)], table.get)
     assert out.ticks == 1 and out.closed and sum(out.idle_closed.values()) == len(out.closed)
-    table.update({k: s for k, (s, _) in out.states.items()})
+    table.update({k: st.to_state() for k, (st, _) in out.states.items()})
     assert not CameraState.from_state(SITE, "campus", table[b"campus"]).windows.open_windows()
     replay = _engine().apply([_tick(0, 1, flush)], table.get)
     assert not replay.closed, "a replayed tick closes nothing twice"

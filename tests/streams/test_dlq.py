@@ -107,7 +107,7 @@ def test_engine_sends_undecodable_and_invalid_records_to_dead_letters() -> None:
     assert dead[(1, 0)].kind == "camera" or dead[(1, 0)].kind == "key"
     assert dead[(1, 1)].kind == "key"
     assert out.applied == 1
-    assert out.states[b"campus"][0]["offsets"] == {"0": 4}, "dead letters of a camera still advance its mark"
+    assert out.states[b"campus"][0].to_state()["offsets"] == {"0": 4}, "dead letters of a camera still advance its mark"
     headers = dict(dead[(0, 3)].headers())
     assert headers["source_topic"] == b"t" and headers["source_partition"] == b"0"
     assert headers["source_offset"] == b"3" and b"not inside" in headers["error"]
