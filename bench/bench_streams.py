@@ -122,12 +122,12 @@ async def bare_consume(topic: str, expected: int) -> tuple[float, int, int]:
 def faust_floor(topic: str, expected: int, log_path: Path) -> tuple[float, int, int]:
     """(seconds, records, detections) of bench/faust_floor.py on the topic (own group, from the start)."""
     cmd = [sys.executable, str(ROOT / "bench" / "faust_floor.py"), topic, str(expected), str(6700 + os.getpid() % 200)]
-    with open(log_path, "wb") as err:
-        out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, timeout=1800, check=False)
-    lines = out.stdout.decode().strip().splitlines()
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"faust floor run failed ({out.returncode}); see {log_path}")
-    got = json.loads(lines[-1])
+    with open(log_path, "wb") as out:  # Faust sends print() to its log (stderr): read the result from there
+        done = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if "faust-floor " in line]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"faust floor run failed ({done.returncode}); see {log_path}")
+    got = json.loads(lines[-1].split("faust-floor ", 1)[1])
     return got["seconds"], got["records"], got["detections"]
 
 
