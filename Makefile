@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint media rtsp-server stack-up stack-down k8s-tools clean
+.PHONY: setup demo test test-fast lint media rtsp-server stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)

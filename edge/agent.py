@@ -97,8 +97,10 @@ class Agent:
         self._window = (self.stats.started, 0)
         if self._server:
             self._server.start()
+        capturing = False
         try:
             self.capture.start()
+            capturing = True
             for frame in self.capture.frames():
                 self.process(frame.image, frame.seq, frame.ts_ms)
                 frame.image = None  # type: ignore[assignment]  # the frame is gone from here on
@@ -108,7 +110,8 @@ class Agent:
         finally:
             self.capture.stop()
             self.sink.close()
-            self._print_status(final=True)
+            if capturing:  # a source that never opened gets its error alone, not a "0 frames" summary first
+                self._print_status(final=True)
             if self._server:
                 self._server.stop()
         return self.stats

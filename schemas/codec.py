@@ -46,8 +46,9 @@ KAFKA_ENV = {"PRIVAFLOW_KAFKA_SECURITY_PROTOCOL": "security.protocol",
 
 
 def kafka_client_config(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """librdkafka security settings from PRIVAFLOW_KAFKA_* (set by the Kubernetes manifests and by
-    `privaflow stack env --user U` for the secure local stack); empty for a plain local stack."""
+    """librdkafka security settings from PRIVAFLOW_KAFKA_* (set by the Kubernetes manifests; for the
+    secure local stack, `LocalStack.client_config(user)` gives the same settings); empty for a plain
+    local stack."""
     env = os.environ if environ is None else environ
     return {key: env[var] for var, key in KAFKA_ENV.items() if env.get(var)}
 

@@ -213,6 +213,7 @@ def test_cli_names_a_missing_camera_device_in_one_line(tmp_path: Path) -> None:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: camera street: camera device 57 not found: /dev/video57 does not exist"], result.output
     assert "Traceback" not in result.output
+    assert "done street" not in result.output, "no frame summary for a source that never opened"
 
 
 class FakeCamera:
