@@ -182,7 +182,7 @@ class _LiveSource:
 
     def __init__(self, source: str | int, fps: float, timeout_ms: int = 10_000) -> None:
         self.source, self.period_s, self.timeout_ms = source, 1.0 / fps, timeout_ms
-        self.device = int(source) if isinstance(source, int) or source.isdigit() else None
+        self.device = int(source) if source_kind(source) == "device" else None
         if self.device is not None and (why := missing_device(self.device)):
             raise CaptureError(f"camera device {self.device} not found: {why}")
         self.cap: cv2.VideoCapture | None = None

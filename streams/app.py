@@ -276,8 +276,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         for st in cached.values():  # newer than the table until the next checkpoint
             yield from st.windows.open_windows()
         for key, state in list(cameras.items()):
-            if key not in cached and key[:1] != b"\x00" and state \
-                    and any(int(p) in owned for p in state.get("offsets", {})):
+            if key not in cached and state and any(int(p) in owned for p in state.get("offsets", {})):
                 yield from WindowStore.from_state(site, state["windows"]).open_windows()
 
     async def _stalled_for() -> float | None:
