@@ -174,17 +174,19 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             _write_checkpoint()
 
     async def _fill_holes(batch: list[Incoming]) -> list[Incoming]:
-        for p in {m.partition for m in batch if m.topic == names.detections} - engine.upto.keys():
-            mark = cameras.get(upto_key(p))
+        resumed: dict[int, int] = {}  # partition -> where the group's consumer resumed
+        # ticks count: after a restart the wake-up tick may be all that comes (`_tick_idle_cameras`)
+        for p in {m.partition for m in batch} - engine.upto.keys():
+            mark, resumed[p] = cameras.get(upto_key(p)), await reader.start_offset(p)
             if mark:
                 start = mark["upto"] + 1
-            else:  # first time on this partition: where the group is, and a mark for it right away,
+            else:  # first time on this partition: a mark for where the group is, right away,
                 # because faust may commit past what it delivers before the first checkpoint is due
-                start = await reader.start_offset(p)
+                start = resumed[p]
                 _write([(upto_key(p), {"upto": start - 1}, p)])
             engine.upto[p] = start - 1
         refetched: list[Incoming] = []
-        for p, ranges in engine.holes(batch).items():
+        for p, ranges in engine.holes(batch, resumed).items():
             for first, end in ranges:
                 got = await reader.read(p, first, end)
                 log.warning("%s[%d]: the consumer skipped offsets %d..%d; read %d record(s) back directly",
@@ -239,6 +241,9 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         if seeded["generation"] != app.consumer_generation_id:
             engine.seed_activity(((k, v) for k, v in cameras.items()), owned, now)
             seeded["generation"] = app.consumer_generation_id
+            for p in owned:  # a wake-up per partition, so that records committed past the last mark
+                # are read back even if none follow them (`_fill_holes`); no camera key: applies nothing
+                await app.producer.send(ticks_topic_name(settings), None, b"", p, None, None)
         for key, partition, tick in engine.idle_ticks(now, settings.idle_timeout_s, owned, _load):
             await app.producer.send(ticks_topic_name(settings), key, tick.encode(), partition, None, None)
 
@@ -264,6 +269,10 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
         checkpoints.clear()  # not written: the next owner replays from the partition's last mark
         last_event.clear()
         progress["at"] = time.monotonic()  # recovery after a rebalance is not a stall
+
+    @app.on_partitions_assigned.connect
+    def _restart_the_stall_clock(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        progress["at"] = time.monotonic()  # nor is waiting for the group to form (a dead member's session)
 
     # ---------------------------------------------------------------- HTTP views
 

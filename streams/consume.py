@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,8 +342,12 @@ class Engine:
                 self._reject_all(batch, idxs, None if key is None else key.decode("utf-8", "replace"), out)
         return out
 
-    def holes(self, batch: Sequence[Incoming]) -> dict[int, list[tuple[int, int]]]:
-        """partition -> [(first, end)) ranges of offsets above `upto` the batch skips over."""
+    def holes(self, batch: Sequence[Incoming], ends: Mapping[int, int] | None = None
+              ) -> dict[int, list[tuple[int, int]]]:
+        """partition -> [(first, end)) ranges of offsets above `upto` the batch skips over. `ends`
+        (partition -> where the group's consumer resumed) also makes [upto + 1, end) a hole of a
+        partition that has no record in the batch: Faust may have committed past the last mark and
+        then nothing more may come (a crash between checkpoints, then a silent camera)."""
         offsets: dict[int, set[int]] = {}
         for m in batch:
             if m.topic != self.tick_topic and m.partition in self.upto and m.offset > self.upto[m.partition]:
@@ -355,6 +359,9 @@ class Engine:
                 if o > expected:
                     out.setdefault(p, []).append((expected, o))
                 expected = o + 1
+        for p, end in (ends or {}).items():
+            if p in self.upto and p not in offsets and end > self.upto[p] + 1:
+                out[p] = [(self.upto[p] + 1, end)]
         return out
 
     def merge(self, batch: Sequence[Incoming], refetched: Iterable[Incoming]) -> list[Incoming]:

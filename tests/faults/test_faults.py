@@ -50,23 +50,31 @@ def _expect(frames: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict
     return reference(site_config(), frames)
 
 
-def _await_partner_tables(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 180
-                          ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+def _await_partner_tables(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 180,
+                          worker: WorkerProcess | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Every partner table's records once all expected windows are there or `timeout` (for all
+    tables together) has passed; stops waiting early if `worker` has exited."""
+    deadline = time.monotonic() + timeout
     got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for table in PARTNER_TABLES:
         want = expected.get(partner_topic_name(table), {})
+        wait = 0.0 if worker is not None and not worker.alive() else max(1.0, deadline - time.monotonic())
         got[table] = read_partner(run, table, lambda recs, want=want: set(want) <= {k for k, _ in recs},
-                                  timeout=timeout)
+                                  timeout=wait)
     return got
 
 
 def _assert_exact(got: dict[str, list[tuple[str, dict[str, Any]]]],
-                  expected: dict[str, dict[str, dict[str, Any]]]) -> None:
+                  expected: dict[str, dict[str, dict[str, Any]]], worker: WorkerProcess | None = None) -> None:
+    where = "" if worker is None else (f"\nworker {'running' if worker.alive() else 'exited'}, "
+                                       f"its log ends:\n{worker.log_tail(80)}")
     for table, records in got.items():
         want = expected.get(partner_topic_name(table), {})
-        assert conflicting_duplicates(records) == {}, f"{table}: a window was published with two values"
+        assert conflicting_duplicates(records) == {}, f"{table}: a window was published with two values{where}"
         latest = latest_by_key(records)
-        assert set(latest) == set(want), f"{table}: missing {set(want) - set(latest)}, extra {set(latest) - set(want)}"
+        assert set(latest) == set(want), (f"{table}: {len(set(want) - set(latest))} of {len(want)} windows missing "
+                                          f"{sorted(set(want) - set(latest))[:5]}..., "
+                                          f"extra {set(latest) - set(want)}{where}")
         for k, v in want.items():
             assert latest[k] == v, f"{table} {k}: {latest[k]} != {v}"
 
@@ -106,13 +114,14 @@ def _complete(run: Run, expected: dict[str, dict[str, dict[str, Any]]]) -> bool:
 
 def _supervise_until_complete(worker: WorkerProcess, run: Run, expected: dict[str, dict[str, dict[str, Any]]],
                               tmp_path: Path, timeout: float = 240) -> WorkerProcess:
-    """Wait for every expected window, restarting the worker whenever its liveness check fails, as
-    Kubernetes does with the StatefulSet's livenessProbe on /healthz."""
+    """Wait for every expected window, restarting the worker whenever its liveness check fails or it
+    has exited, as Kubernetes does with the StatefulSet's livenessProbe on /healthz."""
     deadline, restarts = time.monotonic() + timeout, 0
     while not _complete(run, expected):
-        assert time.monotonic() < deadline, f"windows still missing after {timeout:.0f} s:\n{worker.log_tail()}"
+        assert time.monotonic() < deadline, (f"windows still missing after {timeout:.0f} s and {restarts} "
+                                             f"restart(s):\n{worker.log_tail(80)}")
         with contextlib.suppress(Exception):
-            if worker.get("/healthz").status_code == 503:
+            if not worker.alive() or worker.get("/healthz").status_code == 503:
                 worker.kill()
                 restarts += 1
                 worker = WorkerProcess(run, worker.config, worker.data_dir,
@@ -125,7 +134,8 @@ def _supervise_until_complete(worker: WorkerProcess, run: Run, expected: dict[st
 def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(stack, unique: str,
                                                                                 tmp_path: Path) -> None:
     """A worker that stops taking batches while records wait (a wedged consumer, here by fault
-    injection) reports 503 on /healthz after the stall timeout; a restart completes the tables exactly."""
+    injection) reports 503 on /healthz after the stall timeout; restarted (again whenever its
+    liveness check fails, as Kubernetes would), it completes the tables exactly."""
     run = Run(unique, stack.bootstrap, stack.registry_url)
     run.create_topics()
     frames = _frames(40.0, seed=5)
@@ -161,7 +171,8 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
         worker = WorkerProcess(run, worker.config, tmp_path / "state", tmp_path / "worker2.log", port=worker.port,
                                extra_env=stall).start()
         worker.wait_ready(timeout=120)
-        _assert_exact(_await_partner_tables(run, expected, timeout=90), expected)
+        worker = _supervise_until_complete(worker, run, expected, tmp_path)  # as its liveness probe would
+        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
         time.sleep(7)  # quiet and caught up: healthy
         assert worker.get("/healthz").status_code == 200
     finally:
@@ -213,7 +224,7 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
         # but idle after the broker came back); its /healthz then fails and its supervisor (Kubernetes'
         # liveness probe) restarts it. The claim: outage, and restart if needed, lose and duplicate nothing.
         worker = _supervise_until_complete(worker, run, expected, tmp_path)
-        _assert_exact(_await_partner_tables(run, expected, timeout=30), expected)
+        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()
@@ -250,7 +261,7 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
         _drain(*sinks.values())
         assert kills >= 3
         worker.wait_ready(timeout=120)
-        _assert_exact(_await_partner_tables(run, expected, timeout=90), expected)
+        _assert_exact(_await_partner_tables(run, expected, timeout=150, worker=worker), expected, worker)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()

@@ -178,6 +178,46 @@ def test_a_crash_between_checkpoints_replays_from_the_marks(records: list[Incomi
     assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
 
 
+def test_a_crash_between_checkpoints_with_nothing_after_it_is_read_back_on_a_wake_up_tick(
+        records: list[Incoming]) -> None:
+    """The same crash at the very end: the consumer had committed everything, so after the restart
+    no record comes at all (a camera gone quiet). The worker's wake-up tick per partition, with
+    where the group resumed, is enough to read back everything above the marks."""
+    reference, _ = _run(_cut(records, 40))
+    table: dict[bytes, dict[str, Any]] = {}
+    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
+    engine.upto = {0: -1, 1: -1}
+    published: list[ClosedWindow] = []
+    batches = _cut(records, 40)
+    for clock, batch in enumerate(batches):
+        out = engine.apply(batch, table.get)
+        published += out.closed
+        checkpoints.add(out, now=clock)
+        if checkpoints.due(now=clock) and clock < len(batches) - 2:  # the crash: the last two not written
+            table.update((key, value) for key, value, _ in checkpoints.take())
+    marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
+    resumed = {p: engine.upto[p] + 1 for p in (0, 1)}  # the group committed all it was delivered
+    assert all(marks[p] + 1 < resumed[p] for p in (0, 1)), "the crash must leave records above the marks"
+
+    restarted = _engine()
+    restarted.upto = dict(marks)
+    wake = [Incoming(TICKS, p, 7, None, b"") for p in (0, 1)]
+    assert restarted.holes(wake) == {}, "without where the group resumed there is nothing to compare with"
+    holes = restarted.holes(wake, resumed)
+    assert holes == {p: [(marks[p] + 1, resumed[p])] for p in (0, 1)}
+    by_offset = {(m.partition, m.offset): m for m in records}
+    refetched = [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges
+                 for o in range(first, end)]
+    out = restarted.apply(restarted.merge(wake, refetched), table.get)
+    assert not out.dead, "a wake-up tick applies nothing and is no dead letter"
+    published += out.closed
+    assert restarted.upto == engine.upto
+    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
+    for c in published:
+        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
+    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+
+
 def test_checkpoints_wait_their_interval_and_write_states_before_marks(records: list[Incoming]) -> None:
     engine, checkpoints = _engine(), Checkpoints(interval_s=2.0)
     engine.upto = {0: -1, 1: -1}

@@ -260,3 +260,55 @@ def test_records_the_consumer_skips_are_read_back(stack: Any, unique: str, tmp_p
         if second is not None:
             second.stop()
         run.delete_topics()
+
+
+def test_a_crash_after_the_group_committed_past_the_checkpoint_loses_nothing_with_no_record_after_it(
+        stack: Any, unique: str, tmp_path: Path) -> None:
+    """Faust commits what it was delivered every few seconds; the worker writes its state only
+    every `checkpoint_s`. Killed after such a commit and before its checkpoint, with no record
+    coming after the restart (the cameras went quiet): the restarted worker still reads everything
+    above its last marks back, and the tables are exact, the last windows included."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    run.create_topics()
+    sims = _scenes(duration_s=30)
+    producer = DetectionsProducer(run)
+    for f in interleave({c: s.frames for c, s in sims.items()}):
+        producer.frame(f)
+    producer.flush()
+    ends: dict[int, int] = {}
+    for p, off in producer.delivered.values():
+        ends[p] = max(ends.get(p, 0), off + 1)
+    config = write_config(TEST_SITE, tmp_path / "site.yaml")
+    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{unique}"}
+    # no checkpoint after the first marks, and no idle close: the last windows are only in memory
+    first = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker1.log", idle_timeout=600,
+                          extra_env={**static, "PRIVAFLOW_CHECKPOINT_S": "3600"}).start()
+    second = None
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+
+    def committed() -> dict[int, int]:
+        group = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(run.app_id)])[run.app_id].result(10)
+        return {tp.partition: tp.offset for tp in group.topic_partitions if tp.topic == run.names.detections}
+
+    try:
+        first.wait_ready()
+        deadline = time.monotonic() + 60
+        while committed() != ends:
+            assert time.monotonic() < deadline, f"committed {committed()}, log ends at {ends}\n{first.log_tail()}"
+            time.sleep(0.5)
+        first.kill()
+        second = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker2.log", extra_env=static,
+                               port=first.port).start()
+        second.wait_ready()
+        expected = _expected(sims)
+        got = _read_all(run, expected, timeout=60)
+        _assert_matches(got, expected, sims, once=False)
+        assert _metric(second, "privaflow_refetched_records_total") > 0, second.log_tail()
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+        run.delete_topics()
