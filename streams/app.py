@@ -186,11 +186,13 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
                 _write([(upto_key(p), {"upto": start - 1}, p)])
             engine.upto[p] = start - 1
         refetched: list[Incoming] = []
+        delivered = {m.partition for m in batch if m.topic == names.detections}
         for p, ranges in engine.holes(batch, resumed).items():
+            what = "the consumer skipped" if p in delivered else "the group had committed past the last checkpoint:"
             for first, end in ranges:
                 got = await reader.read(p, first, end)
-                log.warning("%s[%d]: the consumer skipped offsets %d..%d; read %d record(s) back directly",
-                            names.detections, p, first, end - 1, len(got))
+                log.warning("%s[%d]: %s offsets %d..%d; read %d record(s) back directly",
+                            names.detections, p, what, first, end - 1, len(got))
                 refetched += got
         metrics.refetched.inc(len(refetched))
         return engine.merge(batch, refetched)  # also puts what the consumer delivered out of order in order

@@ -307,6 +307,7 @@ def test_a_crash_after_the_group_committed_past_the_checkpoint_loses_nothing_wit
         got = _read_all(run, expected, timeout=60)
         _assert_matches(got, expected, sims, once=False)
         assert _metric(second, "privaflow_refetched_records_total") > 0, second.log_tail()
+        assert "the group had committed past the last checkpoint: offsets 0.." in second.log_path.read_text()
     finally:
         first.kill()
         if second is not None:
