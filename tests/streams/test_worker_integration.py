@@ -90,14 +90,20 @@ def _metric(worker: WorkerProcess, name: str) -> float:
     return total
 
 
-def test_published_windows_equal_the_simulated_truth(stack: Any, unique: str, tmp_path: Path) -> None:
-    run = Run(unique, stack.bootstrap, stack.registry_url)
+def _produced(run: Run, duration_s: float = 60) -> tuple[dict[str, Simulation], DetectionsProducer]:
+    """The run's topics, and every frame of fresh scenes produced to them and flushed."""
     run.create_topics()
-    sims = _scenes()
+    sims = _scenes(duration_s=duration_s)
     producer = DetectionsProducer(run)
     for f in interleave({c: s.frames for c, s in sims.items()}):
         producer.frame(f)
     producer.flush()
+    return sims, producer
+
+
+def test_published_windows_equal_the_simulated_truth(stack: Any, unique: str, tmp_path: Path) -> None:
+    run = Run(unique, stack.bootstrap, stack.registry_url)
+    sims, producer = _produced(run)
     assert len({p for p, _ in producer.delivered.values()}) > 1, "cameras should spread over partitions"
 
     worker = WorkerProcess(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path / "state",
@@ -172,12 +178,7 @@ def test_crash_between_publishing_and_writing_state_republishes_identically(stac
     not in the changelog yet. The restarted worker replays and publishes the same keys with the
     same values: the compacted topic ends up exactly right."""
     run = Run(unique, stack.bootstrap, stack.registry_url)
-    run.create_topics()
-    sims = _scenes(duration_s=60)
-    producer = DetectionsProducer(run)
-    for f in interleave({c: s.frames for c, s in sims.items()}):
-        producer.frame(f)
-    producer.flush()
+    sims, producer = _produced(run)
     config = write_config(TEST_SITE, tmp_path / "site.yaml")
     static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{unique}"}
     first = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker1.log",
@@ -272,12 +273,7 @@ def test_a_crash_after_the_group_committed_past_the_checkpoint_loses_nothing_wit
     from confluent_kafka.admin import AdminClient
 
     run = Run(unique, stack.bootstrap, stack.registry_url)
-    run.create_topics()
-    sims = _scenes(duration_s=30)
-    producer = DetectionsProducer(run)
-    for f in interleave({c: s.frames for c, s in sims.items()}):
-        producer.frame(f)
-    producer.flush()
+    sims, producer = _produced(run, duration_s=30)
     ends: dict[int, int] = {}
     for p, off in producer.delivered.values():
         ends[p] = max(ends.get(p, 0), off + 1)
