@@ -67,6 +67,35 @@ def _cut(records: list[Incoming], size: int) -> list[list[Incoming]]:
     return [records[i:i + size] for i in range(0, len(records), size)]
 
 
+def _read_back(by_offset: dict[tuple[int, int], Incoming], holes: dict[int, list[tuple[int, int]]]
+               ) -> list[Incoming]:
+    """What `streams.refetch` would read for `holes`."""
+    return [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges for o in range(first, end)]
+
+
+def _run_checkpointed(batches: list[list[Incoming]], table: dict[bytes, dict[str, Any]]
+                      ) -> tuple[Engine, list[ClosedWindow]]:
+    """Apply batches as the agent does, one a second, states written whenever a checkpoint is due."""
+    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
+    engine.upto = {0: -1, 1: -1}
+    published: list[ClosedWindow] = []
+    for clock, batch in enumerate(batches):
+        out = engine.apply(batch, table.get)
+        published += out.closed
+        checkpoints.add(out, now=clock)
+        if checkpoints.due(now=clock):
+            table.update((key, value) for key, value, _ in checkpoints.take())
+    return engine, published
+
+
+def _assert_same_windows(published: list[ClosedWindow], reference: list[ClosedWindow]) -> None:
+    """Every window of the run without a crash, and a window published again only with the same value."""
+    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
+    for c in published:
+        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
+    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+
+
 def _key(c: ClosedWindow) -> tuple[str, tuple[str, ...], int]:
     return c.table, c.dims, c.window_start_ms
 
@@ -107,10 +136,7 @@ def test_a_crash_before_writing_state_replays_to_the_same_windows(records: list[
     committed = 5 * 40  # the consumer's committed offset lags the state
     again, _ = _run(_cut(records[committed:], 33), table)
     published += again
-    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
-    for c in published:
-        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
-    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+    _assert_same_windows(published, reference)
 
 
 def test_holes_the_consumer_leaves_are_found_and_filled_in_offset_order(records: list[Incoming]) -> None:
@@ -130,8 +156,7 @@ def test_holes_the_consumer_leaves_are_found_and_filled_in_offset_order(records:
         for p, ranges in holes.items():
             for first, end in ranges:
                 assert first < end and all((p, o) in skipped for o in range(first, end))
-        refetched = [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges
-                     for o in range(first, end)]
+        refetched = _read_back(by_offset, holes)
         out = engine.apply(engine.merge(delivered, refetched), table.get)
         closed += out.closed
         table.update({k: st.to_state() for k, (st, _) in out.states.items()})
@@ -147,15 +172,7 @@ def test_a_crash_between_checkpoints_replays_from_the_marks(records: list[Incomi
     reference, _ = _run(_cut(records, 40))
     batches = _cut(records, 40)
     table: dict[bytes, dict[str, Any]] = {}
-    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
-    engine.upto = {0: -1, 1: -1}
-    published: list[ClosedWindow] = []
-    for clock, batch in enumerate(batches[:11]):  # one batch a second
-        out = engine.apply(batch, table.get)
-        published += out.closed
-        checkpoints.add(out, now=clock)
-        if checkpoints.due(now=clock):
-            table.update((key, value) for key, value, _ in checkpoints.take())
+    engine, published = _run_checkpointed(batches[:11], table)
     marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
     assert marks != engine.upto, "the last batches were applied and published but not written"
 
@@ -165,17 +182,13 @@ def test_a_crash_between_checkpoints_replays_from_the_marks(records: list[Incomi
     read_back = 0
     for batch in _cut(records[11 * 40:], 33):  # the consumer resumes where it had committed
         holes = restarted.holes(batch)
-        refetched = [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges
-                     for o in range(first, end)]
+        refetched = _read_back(by_offset, holes)
         read_back += len(refetched)
         out = restarted.apply(restarted.merge(batch, refetched), table.get)
         published += out.closed
         table.update({k: st.to_state() for k, (st, _) in out.states.items()})
     assert read_back == sum(engine.upto[p] - marks[p] for p in (0, 1))
-    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
-    for c in published:
-        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
-    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+    _assert_same_windows(published, reference)
 
 
 def test_a_crash_between_checkpoints_with_nothing_after_it_is_read_back_on_a_wake_up_tick(
@@ -185,16 +198,10 @@ def test_a_crash_between_checkpoints_with_nothing_after_it_is_read_back_on_a_wak
     where the group resumed, is enough to read back everything above the marks."""
     reference, _ = _run(_cut(records, 40))
     table: dict[bytes, dict[str, Any]] = {}
-    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
-    engine.upto = {0: -1, 1: -1}
-    published: list[ClosedWindow] = []
     batches = _cut(records, 40)
-    for clock, batch in enumerate(batches):
-        out = engine.apply(batch, table.get)
-        published += out.closed
-        checkpoints.add(out, now=clock)
-        if checkpoints.due(now=clock) and clock < len(batches) - 2:  # the crash: the last two not written
-            table.update((key, value) for key, value, _ in checkpoints.take())
+    engine, published = _run_checkpointed(batches[:-2], table)
+    for batch in batches[-2:]:  # the crash: the last two applied and published, never written
+        published += engine.apply(batch, table.get).closed
     marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
     resumed = {p: engine.upto[p] + 1 for p in (0, 1)}  # the group committed all it was delivered
     assert all(marks[p] + 1 < resumed[p] for p in (0, 1)), "the crash must leave records above the marks"
@@ -206,16 +213,12 @@ def test_a_crash_between_checkpoints_with_nothing_after_it_is_read_back_on_a_wak
     holes = restarted.holes(wake, resumed)
     assert holes == {p: [(marks[p] + 1, resumed[p])] for p in (0, 1)}
     by_offset = {(m.partition, m.offset): m for m in records}
-    refetched = [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges
-                 for o in range(first, end)]
+    refetched = _read_back(by_offset, holes)
     out = restarted.apply(restarted.merge(wake, refetched), table.get)
     assert not out.dead, "a wake-up tick applies nothing and is no dead letter"
     published += out.closed
     assert restarted.upto == engine.upto
-    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
-    for c in published:
-        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
-    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+    _assert_same_windows(published, reference)
 
 
 def test_checkpoints_wait_their_interval_and_write_states_before_marks(records: list[Incoming]) -> None:
