@@ -7,6 +7,7 @@ cluster instead; then the stack is neither started nor stopped here (and the bro
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,63 @@ def _frame_record(n: int = 2) -> dict:
 def sample_frame():
     """A factory for valid FrameDetections dicts with n detections."""
     return _frame_record
+
+
+# CI keeps the start and the end of the suite's output. So that the end says why a test failed, the
+# newest log a failed test wrote under its tmp_path (a stream worker's), or else the end of its error,
+# and the stack's longest collector pauses and last warnings are printed after everything else.
+_FAILED = pytest.StashKey[list[tuple[str, str, list[str]]]]()
+
+
+def _log_lines(path: Path, n: int) -> list[str]:
+    if not path.exists():
+        return []
+    with path.open("rb") as f:  # the end only: a stack's log can be large
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 256 * 1024))
+        lines = f.read().decode(errors="replace").splitlines()
+    return [line[:220] for line in lines if line.strip() and not line.startswith(("|", "+"))][-n:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if not rep.failed:
+        return
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    logs = sorted(tmp.glob("**/*.log"), key=lambda p: p.stat().st_mtime) if isinstance(tmp, Path) else []
+    if logs:
+        where, lines = logs[-1].name, _log_lines(logs[-1], 15)
+    else:
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        where, lines = "its error ends", str(getattr(crash, "message", rep.longrepr)).splitlines()[-12:]
+    item.config.stash.setdefault(_FAILED, []).append((item.nodeid, where, lines))
+
+
+def _longest_gc_pauses(path: Path, n: int = 3) -> list[str]:
+    pauses = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        m = re.search(r"Pause.* ([0-9.]+)ms$", line)
+        if m:
+            pauses.append((float(m.group(1)), line))
+    return [line for _, line in sorted(pauses, reverse=True)[:n]]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    failed = config.stash.get(_FAILED, [])
+    if not failed:
+        return
+    tr = terminalreporter
+    tr.section("what the failed tests and the stack logged last")
+    for nodeid, where, lines in failed:
+        tr.write_line(f"{nodeid} ({where}):")
+        for line in lines:
+            tr.write_line(f"  {line}")
+    from stack.local import home
+
+    logs = home() / "logs"
+    for name in ("kafka", "registry"):
+        tr.write_line(f"{name}: longest GC pauses {_longest_gc_pauses(logs / f'{name}-gc.log') or 'none logged'}")
+        warnings = [line for line in _log_lines(logs / f"{name}.log", 400) if re.search(r"\b(WARN|ERROR)\b", line)]
+        for line in warnings[-4:]:
+            tr.write_line(f"  {line}")

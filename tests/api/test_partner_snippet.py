@@ -51,11 +51,16 @@ def test_the_section_has_the_consumer_and_a_curl_example() -> None:
     assert "/api/v1/tables/traffic_volume" in section
 
 
+# A snippet that hangs prints every thread's stack and exits well before the test's own timeout, so
+# a failure says where it waited (CI once saw it silent for 180 s, never reproduced here).
+WATCHDOG = "import faulthandler\nfaulthandler.dump_traceback_later(120, exit=True)\n"
+
+
 def _run(stack, group: str, **env: str) -> list[dict]:
-    out = subprocess.run([sys.executable, "-c", snippet()], capture_output=True, text=True, timeout=180,
-                         env={**os.environ, "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
+    out = subprocess.run([sys.executable, "-c", WATCHDOG + snippet()], capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "PRIVAFLOW_BOOTSTRAP": stack.bootstrap, "PYTHONUNBUFFERED": "1",
                               "PRIVAFLOW_REGISTRY_URL": stack.registry_url, "PRIVAFLOW_GROUP": group, **env})
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, f"exit {out.returncode}; stdout ends {out.stdout[-1500:]!r}\nstderr:\n{out.stderr}"
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 

@@ -41,6 +41,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CAMERAS = ("campus", "street")
 
 
+def _worker(run: Run, config: Path, tmp_path: Path, log: str = "worker.log", port: int | None = None,
+            **env: str) -> WorkerProcess:
+    """A started worker as the StatefulSet runs it: a static group member named like its pod, so a
+    restarted worker takes its partitions back at once instead of after a rebalance that waits out
+    each killed member's 60 s session (the sum of those waits varied with timing, up to minutes)."""
+    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{run.unique}"}
+    return WorkerProcess(run, config, tmp_path / "state", tmp_path / log, port=port,
+                         extra_env={**static, **env}).start()
+
+
 def _frames(duration_s: float, seed: int) -> dict[str, list[dict[str, Any]]]:
     site = site_config()
     return {cam: simulate(site, cam, duration_s, 10.0, 24, seed=seed + i).frames for i, cam in enumerate(CAMERAS)}
@@ -144,9 +154,8 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
     sinks = {cam: KafkaSink(tmp_path / f"spool-{cam}", cam, topic=run.names.detections, registry=registry)
              for cam in CAMERAS}
     stall = {"PRIVAFLOW_STALL_TIMEOUT_S": "5"}
-    worker = WorkerProcess(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path / "state",
-                           tmp_path / "worker.log", extra_env={**stall, "PRIVAFLOW_FAULT_STALL_AFTER_BATCHES": "1"}
-                           ).start()
+    worker = _worker(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path,
+                     **stall, PRIVAFLOW_FAULT_STALL_AFTER_BATCHES="1")
     try:
         worker.wait_ready()
         ordered = interleave(frames)
@@ -168,8 +177,7 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
         body = worker.get("/healthz").json()
         assert body["status"] == "stalled" and body["seconds_without_progress"] >= 5
         worker.kill()
-        worker = WorkerProcess(run, worker.config, tmp_path / "state", tmp_path / "worker2.log", port=worker.port,
-                               extra_env=stall).start()
+        worker = _worker(run, worker.config, tmp_path, "worker2.log", port=worker.port, **stall)
         worker.wait_ready(timeout=120)
         # a restarted Faust worker can sit idle with records waiting (faust-streaming issue #523); its
         # liveness check fails and it is restarted again, as its livenessProbe would
@@ -188,8 +196,7 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
     """The broker is killed for 30 s while two edge sinks and a worker run; the edges spool and drain."""
     run = Run(unique, stack.bootstrap, stack.registry_url)
     run.create_topics()
-    worker = WorkerProcess(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path / "state",
-                           tmp_path / "worker.log").start()
+    worker = _worker(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path)
     frames = _frames(60.0, seed=11)
     expected = _expect(frames)
     registry = SchemaRegistry(stack.registry_url)
@@ -233,11 +240,14 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
 
 
 def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str, tmp_path: Path) -> None:
-    """Frames arrive in real time for ~70 s while the worker is SIGKILLed every 20 s and restarted."""
+    """Frames arrive in real time for ~70 s while the worker is SIGKILLed every 20 s and restarted, then
+    supervised as its livenessProbe would until every window is out."""
     run = Run(unique, stack.bootstrap, stack.registry_url)
     run.create_topics()
     cfg = write_config(TEST_SITE, tmp_path / "site.yaml")
-    worker = WorkerProcess(run, cfg, tmp_path / "state", tmp_path / "worker.log").start()
+    # a liveness check that fails after 30 s without progress, for the supervision at the end
+    live = {"PRIVAFLOW_STALL_TIMEOUT_S": "30"}
+    worker = _worker(run, cfg, tmp_path, **live)
     frames = _frames(70.0, seed=23)
     expected = _expect(frames)
     registry = SchemaRegistry(stack.registry_url)
@@ -258,12 +268,13 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
             if time.monotonic() - last_kill >= 20:
                 worker.kill()
                 kills += 1
-                worker = WorkerProcess(run, cfg, tmp_path / "state", tmp_path / "worker.log", port=worker.port).start()
+                worker = _worker(run, cfg, tmp_path, f"worker-after-kill{kills}.log", port=worker.port, **live)
                 last_kill = time.monotonic()
         _drain(*sinks.values())
         assert kills >= 3
         worker.wait_ready(timeout=120)
-        _assert_exact(_await_partner_tables(run, expected, timeout=150, worker=worker), expected, worker)
+        worker = _supervise_until_complete(worker, run, expected, tmp_path)
+        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()

@@ -84,16 +84,30 @@ def test_a_taken_port_is_named(private_home: Path) -> None:
     assert _processes_mentioning(str(private_home)) == []
 
 
-def test_a_component_that_dies_at_start_points_at_its_log(private_home: Path, tmp_path: Path) -> None:
+def _dying_java(tmp_path: Path) -> Path:
+    """A `java` that answers -version and formats storage, then the broker itself dies at once."""
     fake = tmp_path / "java"
-    # answers -version and formats storage, then the broker itself dies at once
     fake.write_text('#!/bin/sh\nif [ "$1" = "-version" ]; then echo \'openjdk version "25"\' >&2; exit 0; fi\n'
                     'case "$*" in *StorageTool*) exit 0;; esac\n'
                     'echo "fake JVM refuses to run"; exit 1\n')
     fake.chmod(0o755)
-    r = _cli(_env(private_home, PRIVAFLOW_JAVA=str(fake)), "up", timeout=120)
+    return fake
+
+
+def test_a_component_that_dies_at_start_points_at_its_log(private_home: Path, tmp_path: Path) -> None:
+    r = _cli(_env(private_home, PRIVAFLOW_JAVA=str(_dying_java(tmp_path))), "up", timeout=120)
     assert r.returncode == 2
     assert "exited during start" in r.stderr and str(private_home / "logs") in r.stderr
+
+
+def test_a_large_log_is_set_aside_at_start_instead_of_growing_forever(private_home: Path, tmp_path: Path) -> None:
+    logs = private_home / "logs"
+    logs.mkdir()
+    with (logs / "kafka.log").open("wb") as f:
+        f.truncate(101 * 1024 * 1024)  # sparse: the size matters, not the bytes
+    _cli(_env(private_home, PRIVAFLOW_JAVA=str(_dying_java(tmp_path))), "up", timeout=120)
+    assert (logs / "kafka.log.1").stat().st_size == 101 * 1024 * 1024
+    assert (logs / "kafka.log").read_text().strip() == "fake JVM refuses to run"
 
 
 def test_missing_maven_is_a_clear_error(tmp_path: Path) -> None:
