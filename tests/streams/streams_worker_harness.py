@@ -355,7 +355,8 @@ def _avro_roundtrip(topic: str, value: dict[str, Any]) -> dict[str, Any]:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, value)
     buf.seek(0)
-    out: dict[str, Any] = fastavro.schemaless_reader(buf, schema, None)
+    out = fastavro.schemaless_reader(buf, schema, None)
+    assert isinstance(out, dict)
     return out
 
 

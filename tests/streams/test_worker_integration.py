@@ -56,8 +56,12 @@ def _read_all(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout:
     """Every partner topic until it holds every expected key (or the deadline)."""
     got = {}
     for table in PARTNER_TABLES:
-        want = expected.get(partner_topic_name(table), {})
-        got[table] = read_partner(run, table, lambda recs, w=want: set(w) <= {k for k, _ in recs}, timeout)
+        want = set(expected.get(partner_topic_name(table), {}))
+
+        def complete(recs: list[tuple[str, dict[str, Any]]], want: set[str] = want) -> bool:
+            return want <= {k for k, _ in recs}
+
+        got[table] = read_partner(run, table, complete, timeout)
     return got
 
 
