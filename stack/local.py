@@ -36,11 +36,6 @@ class StackError(RuntimeError):
 LOG_ROTATE_BYTES = 100 * 1024 * 1024  # a broker log at INFO grew to 2 GB over a few weeks of test runs
 
 
-def _gc_log_option(name: str) -> str:
-    """JVM flag writing the collector's pauses to logs/<name>-gc.log, so a stall can be told from a GC pause."""
-    return f"-Xlog:gc:file={home() / 'logs' / f'{name}-gc.log'}:time,uptime:filecount=2,filesize=5m"
-
-
 def home() -> Path:
     return Path(os.environ.get("PRIVAFLOW_HOME", REPO / ".privaflow")).resolve()
 
@@ -157,6 +152,12 @@ class Component:
     def logfile(self) -> Path:
         return home() / "logs" / f"{self.name}.log"
 
+    @property
+    def gc_log_option(self) -> str:
+        """JVM flag writing the collector's pauses beside the log (<name>-gc.log), so a stall can be
+        told from a GC pause."""
+        return f"-Xlog:gc:file={self.logfile.with_name(f'{self.name}-gc.log')}:time,uptime:filecount=2,filesize=5m"
+
     def pid(self) -> int | None:
         """The pid `up` recorded, if that process is still ours and alive."""
         try:
@@ -256,7 +257,7 @@ class LocalStack:
     def _kafka_cmd(self, java: str, main: str, *args: str, gc_log: bool = False) -> list[str]:
         libs = stack_dir() / "kafka" / "libs"
         # 1 GiB, as Kafka's own start script: at 512 MiB the old generation sat at 80 % mid-suite
-        gc = [_gc_log_option("kafka")] if gc_log else []
+        gc = [self.kafka.gc_log_option] if gc_log else []
         return [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", *gc, "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={STACK_SRC / 'conf' / 'log4j2.properties'}",
                 "-Dkafka.logs.dir=" + str(home() / "logs"), "-cp", f"{libs}/*", main, *args]
@@ -314,7 +315,7 @@ class LocalStack:
                 raise StackError(f"port {port} (for the schema registry) is already taken{_port_owner(port)}; "
                                  "stop that or set PRIVAFLOW_REGISTRY_PORT / PRIVAFLOW_REGISTRY_MGMT_PORT")
         app = stack_dir() / "registry"
-        cmd = [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", _gc_log_option("registry"),
+        cmd = [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", self.registry.gc_log_option,
                f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={self.ports.registry}",
                f"-Dquarkus.management.host={HOST}", f"-Dquarkus.management.port={self.ports.registry_mgmt}",
                # schemas live in a Kafka topic, so they survive a registry restart

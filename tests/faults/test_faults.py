@@ -22,9 +22,11 @@ from streams_worker_harness import (  # noqa: E402
     Run,
     WorkerProcess,
     conflicting_duplicates,
+    holds_keys,
     interleave,
     latest_by_key,
     read_partner,
+    read_partner_tables,
     read_topic,
     reference,
     site_config,
@@ -42,13 +44,12 @@ CAMERAS = ("campus", "street")
 
 
 def _worker(run: Run, config: Path, tmp_path: Path, log: str = "worker.log", port: int | None = None,
-            **env: str) -> WorkerProcess:
-    """A started worker as the StatefulSet runs it: a static group member named like its pod, so a
-    restarted worker takes its partitions back at once instead of after a rebalance that waits out
-    each killed member's 60 s session (the sum of those waits varied with timing, up to minutes)."""
-    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{run.unique}"}
+            env: dict[str, str] | None = None) -> WorkerProcess:
+    """A started worker, a static group member (`Run.static_member`): with dynamic membership each
+    killed member's 60 s session was waited out, and the sum of those waits varied with timing, up
+    to minutes."""
     return WorkerProcess(run, config, tmp_path / "state", tmp_path / log, port=port,
-                         extra_env={**static, **env}).start()
+                         extra_env={**run.static_member, **(env or {})}).start()
 
 
 def _frames(duration_s: float, seed: int) -> dict[str, list[dict[str, Any]]]:
@@ -58,20 +59,6 @@ def _frames(duration_s: float, seed: int) -> dict[str, list[dict[str, Any]]]:
 
 def _expect(frames: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
     return reference(site_config(), frames)
-
-
-def _await_partner_tables(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 180,
-                          worker: WorkerProcess | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """Every partner table's records once all expected windows are there or `timeout` (for all
-    tables together) has passed; stops waiting early if `worker` has exited."""
-    deadline = time.monotonic() + timeout
-    got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for table in PARTNER_TABLES:
-        want = expected.get(partner_topic_name(table), {})
-        wait = 0.0 if worker is not None and not worker.alive() else max(1.0, deadline - time.monotonic())
-        got[table] = read_partner(run, table, lambda recs, want=want: set(want) <= {k for k, _ in recs},
-                                  timeout=wait)
-    return got
 
 
 def _assert_exact(got: dict[str, list[tuple[str, dict[str, Any]]]],
@@ -116,8 +103,7 @@ def _close_quietly(*sinks: KafkaSink) -> None:
 def _complete(run: Run, expected: dict[str, dict[str, dict[str, Any]]]) -> bool:
     for table in PARTNER_TABLES:
         want = set(expected.get(partner_topic_name(table), {}))
-        if want and not want <= {k for k, _ in read_partner(run, table, lambda r, w=want: w <= {k for k, _ in r},
-                                                             timeout=3)}:
+        if want and not holds_keys(want)(read_partner(run, table, holds_keys(want), timeout=3)):
             return False
     return True
 
@@ -155,7 +141,7 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
              for cam in CAMERAS}
     stall = {"PRIVAFLOW_STALL_TIMEOUT_S": "5"}
     worker = _worker(run, write_config(TEST_SITE, tmp_path / "site.yaml"), tmp_path,
-                     **stall, PRIVAFLOW_FAULT_STALL_AFTER_BATCHES="1")
+                     env={**stall, "PRIVAFLOW_FAULT_STALL_AFTER_BATCHES": "1"})
     try:
         worker.wait_ready()
         ordered = interleave(frames)
@@ -177,12 +163,12 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
         body = worker.get("/healthz").json()
         assert body["status"] == "stalled" and body["seconds_without_progress"] >= 5
         worker.kill()
-        worker = _worker(run, worker.config, tmp_path, "worker2.log", port=worker.port, **stall)
+        worker = _worker(run, worker.config, tmp_path, "worker2.log", port=worker.port, env=stall)
         worker.wait_ready(timeout=120)
         # a restarted Faust worker can sit idle with records waiting (faust-streaming issue #523); its
         # liveness check fails and it is restarted again, as its livenessProbe would
         worker = _supervise_until_complete(worker, run, expected, tmp_path)
-        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
+        _assert_exact(read_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
         time.sleep(7)  # quiet and caught up: healthy
         assert worker.get("/healthz").status_code == 200
     finally:
@@ -233,7 +219,7 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
         # but idle after the broker came back); its /healthz then fails and its supervisor (Kubernetes'
         # liveness probe) restarts it. The claim: outage, and restart if needed, lose and duplicate nothing.
         worker = _supervise_until_complete(worker, run, expected, tmp_path)
-        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
+        _assert_exact(read_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()
@@ -247,7 +233,7 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
     cfg = write_config(TEST_SITE, tmp_path / "site.yaml")
     # a liveness check that fails after 30 s without progress, for the supervision at the end
     live = {"PRIVAFLOW_STALL_TIMEOUT_S": "30"}
-    worker = _worker(run, cfg, tmp_path, **live)
+    worker = _worker(run, cfg, tmp_path, env=live)
     frames = _frames(70.0, seed=23)
     expected = _expect(frames)
     registry = SchemaRegistry(stack.registry_url)
@@ -268,13 +254,13 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
             if time.monotonic() - last_kill >= 20:
                 worker.kill()
                 kills += 1
-                worker = _worker(run, cfg, tmp_path, f"worker-after-kill{kills}.log", port=worker.port, **live)
+                worker = _worker(run, cfg, tmp_path, f"worker-after-kill{kills}.log", port=worker.port, env=live)
                 last_kill = time.monotonic()
         _drain(*sinks.values())
         assert kills >= 3
         worker.wait_ready(timeout=120)
         worker = _supervise_until_complete(worker, run, expected, tmp_path)
-        _assert_exact(_await_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
+        _assert_exact(read_partner_tables(run, expected, timeout=30, worker=worker), expected, worker)
     finally:
         _close_quietly(*sinks.values())
         worker.stop()

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.codec import RegistryError, SchemaRegistry, parsed_schema, serde_for_topic
 from schemas.site import SiteConfig, parse_site_config
-from schemas.topics import DETECTIONS, partner_topic_name
+from schemas.topics import DETECTIONS, PARTNER_TABLES, partner_topic_name
 from schemas.topics import topic as schemas_topic
 from stack.topics import ensure_topics
 from streams.partners import records_for_partners
@@ -115,6 +115,12 @@ class Run:
     @property
     def app_id(self) -> str:
         return f"privaflow-streams-t{self.unique}"
+
+    @property
+    def static_member(self) -> dict[str, str]:
+        """Worker environment for a static group member, as the StatefulSet runs it (its pod name): a
+        restarted worker takes its partitions back at once instead of waiting out the dead one's session."""
+        return {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{self.unique}"}
 
     @property
     def names(self) -> TopicNames:
@@ -309,6 +315,24 @@ def read_partner(run: Run, table: str, until: Callable[[list[tuple[str, dict[str
 
     read_topic(run.bootstrap, run.partner_topic(table), done, timeout)
     return decoded
+
+
+def holds_keys(want: Iterable[str]) -> Callable[[list[tuple[str, dict[str, Any]]]], bool]:
+    """A `read_partner` stop condition: every key in `want` has arrived."""
+    keys = set(want)
+    return lambda records: keys <= {k for k, _ in records}
+
+
+def read_partner_tables(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 120,
+                        worker: WorkerProcess | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Every partner table's records once all its expected windows are there or `timeout` (one
+    deadline for all tables) has passed; stops waiting early if `worker` has exited."""
+    deadline = time.monotonic() + timeout
+    got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for table in PARTNER_TABLES:
+        wait = 0.0 if worker is not None and not worker.alive() else max(1.0, deadline - time.monotonic())
+        got[table] = read_partner(run, table, holds_keys(expected.get(partner_topic_name(table), {})), wait)
+    return got
 
 
 def latest_by_key(records: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:

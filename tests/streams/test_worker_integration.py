@@ -27,13 +27,14 @@ from streams_worker_harness import (  # noqa: E402
     interleave,
     latest_by_key,
     read_partner,
+    read_partner_tables,
     reference,
     site_config,
     summed,
     write_config,
 )
 
-from schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
+from schemas.topics import partner_topic_name  # noqa: E402
 from streams.simulate import Simulation, simulate  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -49,20 +50,6 @@ def _scenes(duration_s: float = 60, n_objects: int = 25) -> dict[str, Simulation
 
 def _expected(sims: dict[str, Simulation]) -> dict[str, dict[str, dict[str, Any]]]:
     return reference(site_config(), {c: s.frames for c, s in sims.items()})
-
-
-def _read_all(run: Run, expected: dict[str, dict[str, dict[str, Any]]], timeout: float = 120
-              ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """Every partner topic until it holds every expected key (or the deadline)."""
-    got = {}
-    for table in PARTNER_TABLES:
-        want = set(expected.get(partner_topic_name(table), {}))
-
-        def complete(recs: list[tuple[str, dict[str, Any]]], want: set[str] = want) -> bool:
-            return want <= {k for k, _ in recs}
-
-        got[table] = read_partner(run, table, complete, timeout)
-    return got
 
 
 def _assert_matches(got: dict[str, list[tuple[str, dict[str, Any]]]], expected: dict[str, dict[str, dict[str, Any]]],
@@ -115,7 +102,7 @@ def test_published_windows_equal_the_simulated_truth(stack: Any, unique: str, tm
     try:
         worker.wait_ready()
         expected = _expected(sims)
-        got = _read_all(run, expected)
+        got = read_partner_tables(run, expected)
         _assert_matches(got, expected, sims, once=True)
         n_frames = sum(len(s.frames) for s in sims.values())
         assert _metric(worker, 'privaflow_detection_records_total{outcome="applied"}') == n_frames
@@ -149,9 +136,7 @@ def test_sigkill_in_the_middle_loses_and_duplicates_nothing(stack: Any, unique: 
                 time.sleep(0.2)
         producer.flush()
 
-    # static membership, as in Kubernetes: the restarted worker takes its partitions back at once
-    # instead of waiting for the dead one's session to expire
-    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{unique}", "PRIVAFLOW_STREAMS_STORE": store}
+    static = {**run.static_member, "PRIVAFLOW_STREAMS_STORE": store}
     first = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker1.log", extra_env=static).start()
     feeder = threading.Thread(target=produce_live, daemon=True)
     second = None
@@ -167,7 +152,7 @@ def test_sigkill_in_the_middle_loses_and_duplicates_nothing(stack: Any, unique: 
         second.wait_ready()
         feeder.join(timeout=120)
         expected = _expected(sims)
-        got = _read_all(run, expected)
+        got = read_partner_tables(run, expected)
         _assert_matches(got, expected, sims, once=False)
     finally:
         first.kill()
@@ -184,7 +169,7 @@ def test_crash_between_publishing_and_writing_state_republishes_identically(stac
     run = Run(unique, stack.bootstrap, stack.registry_url)
     sims, producer = _produced(run)
     config = write_config(TEST_SITE, tmp_path / "site.yaml")
-    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{unique}"}
+    static = run.static_member
     first = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker1.log",
                           extra_env={**static, "PRIVAFLOW_FAULT_EXIT_AFTER_PUBLISH": "2"}).start()
     second = None
@@ -196,7 +181,7 @@ def test_crash_between_publishing_and_writing_state_republishes_identically(stac
                                port=first.port).start()
         second.wait_ready()
         expected = _expected(sims)
-        got = _read_all(run, expected)
+        got = read_partner_tables(run, expected)
         _assert_matches(got, expected, sims, once=False)
         republished = [k for records in got.values() for k, n in Counter(k for k, _ in records).items() if n > 1]
         assert republished, "the replay should have re-published the windows of the interrupted batch"
@@ -253,7 +238,7 @@ def test_records_the_consumer_skips_are_read_back(stack: Any, unique: str, tmp_p
         second = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker2.log").start()
         second.wait_ready()
         expected = _expected(sims)
-        got = _read_all(run, expected)
+        got = read_partner_tables(run, expected)
         _assert_matches(got, expected, sims, once=False)
         log = second.log_path.read_text()
         for p, off in first_of_second.items():
@@ -282,7 +267,7 @@ def test_a_crash_after_the_group_committed_past_the_checkpoint_loses_nothing_wit
     for p, off in producer.delivered.values():
         ends[p] = max(ends.get(p, 0), off + 1)
     config = write_config(TEST_SITE, tmp_path / "site.yaml")
-    static = {"PRIVAFLOW_GROUP_INSTANCE_ID": f"worker-{unique}"}
+    static = run.static_member
     # no checkpoint after the first marks, and no idle close: the last windows are only in memory
     first = WorkerProcess(run, config, tmp_path / "state", tmp_path / "worker1.log", idle_timeout=600,
                           extra_env={**static, "PRIVAFLOW_CHECKPOINT_S": "3600"}).start()
@@ -304,7 +289,7 @@ def test_a_crash_after_the_group_committed_past_the_checkpoint_loses_nothing_wit
                                port=first.port).start()
         second.wait_ready()
         expected = _expected(sims)
-        got = _read_all(run, expected, timeout=60)
+        got = read_partner_tables(run, expected, timeout=60)
         _assert_matches(got, expected, sims, once=False)
         assert _metric(second, "privaflow_refetched_records_total") > 0, second.log_tail()
         assert "the group had committed past the last checkpoint: offsets 0.." in second.log_path.read_text()
