@@ -128,7 +128,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     else:
         crash = getattr(rep.longrepr, "reprcrash", None)
         where, lines = "its error ends", str(getattr(crash, "message", rep.longrepr)).splitlines()[-12:]
+    if "stack" in getattr(item, "funcargs", {}) and len(item.config.stash.get(_FAILED, [])) < 3:
+        lines += _registry_state_now()
     item.config.stash.setdefault(_FAILED, []).append((item.nodeid, where, lines))
+
+
+def _registry_state_now() -> list[str]:
+    """While a failed test's connections are still open: the registry's TCP queues (a request it never
+    read shows as Recv-Q on its side), its last requests, and what its request threads are doing (a
+    thread dump from SIGQUIT, which the JVM writes into its log)."""
+    import signal
+    import subprocess
+    import time
+
+    from stack.local import LocalStack
+
+    reg = LocalStack().registry
+    pid = reg.pid()
+    if pid is None:
+        return ["registry: not running"]
+    ss = subprocess.run(["ss", "-tn", "state", "connected", f"( sport = :{reg.port} or dport = :{reg.port} )"],
+                        capture_output=True, text=True).stdout.splitlines()
+    open_ = [" ".join(line.split()[:5]) for line in ss[1:] if not line.startswith("TIME-WAIT")]
+    out = [f"registry sockets (state recv-q send-q local peer): {' | '.join(open_[:8])}"]
+    out += [line for line in _log_lines(reg.logfile, 200) if "registry.access" in line][-3:]
+    start = reg.logfile.stat().st_size
+    os.kill(pid, signal.SIGQUIT)
+    time.sleep(2)
+    with reg.logfile.open("rb") as f:
+        f.seek(start)
+        dump = f.read(4 * 1024 * 1024).decode(errors="replace")
+    for block in dump.split("\n\n"):
+        head = block.strip().splitlines()
+        if not head or not re.match(r'"(executor-thread|vert\.x-eventloop|vert\.x-worker)', head[0]):
+            continue
+        frames = [f.strip() for f in head[1:] if f.strip().startswith("at ")]
+        idle = not frames or any(k in frames[0] for k in ("Unsafe.park", "epollWait", "EPoll.wait"))
+        if not idle or any("apicurio" in f for f in frames[:12]):
+            out.append(f"{head[0].split(' #')[0]} {head[1].strip() if len(head) > 1 else ''}")
+            out += [f"    {f}" for f in frames[:4]]
+    return out[:40]
 
 
 def _longest_gc_pauses(path: Path, n: int = 3) -> list[str]:

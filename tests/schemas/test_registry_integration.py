@@ -47,7 +47,7 @@ def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str,
     assert p.flush(30) == 0
 
     msg = _consume_one(stack, topic)
-    deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
+    deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url, "timeout": 10}))
     out = deser(msg.value(), SerializationContext(topic, MessageField.VALUE))
     assert out["camera_id"] == "c" and [d["track_id"] for d in out["detections"]] == [0, 1, 2]
     assert out["frame_width"] == 640
@@ -56,7 +56,7 @@ def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str,
 def test_confluents_own_serializer_is_read_by_our_codec(stack, unique: str, sample_frame) -> None:
     """Acceptance 2 (reverse): confluent-kafka's AvroSerializer writes, our codec reads."""
     topic = _topic(stack, f"test.detections.{unique}")
-    client = SchemaRegistryClient({"url": stack.registry_url})
+    client = SchemaRegistryClient({"url": stack.registry_url, "timeout": 10})
     ser = AvroSerializer(client, load_schema_json("frame_detections"), conf={"auto.register.schemas": True})
     rec = sample_frame(2)
     rec["ts"] = rec["ts"]

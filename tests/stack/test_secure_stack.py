@@ -182,7 +182,8 @@ def test_edge_registers_and_partner_reads_back(secure: LocalStack, unique: str, 
     partner = AvroSerde(_registry(secure, "partner-city"), "frame_detections", subject)
     assert [d["track_id"] for d in partner.decode(payload)["detections"]] == [0, 1]
     user, password = secure.registry_auth("partner-city") or ("", "")
-    confluent = SchemaRegistryClient({"url": secure.registry_url, "basic.auth.user.info": f"{user}:{password}"})
+    confluent = SchemaRegistryClient({"url": secure.registry_url, "basic.auth.user.info": f"{user}:{password}",
+                                      "timeout": 10})
     assert "FrameDetections" in confluent.get_schema(edge.schema_id).schema_str
 
 
