@@ -129,7 +129,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         crash = getattr(rep.longrepr, "reprcrash", None)
         where, lines = "its error ends", str(getattr(crash, "message", rep.longrepr)).splitlines()[-12:]
     if "stack" in getattr(item, "funcargs", {}) and len(item.config.stash.get(_FAILED, [])) < 3:
-        lines += _registry_state_now()
+        try:
+            lines += _registry_state_now()
+        except Exception as e:  # a diagnostic must never hide the failure it describes
+            lines.append(f"registry state not read: {e!r}")
     item.config.stash.setdefault(_FAILED, []).append((item.nodeid, where, lines))
 
 
@@ -138,7 +141,6 @@ def _registry_state_now() -> list[str]:
     read shows as Recv-Q on its side), its last requests, and what its request threads are doing (a
     thread dump from SIGQUIT, which the JVM writes into its log)."""
     import signal
-    import subprocess
     import time
 
     from stack.local import LocalStack
@@ -147,10 +149,15 @@ def _registry_state_now() -> list[str]:
     pid = reg.pid()
     if pid is None:
         return ["registry: not running"]
-    ss = subprocess.run(["ss", "-tn", "state", "connected", f"( sport = :{reg.port} or dport = :{reg.port} )"],
-                        capture_output=True, text=True).stdout.splitlines()
-    open_ = [" ".join(line.split()[:5]) for line in ss[1:] if not line.startswith("TIME-WAIT")]
-    out = [f"registry sockets (state recv-q send-q local peer): {' | '.join(open_[:8])}"]
+    states = {"01": "ESTAB", "08": "CLOSE-WAIT", "0A": "LISTEN"}  # /proc/net/tcp needs no iproute2
+    open_ = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            col = row.split()
+            local, peer, st, (tx, rx) = int(col[1][-4:], 16), int(col[2][-4:], 16), col[3], col[4].split(":")
+            if reg.port in (local, peer) and st != "06":  # not TIME-WAIT
+                open_.append(f"{states.get(st, st)} :{local}->:{peer} send-q {int(tx, 16)} recv-q {int(rx, 16)}")
+    out = [f"registry sockets: {' | '.join(open_[:8])}"]
     out += [line for line in _log_lines(reg.logfile, 200) if "registry.access" in line][-3:]
     start = reg.logfile.stat().st_size
     os.kill(pid, signal.SIGQUIT)
@@ -160,7 +167,7 @@ def _registry_state_now() -> list[str]:
         dump = f.read(4 * 1024 * 1024).decode(errors="replace")
     for block in dump.split("\n\n"):
         head = block.strip().splitlines()
-        if not head or not re.match(r'"(executor-thread|vert\.x-eventloop|vert\.x-worker)', head[0]):
+        if not head or not re.match(r'"(executor-thread|vert\.x-eventloop|vert\.x-worker|KSQL)', head[0]):
             continue
         frames = [f.strip() for f in head[1:] if f.strip().startswith("at ")]
         idle = not frames or any(k in frames[0] for k in ("Unsafe.park", "epollWait", "EPoll.wait"))
