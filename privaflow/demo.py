@@ -120,45 +120,18 @@ def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str
 
 
 def read_partner_rows(site_id: str, timeout: float = 20) -> dict[str, list[dict[str, object]]]:
-    """Every partner record of the site, latest value per key (the topics are compacted)."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Every partner record of the site, latest value per key (the topics are compacted), as the
+    partner API reads them."""
+    from privaflow.partner_store import PartnerStore
+    from schemas.topics import PARTNER_TABLES
 
-    from schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic
-    from schemas.topics import PARTNER_TABLES, partner_topic_name
-
-    reg = SchemaRegistry()
-    out: dict[str, list[dict[str, object]]] = {}
-    for table in PARTNER_TABLES:
-        topic = partner_topic_name(table)
-        serde = serde_for_topic(reg, topic)
-        c = Consumer({"bootstrap.servers": bootstrap_servers(), "group.id": "privaflow-demo-summary",
-                      "enable.auto.commit": False})
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        parts = []
-        for p in md.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi > lo:
-                parts.append((p, lo, hi))
-        c.assign([TopicPartition(topic, p, lo) for p, lo, _ in parts])
-        remaining = {p: hi for p, _, hi in parts}
-        latest: dict[bytes, dict[str, object]] = {}
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            offset, payload = m.offset() or 0, m.value()
-            if offset + 1 >= remaining.get(m.partition() or 0, 0):
-                remaining.pop(m.partition() or 0, None)
-            if payload is None:  # a tombstone deletes the key on a compacted topic
-                latest.pop(m.key() or b"", None)
-                continue
-            value = serde.decode(payload, m.topic(), m.partition(), offset)
-            if value.get("site_id") == site_id:
-                latest[m.key() or b""] = value
-        c.close()
-        out[table] = list(latest.values())
-    return out
+    store = PartnerStore(site_id)
+    store.start()
+    try:
+        store.wait_ready(timeout)
+        return {table: store.rows(table) for table in PARTNER_TABLES}
+    finally:
+        store.stop()
 
 
 @click.command()
