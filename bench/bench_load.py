@@ -147,7 +147,11 @@ def main() -> None:
                   f"{r['consumed_det_s'] / r['offered_det_s']:6.2f} {r['max_lag_records']:8.0f} "
                   f"{r['tail_lag_records']:8.0f} {r['drain_s']:7.1f} {r['peak_worker_rss_mib']:14.0f}  "
                   f"{'yes' if r['sustained'] else 'NO'}", flush=True)
-            if not r["sustained"]:
+            if not r["sustained"]:  # say why: the end of each worker's log (warnings and errors only)
+                for log in sorted(Path(tmp).glob(f"worker-{n}-*.log")):
+                    lines = log.read_text(errors="replace").splitlines()
+                    print(f"  {log.name}, last of {len(lines)} lines:", *(f"    {x[:200]}" for x in lines[-8:]),
+                          sep="\n")
                 break
             best = n
     print(f"largest sustained camera count (10 fps x ~10 objects, 1 broker + 2 workers, this machine): {best}")
