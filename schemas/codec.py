@@ -136,10 +136,13 @@ class SchemaRegistry:
                 r = self._http.request(method, self.url + path, json=body,
                                        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
             except httpx.TransportError as e:
+                # a registry that took the request and never answered is not the same as one that is down
+                what = "did not answer in time" if isinstance(e, httpx.ReadTimeout) else "unreachable"
                 if attempt == self.retries:
-                    raise RegistryError(f"schema registry at {self.url} unreachable: {e}") from None
-                log.warning("schema registry %s unreachable (%s); retry %d/%d in %.1fs",
-                            self.url, type(e).__name__, attempt + 1, self.retries, delay)
+                    raise RegistryError(f"schema registry at {self.url} {what} ({type(e).__name__}: {e}) "
+                                        f"after {attempt + 1} attempt(s)") from None
+                log.warning("schema registry %s %s (%s); retry %d/%d in %.1fs",
+                            self.url, what, type(e).__name__, attempt + 1, self.retries, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
                 continue

@@ -6,6 +6,7 @@ cluster instead; then the stack is neither started nor stopped here (and the bro
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -186,11 +187,46 @@ def _longest_gc_pauses(path: Path, n: int = 3) -> list[str]:
     return [line for _, line in sorted(pauses, reverse=True)[:n]]
 
 
+class _TimedOutRegistryRequests(logging.Handler):
+    """Our registry client retries a request that got no answer in time (ReadTimeout), and the test
+    then passes; CI once saw Confluent's client, which had no timeout, wait 600 s for such an answer.
+    Counted here and in the workers' logs, and printed at the end of every run, pass or fail."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg, stack_url = record.getMessage(), os.environ.get("PRIVAFLOW_REGISTRY_URL")
+        self.count += bool(stack_url) and f"{stack_url} " in msg and "ReadTimeout" in msg  # not the unit tests' fakes
+
+
+_TIMED_OUT = _TimedOutRegistryRequests()
+logging.getLogger("schemas.codec").addHandler(_TIMED_OUT)
+_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_basetemp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    request.config.stash[_BASETEMP] = tmp_path_factory.getbasetemp()
+
+
+def _timed_out_in_worker_logs(base: Path | None) -> int:
+    n = 0
+    for log in base.glob("**/*.log") if base else ():
+        with log.open(errors="replace") as f:
+            n += sum(1 for line in f if "schema registry" in line and "ReadTimeout" in line)
+    return n
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    tr = terminalreporter
+    workers = _timed_out_in_worker_logs(config.stash.get(_BASETEMP, None))
+    tr.write_line(f"registry requests that got no answer in time and were retried: {_TIMED_OUT.count} by the "
+                  f"tests, {workers} in workers' logs")
     failed = config.stash.get(_FAILED, [])
     if not failed:
         return
-    tr = terminalreporter
     tr.section("what the failed tests and the stack logged last")
     for nodeid, where, lines in failed:
         tr.write_line(f"{nodeid} ({where}):")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 
 import fastavro
@@ -10,7 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import AvroSerde, DecodeError, frame, parsed_schema, unframe
+from schemas.codec import (
+    AvroSerde,
+    DecodeError,
+    RegistryError,
+    SchemaRegistry,
+    frame,
+    load_schema,
+    parsed_schema,
+    unframe,
+)
 
 
 class FakeRegistry:
@@ -70,3 +80,47 @@ def test_decoder_never_crashes_on_garbage(data: bytes) -> None:
 @given(st.integers(0, 2**32 - 1), st.binary(max_size=50))
 def test_frame_unframe_inverse(schema_id: int, body: bytes) -> None:
     assert unframe(frame(schema_id, body)) == (schema_id, body)
+
+
+class _SilentFirstRegistry:
+    """A TCP server that accepts every connection but answers only from the `silent`-th on: a
+    registry that swallows requests (CI once saw one request wait 600 s for an answer)."""
+
+    def __init__(self, silent: int) -> None:
+        import socket
+        import threading
+
+        self.silent, self.accepted, self._held = silent, 0, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        body = json.dumps({"schema": json.dumps(load_schema("frame_detections"))}).encode()
+        while True:
+            conn, _ = self.sock.accept()
+            self.accepted += 1
+            if self.accepted <= self.silent:
+                self._held.append(conn)  # read nothing, answer nothing, keep it open
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.close()
+
+
+def test_a_request_the_registry_never_answers_is_retried_on_a_new_connection(caplog) -> None:
+    server = _SilentFirstRegistry(silent=1)
+    reg = SchemaRegistry(server.url, timeout=0.5, retries=2, backoff_s=0.01, auth=None)
+    assert reg.schema_by_id(3)["name"] == "privaflow.FrameDetections"
+    assert server.accepted == 2
+    assert "ReadTimeout" in caplog.text
+
+
+def test_a_registry_that_never_answers_is_a_clear_error_not_a_hang() -> None:
+    server = _SilentFirstRegistry(silent=99)
+    reg = SchemaRegistry(server.url, timeout=0.3, retries=2, backoff_s=0.01, auth=None)
+    answer = f"schema registry at {server.url} did not answer in time .ReadTimeout.* after 3 attempt"
+    with pytest.raises(RegistryError, match=answer):
+        reg.schema_by_id(3)
+    assert server.accepted == 3
