@@ -13,12 +13,15 @@ consumed detections/s, their ratio, lag, and worker memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,27 +137,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="50,100,200,300,400", help="camera counts to try, in order")
     ap.add_argument("--seconds", type=float, default=45.0, help="traffic per count")
+    ap.add_argument("--keep", metavar="DIR", help="leave the workers' logs and state in a folder under DIR")
     args = ap.parse_args()
     stack = LocalStack()
     stack.up()
     print(f"{'cameras':>7} {'offered det/s':>13} {'consumed det/s':>14} {'ratio':>6} {'max lag':>8} "
           f"{'end lag':>8} {'drain s':>7} {'RSS/worker MiB':>14}  sustained", flush=True)
     best = 0
-    with tempfile.TemporaryDirectory(prefix="privaflow-load-") as tmp:
+    work = (contextlib.nullcontext(tempfile.mkdtemp(prefix="privaflow-load-", dir=args.keep)) if args.keep
+            else tempfile.TemporaryDirectory(prefix="privaflow-load-"))
+    with work as tmp:
         for n in (int(x) for x in args.counts.split(",")):
             r = run_step(stack, n, args.seconds, Path(tmp))
             print(f"{n:7d} {r['offered_det_s']:13.0f} {r['consumed_det_s']:14.0f} "
                   f"{r['consumed_det_s'] / r['offered_det_s']:6.2f} {r['max_lag_records']:8.0f} "
                   f"{r['tail_lag_records']:8.0f} {r['drain_s']:7.1f} {r['peak_worker_rss_mib']:14.0f}  "
                   f"{'yes' if r['sustained'] else 'NO'}", flush=True)
-            if not r["sustained"]:  # say why: the end of each worker's log (warnings and errors only)
+            if not r["sustained"]:  # say why: what the workers warned about, most frequent first
                 for log in sorted(Path(tmp).glob(f"worker-{n}-*.log")):
-                    lines = log.read_text(errors="replace").splitlines()
-                    print(f"  {log.name}, last of {len(lines)} lines:", *(f"    {x[:200]}" for x in lines[-8:]),
-                          sep="\n")
+                    said = Counter(re.sub(r"^\[[^]]*\] \[\d+\] |\d+", "", line).strip()[:150]
+                                   for line in log.read_text(errors="replace").splitlines() if line.strip())
+                    print(f"  {log.name}:", *(f"    {k:5d} x {m}" for m, k in said.most_common(6)), sep="\n")
                 break
             best = n
     print(f"largest sustained camera count (10 fps x ~10 objects, 1 broker + 2 workers, this machine): {best}")
+    if args.keep:
+        print(f"worker logs and state kept in {tmp}")
 
 
 if __name__ == "__main__":

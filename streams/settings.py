@@ -92,6 +92,9 @@ class WorkerSettings:
     fault_exit_after_publish: int | None = None
     # and for the liveness test: stop taking batches after the N-th, as a wedged consumer does
     fault_stall_after_batches: int | None = None
+    # and for the commit test: detections offsets (first, last) that reach the agent but that Faust then
+    # never counts as acked, as when it loses delivered records under load
+    fault_unacked_offsets: tuple[int, int] | None = None
 
     def with_(self, **changes: Any) -> WorkerSettings:
         return replace(self, **changes)
@@ -167,5 +170,8 @@ def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **o
         s["fault_exit_after_publish"] = int(env["PRIVAFLOW_FAULT_EXIT_AFTER_PUBLISH"])
     if env.get("PRIVAFLOW_FAULT_STALL_AFTER_BATCHES"):
         s["fault_stall_after_batches"] = int(env["PRIVAFLOW_FAULT_STALL_AFTER_BATCHES"])
+    if env.get("PRIVAFLOW_FAULT_UNACKED_OFFSETS"):  # "first-last"
+        first, last = env["PRIVAFLOW_FAULT_UNACKED_OFFSETS"].split("-")
+        s["fault_unacked_offsets"] = (int(first), int(last))
     s.update({k: v for k, v in overrides.items() if v is not None})
     return WorkerSettings(**s)
