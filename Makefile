@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast lint media rtsp-server stack-up stack-down clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml stack/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e stack/
 	touch $(STAMP)
 
 ## setup: create .venv, install privaflow with dev extras, fetch the stack's jars and the sample media
@@ -39,7 +40,7 @@ media: $(STAMP)
 
 ## rtsp-server: build the RTSP server the RTSP capture test runs (mediamtx, from its Go module; needs Go)
 rtsp-server: $(STAMP)
-	$(BIN)/python -m stack.rtsp
+	$(BIN)/python -m privaflow_stack.rtsp
 
 stack-up: setup
 	$(BIN)/privaflow stack up

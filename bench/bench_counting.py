@@ -28,12 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas.codec import parsed_schema  # noqa: E402
-from schemas.site import SiteConfig, load_site_config, parse_site_config  # noqa: E402
-from streams.events import ZoneVisit  # noqa: E402
-from streams.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, many_cameras, simulate  # noqa: E402
-from streams.tables import WindowStore  # noqa: E402
-from streams.tracks import TrackBook  # noqa: E402
+from privaflow.schemas.codec import parsed_schema  # noqa: E402
+from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config  # noqa: E402
+from privaflow.streams.events import ZoneVisit  # noqa: E402
+from privaflow.streams.tables import WindowStore  # noqa: E402
+from privaflow.streams.tracks import TrackBook  # noqa: E402
+from privaflow_stack.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, many_cameras, simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JUNCTION: dict[str, Any] = {

@@ -32,12 +32,12 @@ import cv2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.agent import Agent, build_detector  # noqa: E402
-from edge.detect import Detector  # noqa: E402
-from edge.privacy import PrivacyFilter  # noqa: E402
-from edge.publish import AvroFileSink, KafkaSink, Sink  # noqa: E402
-from schemas.codec import bootstrap_servers  # noqa: E402
-from schemas.site import Camera  # noqa: E402
+from privaflow.edge.agent import Agent, build_detector  # noqa: E402
+from privaflow.edge.detect import Detector  # noqa: E402
+from privaflow.edge.privacy import PrivacyFilter  # noqa: E402
+from privaflow.edge.publish import AvroFileSink, KafkaSink, Sink  # noqa: E402
+from privaflow.schemas.codec import bootstrap_servers  # noqa: E402
+from privaflow.schemas.site import Camera  # noqa: E402
 
 VIDEO = REPO / ".privaflow" / "media" / "vtest.avi"
 

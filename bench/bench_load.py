@@ -28,12 +28,10 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-
-from schemas.codec import SchemaRegistry, serde_for_topic
-from schemas.topics import DETECTIONS, topic
-from stack.local import LocalStack
-from stack.topics import ensure_topics
-from streams.simulate import REALISTIC, many_cameras
+from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
+from privaflow.schemas.topics import DETECTIONS, ensure_topics, topic
+from privaflow_stack.local import LocalStack
+from privaflow_stack.simulate import REALISTIC, many_cameras
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10.0

@@ -41,12 +41,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas.codec import SchemaRegistry, bootstrap_servers, registry_url, serde_for_topic  # noqa: E402
-from schemas.topics import DETECTIONS  # noqa: E402
-from stack.topics import ensure_topics  # noqa: E402
-from streams.settings import TopicNames, WorkerSettings  # noqa: E402
-from streams.simulate import REALISTIC, many_cameras  # noqa: E402
-from streams.worker import worker_topics  # noqa: E402
+from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, registry_url, serde_for_topic  # noqa: E402
+from privaflow.schemas.topics import (
+    DETECTIONS,  # noqa: E402
+    ensure_topics,  # noqa: E402
+)
+from privaflow.streams.settings import TopicNames, WorkerSettings  # noqa: E402
+from privaflow.streams.worker import worker_topics  # noqa: E402
+from privaflow_stack.simulate import REALISTIC, many_cameras  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -308,7 +310,7 @@ def main() -> None:
     log(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} (other work skews absolute figures; "
         "the ratio is measured side by side)")
 
-    from streams.simulate import synthetic_site
+    from privaflow_stack.simulate import synthetic_site
 
     site = synthetic_site(args.cameras)
     config = tmp / "site.yaml"

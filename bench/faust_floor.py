@@ -22,12 +22,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faust  # noqa: E402
-
-from schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic  # noqa: E402
-from schemas.topics import DETECTIONS  # noqa: E402
-from streams.app import _shorten_fetch_wait  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
-from streams.worker import _Worker, tune_gc  # noqa: E402
+from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic  # noqa: E402
+from privaflow.schemas.topics import DETECTIONS  # noqa: E402
+from privaflow.streams.app import _shorten_fetch_wait  # noqa: E402
+from privaflow.streams.settings import WorkerSettings  # noqa: E402
+from privaflow.streams.worker import _Worker, tune_gc  # noqa: E402
 
 
 def main() -> None:

@@ -18,17 +18,16 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
-
-from edge.attributes import AttributeEstimator, ColourVotes, FaceAgeGender, person_attributes, vehicle_colours
-from edge.capture import Capture
-from edge.detect import Detector, load_detector
-from edge.detections import Detections
-from edge.health import HealthServer, Metrics
-from edge.privacy import PrivacyFilter, PseudonymousIds
-from edge.publish import Sink
-from edge.records import class_ids, frame_record
-from edge.tracking import ByteTrack, GroundMotion
-from schemas.site import Camera
+from privaflow.edge.attributes import AttributeEstimator, ColourVotes, FaceAgeGender, person_attributes, vehicle_colours
+from privaflow.edge.capture import Capture
+from privaflow.edge.detect import Detector, load_detector
+from privaflow.edge.detections import Detections
+from privaflow.edge.health import HealthServer, Metrics
+from privaflow.edge.privacy import PrivacyFilter, PseudonymousIds
+from privaflow.edge.publish import Sink
+from privaflow.edge.records import class_ids, frame_record
+from privaflow.edge.tracking import ByteTrack, GroundMotion
+from privaflow.schemas.site import Camera
 
 log = logging.getLogger(__name__)
 

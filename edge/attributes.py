@@ -16,9 +16,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
-
-from edge.detect import _session
-from edge.detections import Detections
+from privaflow.edge.detect import _session
+from privaflow.edge.detections import Detections
 
 COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 Labels = tuple[str | None, str | None]  # (age bracket, gender)

@@ -9,10 +9,9 @@ from pathlib import Path
 from types import FrameType
 
 import click
-
-from edge.capture import CaptureError, source_kind
-from schemas.codec import IncompatibleSchemaError, RegistryAuthError
-from schemas.site import ConfigError, load_site_config
+from privaflow.edge.capture import CaptureError, source_kind
+from privaflow.schemas.codec import IncompatibleSchemaError, RegistryAuthError
+from privaflow.schemas.site import ConfigError, load_site_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,8 +70,8 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
     if pace is None:
         pace = max_frames is None and source_kind(src) in ("file", "images")
 
-    from edge.agent import Agent, build_detector
-    from edge.publish import AvroFileSink, KafkaSink, Sink
+    from privaflow.edge.agent import Agent, build_detector
+    from privaflow.edge.publish import AvroFileSink, KafkaSink, Sink
 
     try:
         detector = build_detector(camera)

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-
-from edge.detections import Detections, make_detections
+from privaflow.edge.detections import Detections, make_detections
 
 BUNDLED_NANODET = Path(__file__).parent / "models" / "nanodet-g-416.onnx"
 Flavour = Literal["v5", "v8", "yolox"]

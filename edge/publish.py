@@ -30,9 +30,8 @@ from typing import Any, Protocol
 import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 from fastavro.write import Writer
-
-from edge.spool import DiskSpool
-from schemas.codec import (
+from privaflow.edge.spool import DiskSpool
+from privaflow.schemas.codec import (
     AvroSerde,
     IncompatibleSchemaError,
     RegistryAuthError,
@@ -45,7 +44,7 @@ from schemas.codec import (
     load_schema_json,
     serde_for_topic,
 )
-from schemas.topics import DETECTIONS
+from privaflow.schemas.topics import DETECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ class KafkaSink:
             "compression.type": "lz4",
             "queue.buffering.max.messages": max(10 * max_in_flight, 10_000),
             "error_cb": self._on_error,
-            "logger": logging.getLogger("edge.publish.librdkafka"),  # its logs into ours, not raw stderr
+            "logger": logging.getLogger("privaflow.edge.publish.librdkafka"),  # its logs into ours, not raw stderr
         }
         config.update(kafka_client_config())  # SASL/TLS from PRIVAFLOW_KAFKA_* (k8s, secure stack)
         config.update(producer_config or {})

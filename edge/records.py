@@ -5,7 +5,7 @@ point, pseudonymous track id, and where configured ground position, speed, headi
 colour and person attributes. Columns stay numpy arrays until this last step, where they become
 the per-object dicts Avro wants.
 
-    >>> from edge.detections import make_detections
+    >>> from privaflow.edge.detections import make_detections
     >>> d = make_detections([[64, 48, 128, 240]], [0.9], [0])
     >>> r = frame_record("s", "cam", 1700000000000, 7, (640, 480), True, d, [123])
     >>> r["detections"][0]["class_name"], round(r["detections"][0]["foot_y"], 3)
@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from edge.detections import Detections
+from privaflow.edge.detections import Detections
 
 # COCO 2017's 80 detection classes in model index order (the ids every detector here returns).
 COCO_CLASSES = (

@@ -8,7 +8,7 @@ call, so this module carries ByteTrack itself: a constant-velocity Kalman filter
 all tracks, then low-confidence boxes against the tracks still unmatched), vectorised over
 tracks. It consumes and returns `supervision.Detections`.
 
-    >>> from edge.detections import make_detections
+    >>> from privaflow.edge.detections import make_detections
     >>> bt = ByteTrack(fps=10)
     >>> out = bt.update(make_detections([[10, 10, 50, 90]], [0.9], [0]))
     >>> out.tracker_id.tolist(), bt.predict().tracker_id.tolist()
@@ -24,9 +24,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 import numpy.typing as npt
+from privaflow.edge.detections import Detections
 from scipy.optimize import linear_sum_assignment
-
-from edge.detections import Detections
 
 F64 = npt.NDArray[np.float64]
 TENTATIVE, TRACKED, LOST = 0, 1, 2

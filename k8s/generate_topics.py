@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from schemas.site import SiteConfig, load_site_config  # noqa: E402
-from schemas.topics import DAY_MS, Topic, all_topics, partner_topic_name  # noqa: E402
+from privaflow.schemas.site import SiteConfig, load_site_config  # noqa: E402
+from privaflow.schemas.topics import DAY_MS, Topic, all_topics, partner_topic_name  # noqa: E402
 
 BASE = REPO / "k8s" / "base"
 SITE = BASE / "site.yaml"

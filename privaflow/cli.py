@@ -1,26 +1,52 @@
-"""`privaflow`: the command line. Each subcommand group lives with the code it drives."""
+"""`privaflow`: the command line. Each subcommand group lives with the code it drives:
+
+    edge       edge/cli.py        one camera -> anonymised detection records
+    schemas    schemas/cli.py     the Avro contract against a registry
+    streams    streams/cli.py     detections -> tables -> partner topics
+    api        partner/api.py     the partner HTTP API and the operator dashboard
+    notice, privacy, retention    governance/cli.py
+    stack, demo                   stack/ (the local dev stack; only in a source checkout)
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
 import logging
 import sys
 
 import click
 
-from schemas.site import ConfigError
+from privaflow.schemas.codec import RegistryError
+from privaflow.schemas.site import ConfigError
+
+# errors that are the user's to fix: one line on stderr and exit code 2, never a traceback; command
+# groups that are loaded below add their own (`USER_ERRORS` in their module)
+_user_errors: list[type[Exception]] = [ConfigError, RegistryError]
 
 
 class _Group(click.Group):
-    """Turns our own errors into one clear line and exit code 2 instead of a traceback."""
+    """Loads each subcommand only when it is used (click's lazy-group pattern), so that `privaflow notice`
+    never imports the edge, the workers or the dev stack, and turns our own errors into one clear line
+    and exit code 2 instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return super().get_command(ctx, name)
+        module, attr = COMMANDS[name]
+        if module.startswith("privaflow_stack") and importlib.util.find_spec("privaflow_stack") is None:
+            return _NotInstalled(name, DEV_STACK)
+        mod = importlib.import_module(module)
+        _user_errors.extend(e for e in getattr(mod, "USER_ERRORS", ()) if e not in _user_errors)
+        cmd: click.Command = getattr(mod, attr)
+        return cmd
 
     def invoke(self, ctx: click.Context) -> object:
-        from schemas.codec import RegistryError
-        from stack.local import StackError
-
         try:
             return super().invoke(ctx)
-        except (ConfigError, StackError, RegistryError) as e:
+        except tuple(_user_errors) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
 
@@ -46,142 +72,30 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# ---------------------------------------------------------------- stack
+class _NotInstalled(click.Command):
+    """Stands in for a command whose code is not installed, and says where it comes from."""
 
-@main.group()
-def stack() -> None:
-    """The local stack: a real Apache Kafka broker (KRaft) and Apicurio schema registry.
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(name, help=f"(not installed) {why}", callback=self._refuse)
+        self.why = why
 
-    Components come from Maven Central (needs Java 17+ and 21+ for the registry, and Maven);
-    data and logs live in .privaflow/ (override with PRIVAFLOW_HOME).
-    """
-
-
-@stack.command("up")
-@click.option("--secure", is_flag=True, help="SASL/SCRAM users (edge, streams, registry, one per partner) and "
-              "ACLs as in Kubernetes; passwords go to .privaflow/data/credentials.json.")
-@click.option("--no-registry", is_flag=True, help="Start only the broker.")
-def stack_up(secure: bool, no_registry: bool) -> None:
-    """Fetch (first time), start both components and create the topics. Safe to repeat."""
-    from stack.local import LocalStack
-
-    s = LocalStack(secure=secure or None)
-    s.up(registry=not no_registry)
-    proto = "SASL_PLAINTEXT/SCRAM-SHA-512" if s.secure else "PLAINTEXT"
-    click.echo(f"kafka     {s.bootstrap} ({proto})")
-    if not no_registry:
-        click.echo(f"registry  {s.registry_url}")
+    def _refuse(self) -> None:
+        click.echo(f"error: {self.why}", err=True)
+        sys.exit(2)
 
 
-@stack.command("down")
-def stack_down() -> None:
-    """Stop exactly the processes `stack up` started."""
-    from stack.local import LocalStack
+DEV_STACK = ("the local dev stack comes with a source checkout of privaflow: run `make setup` there "
+             "(it installs stack/ as privaflow-stack)")
 
-    LocalStack().down()
-
-
-@stack.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def stack_status(as_json: bool) -> None:
-    """Show whether each component runs, where it listens and where it logs. Exit 1 if not ready."""
-    from stack.local import LocalStack
-
-    st = LocalStack().status()
-    if as_json:
-        click.echo(json.dumps(st, indent=2))
-    else:
-        for name, s in st.items():
-            state = "ready" if s["ready"] else ("starting/unhealthy" if s["pid"] else "stopped")
-            click.echo(f"{name:9} {state:18} {s['listening']}  pid={s['pid']}  log={s['log']}")
-    sys.exit(0 if all(s["ready"] for s in st.values()) else 1)
-
-
-@stack.command("fetch")
-def stack_fetch() -> None:
-    """Only resolve the components from Maven Central (make setup runs this)."""
-    from stack.local import fetch
-
-    fetch()
-
-
-@stack.command("reset")
-@click.confirmation_option(prompt="Delete all local Kafka data (detections, tables, schemas)?")
-def stack_reset() -> None:
-    """Stop the stack and delete its data."""
-    from stack.local import LocalStack
-
-    LocalStack().reset()
-
-
-# ---------------------------------------------------------------- schemas
-
-@main.group()
-def schemas() -> None:
-    """The Avro contract and the schema registry."""
-
-
-@schemas.command("check")
-def schemas_check() -> None:
-    """Tell whether the local schemas are compatible with what the registry holds (exit 1 if not)."""
-    from schemas.codec import SchemaRegistry, check_all, registry_url
-    from schemas.privacy import assert_partner_schemas_clean
-
-    assert_partner_schemas_clean()
-    reg = SchemaRegistry(retries=1)
-    bad = 0
-    click.echo(f"registry {registry_url()}")
-    for subject, ok in check_all(reg).items():
-        word = {None: "not registered yet", True: "compatible", False: "INCOMPATIBLE"}[ok]
-        bad += ok is False
-        click.echo(f"  {subject:50} {word}")
-    sys.exit(1 if bad else 0)
-
-
-@schemas.command("register")
-def schemas_register() -> None:
-    """Register every topic's schema (BACKWARD compatibility) and print the ids."""
-    from schemas.codec import SchemaRegistry, register_all
-
-    register_all(SchemaRegistry(), progress=click.echo)
-
-
-# ---------------------------------------------------------------- topics / retention
-
-@main.group()
-def retention() -> None:
-    """Topic retention, from the site config."""
-
-
-@retention.command("apply")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="Site YAML file.")
-def retention_apply(config_path: str) -> None:
-    """Create missing topics and set every topic's retention and cleanup policy on a running cluster."""
-    from schemas.codec import bootstrap_servers
-    from schemas.site import load_site_config
-    from stack.topics import apply_retention, ensure_topics, topics_for_site
-
-    topics = topics_for_site(load_site_config(config_path))
-    ensure_topics(bootstrap_servers(), topics)
-    for name, ms in apply_retention(bootstrap_servers(), topics).items():
-        click.echo(f"{name:45} retention {int(ms) / 86_400_000:g} days")
-
-
-def _add_optional(group_path: str, attr: str) -> None:
-    """Attach a subcommand group that lives with its code, if that code is installed."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(group_path)
-    except ImportError as e:
-        if e.name and e.name.startswith(group_path.split(".")[0]):
-            return
-        raise
-    main.add_command(getattr(mod, attr))
-
-
-for _path, _attr in (("edge.cli", "edge"), ("streams.cli", "streams"), ("privaflow.demo", "demo"),
-                     ("privaflow.api", "api"),
-                     ("privaflow.governance", "notice"), ("privaflow.governance", "privacy")):
-    _add_optional(_path, _attr)
+# command -> (module, attribute); `stack` and `demo` are the dev stack's and may be absent
+COMMANDS: dict[str, tuple[str, str]] = {
+    "edge": ("privaflow.edge.cli", "edge"),
+    "schemas": ("privaflow.schemas.cli", "schemas"),
+    "streams": ("privaflow.streams.cli", "streams"),
+    "api": ("privaflow.partner.api", "api"),
+    "notice": ("privaflow.governance.cli", "notice"),
+    "privacy": ("privaflow.governance.cli", "privacy"),
+    "retention": ("privaflow.governance.cli", "retention"),
+    "stack": ("privaflow_stack.cli", "stack"),
+    "demo": ("privaflow_stack.demo", "demo"),
+}

@@ -271,7 +271,7 @@ class AvroSerde:
 
 def serde_for_topic(registry: SchemaRegistry, topic_name: str) -> AvroSerde:
     """The serde for a topic's value, under its TopicNameStrategy subject."""
-    from schemas.topics import topic
+    from privaflow.schemas.topics import topic
 
     t = topic(topic_name)
     if t.value_schema is None:
@@ -281,7 +281,7 @@ def serde_for_topic(registry: SchemaRegistry, topic_name: str) -> AvroSerde:
 
 def register_all(registry: SchemaRegistry, progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """Register every topic's value schema; returns subject -> id."""
-    from schemas.topics import all_topics
+    from privaflow.schemas.topics import all_topics
 
     ids = {}
     for t in all_topics():
@@ -294,7 +294,7 @@ def register_all(registry: SchemaRegistry, progress: Callable[[str], None] | Non
 
 def check_all(registry: SchemaRegistry) -> dict[str, bool | None]:
     """subject -> compatible? (None: not registered yet) for every topic's local schema."""
-    from schemas.topics import all_topics
+    from privaflow.schemas.topics import all_topics
 
     return {t.value_subject: registry.is_compatible(t.value_subject, load_schema_json(t.value_schema))
             for t in all_topics() if t.value_schema}

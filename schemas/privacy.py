@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.codec import load_schema
+from privaflow.schemas.codec import load_schema
 
 FORBIDDEN_NAMES = {"track_id", "object_id", "person_id", "face", "plate", "embedding", "feature", "image",
                    "crop", "pixels", "ts", "timestamp"}
@@ -66,7 +66,7 @@ def _is_record(node: Any) -> bool:
 
 def assert_partner_schemas_clean() -> None:
     """Refuse to run (ValueError) if any partner schema in schemas/avro could leak identifying data."""
-    from schemas.topics import PARTNER_TABLES
+    from privaflow.schemas.topics import PARTNER_TABLES
 
     problems = [p for name in PARTNER_TABLES.values() for p in partner_schema_violations(load_schema(name))]
     if problems:

@@ -1,12 +1,15 @@
-"""The one definition of every Kafka topic privaflow uses.
+"""The one definition of every Kafka topic privaflow uses, and how to create and reconfigure them.
 
-The local stack creates topics from this table and the Kubernetes manifests are checked
-against it, so partitions, retention and cleanup policy cannot drift between the two.
+The stream workers, `privaflow retention apply` and the local stack create topics from this table
+on any Kafka cluster, and the Kubernetes manifests are generated from it and checked against it, so
+partitions, retention and cleanup policy cannot drift between them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -77,3 +80,56 @@ def topic(name: str, topics: list[Topic] | None = None) -> Topic:
         if t.name == name:
             return t
     raise KeyError(f"unknown topic {name!r}")
+
+
+# ---------------------------------------------------------------- on a cluster
+
+
+def topics_for_site(site: object | None = None) -> list[Topic]:
+    """All topics with retentions from a site config (or the defaults)."""
+    if site is None:
+        return all_topics()
+    ret = site.retention  # type: ignore[attr-defined]
+    return all_topics(int(ret.detections_days * DAY_MS), int(ret.partner_days * DAY_MS))
+
+
+def _admin(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+
+
+def ensure_topics(bootstrap: str, topics: list[Topic] | None = None, extra: dict[str, str] | None = None,
+                  timeout: float = 30) -> list[str]:
+    """Create the topics that are missing (existing ones are left alone); returns the names created."""
+    topics = topics or all_topics()
+    admin = _admin(bootstrap, extra)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([NewTopic(t.name, t.partitions, 1, config=t.config()) for t in missing],
+                                  operation_timeout=timeout)
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as e:  # another process may have created it meanwhile
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+    return created
+
+
+def apply_retention(bootstrap: str, topics: list[Topic], extra: dict[str, str] | None = None,
+                    timeout: float = 30) -> dict[str, str]:
+    """Set retention.ms and cleanup.policy of existing topics to the definition; returns name -> retention."""
+    admin = _admin(bootstrap, extra)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    chosen = [t for t in topics if t.name in existing]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t.name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in t.config().items()])
+        for t in chosen]
+    if not resources:
+        return {}
+    for fut in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
+        fut.result()
+    return {t.name: t.config()["retention.ms"] for t in chosen}

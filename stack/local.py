@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from stack.security import Acl
+from privaflow_stack.security import Acl
 
 STACK_SRC = Path(__file__).resolve().parent
 REPO = STACK_SRC.parent
@@ -224,12 +223,12 @@ class LocalStack:
 
     def credentials(self) -> dict[str, str]:
         """user -> password for secure mode (generated on first `up --secure`)."""
-        from stack.security import load_or_create_credentials
+        from privaflow_stack.security import load_or_create_credentials
 
         return load_or_create_credentials(self.credentials_file, list(self._roles()))
 
     def _roles(self) -> dict[str, list[Acl]]:
-        from stack.security import role_acls
+        from privaflow_stack.security import role_acls
 
         return role_acls(_example_partners())
 
@@ -237,7 +236,7 @@ class LocalStack:
         """librdkafka settings for a user (empty in plain mode)."""
         if not self.secure:
             return {}
-        from stack.security import client_config
+        from privaflow_stack.security import client_config
 
         return client_config(user, self.credentials()[user])
 
@@ -342,7 +341,7 @@ class LocalStack:
         line, where any local user could read them in /proc."""
         if not self.secure:
             return []
-        from stack.security import registry_auth_properties
+        from privaflow_stack.security import registry_auth_properties
 
         creds = self.credentials()
         jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="registry" '
@@ -437,14 +436,14 @@ class LocalStack:
             marker.touch()
         self.start_kafka()
         if self.secure:
-            from stack.security import apply_acls
+            from privaflow_stack.security import apply_acls
 
             n = apply_acls(self.bootstrap, self.credentials()["admin"], self._roles())
             self.progress(f"secure mode: SCRAM users {', '.join(sorted(self._roles()))}; {n} ACLs; "
                           f"passwords in {self.credentials_file}")
         if registry:
             self.start_registry()
-        from stack.topics import ensure_topics
+        from privaflow.schemas.topics import ensure_topics
 
         created = ensure_topics(self.bootstrap, extra=self.client_config())
         if created:
@@ -471,7 +470,7 @@ class LocalStack:
 
 def _example_partners() -> dict[str, list[str]]:
     """Partner users for the local stack: those of the example site config."""
-    from schemas.site import load_site_config
+    from privaflow.schemas.site import load_site_config
 
     site = load_site_config(REPO / "examples" / "site.yaml")
     return {p.id: list(p.tables) for p in site.partners}

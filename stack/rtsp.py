@@ -4,7 +4,7 @@ version into .privaflow/bin/) serving a video that ffmpeg publishes in a loop.
     >>> with RtspCamera(Path(".privaflow/media/vtest.avi")) as camera:   # doctest: +SKIP
     ...     ok, image = cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG).read()
 
-`python -m stack.rtsp` (`make rtsp-server`) builds the server ahead of time. Go and ffmpeg are needed
+`python -m privaflow_stack.rtsp` (`make rtsp-server`) builds the server ahead of time. Go and ffmpeg are needed
 for this only; nothing else in privaflow uses them.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from stack.local import HOST, StackError, home
+from privaflow_stack.local import HOST, StackError, home
 
 MEDIAMTX_MODULE = "github.com/bluenviron/mediamtx"
 MEDIAMTX_VERSION = "v1.15.3"

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.topics import DETECTIONS, DETECTIONS_DLQ, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, partner_topic_name
 
 STREAMS_APP_ID = "privaflow-streams"
 MECHANISM = "SCRAM-SHA-512"

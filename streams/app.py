@@ -35,16 +35,15 @@ import faust
 from faust.streams import _current_event
 from faust.types import TP
 from mode import CrashingSupervisor
-
-from schemas.codec import SchemaRegistry, serde_for_topic
-from schemas.topics import DETECTIONS
-from streams.consume import Checkpoints, Decoder, Engine, Incoming, Outcome, upto_key
-from streams.metrics import WorkerMetrics
-from streams.publish import Publisher
-from streams.refetch import PartitionReader
-from streams.settings import WorkerSettings
-from streams.tables import TABLES, ClosedWindow, WindowStore
-from streams.views import Query, QueryError, RecentWindows, table_view
+from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
+from privaflow.schemas.topics import DETECTIONS
+from privaflow.streams.consume import Checkpoints, Decoder, Engine, Incoming, Outcome, upto_key
+from privaflow.streams.metrics import WorkerMetrics
+from privaflow.streams.publish import Publisher
+from privaflow.streams.refetch import PartitionReader
+from privaflow.streams.settings import WorkerSettings
+from privaflow.streams.tables import TABLES, ClosedWindow, WindowStore
+from privaflow.streams.views import Query, QueryError, RecentWindows, table_view
 
 log = logging.getLogger(__name__)
 

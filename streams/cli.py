@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-from schemas.site import ConfigError, load_site_config
+from privaflow.schemas.site import ConfigError, load_site_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +53,8 @@ def worker(config_path: Path, web_port: int | None, data_dir: Path | None, store
       privaflow streams worker --config examples/site.yaml --web-port 6066
       curl 'localhost:6066/tables/traffic_volume?line=street-crosswalk&state=closed'
     """
-    from streams.settings import from_environment
-    from streams.worker import WorkerError, run
+    from privaflow.streams.settings import from_environment
+    from privaflow.streams.worker import WorkerError, run
 
     try:
         site = load_site_config(config_path)

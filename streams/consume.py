@@ -42,11 +42,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
-from schemas.site import SiteConfig
-from streams.events import Crossing, ZoneVisit
-from streams.tables import ClosedWindow, WindowStore
-from streams.tracks import TrackBook, ts_ms
+from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
+from privaflow.schemas.site import SiteConfig
+from privaflow.streams.events import Crossing, ZoneVisit
+from privaflow.streams.tables import ClosedWindow, WindowStore
+from privaflow.streams.tracks import TrackBook, ts_ms
 
 log = logging.getLogger(__name__)
 

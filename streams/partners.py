@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from schemas.site import SiteConfig
-from schemas.topics import partner_topic_name
-from streams.tables import ClosedWindow
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import partner_topic_name
+from privaflow.streams.tables import ClosedWindow
 
 
 def partner_key(closed: ClosedWindow) -> str:

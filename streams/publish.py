@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
-from schemas.site import SiteConfig
-from schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
-from streams.consume import Outcome
-from streams.events import Crossing, to_avro
-from streams.partners import records_for_partners
-from streams.settings import TopicNames
+from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
+from privaflow.streams.consume import Outcome
+from privaflow.streams.events import Crossing, to_avro
+from privaflow.streams.partners import records_for_partners
+from privaflow.streams.settings import TopicNames
 
 # faust's Producer.send: (topic, key, value, partition, timestamp, headers) -> awaitable of the ack
 SendFn = Callable[[str, bytes | None, bytes | None, int | None, float | None, Any], Awaitable[Awaitable[Any]]]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from schemas.codec import bootstrap_servers, kafka_client_config, registry_url
-from schemas.site import SiteConfig
-from schemas.topics import DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
+from privaflow.schemas.codec import bootstrap_servers, kafka_client_config, registry_url
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
 
 APP_ID = "privaflow-streams"
 Store = Literal["memory", "rocksdb"]

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.site import SiteConfig
-from streams.events import Crossing, Event, OccupancySample, ZoneVisit
+from privaflow.schemas.site import SiteConfig
+from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
 
 TABLES = ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
 UNKNOWN = "unknown"

@@ -35,10 +35,9 @@ from itertools import accumulate
 from typing import Any
 
 import numpy as np
-
-from schemas.site import SiteConfig
-from streams.events import Crossing, Event, OccupancySample, ZoneVisit, event_from_json, event_to_json
-from streams.geometry import LineSet, PolygonSet, apply_homography
+from privaflow.schemas.site import SiteConfig
+from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit, event_from_json, event_to_json
+from privaflow.streams.geometry import LineSet, PolygonSet, apply_homography
 
 SEGMENT_MARGIN = 0.02  # normalised distance beyond a segment's ends still counted (boxes are wobbly)
 SPEED_BASE_MS = 1000  # speed baseline: long enough that foot-point jitter is small against the distance
@@ -113,7 +112,7 @@ class TrackBook:
     """All per-track state of one camera. `observe` takes decoded FrameDetections records in event
     time order and returns the events they complete; `to_state`/`from_state` survive a restart.
 
-    >>> from schemas.site import parse_site_config
+    >>> from privaflow.schemas.site import parse_site_config
     >>> site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0}],
     ...     "lines": [{"id": "l", "camera": "c", "points": [[0.5, 0.0], [0.5, 1.0]]}],
     ...     "counting": {"min_track_frames": 1}})

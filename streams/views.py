@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.tables import TABLES, ClosedWindow
+from privaflow.streams.tables import TABLES, ClosedWindow
 
 DIM_NAMES: dict[str, tuple[str, ...]] = {
     "traffic_volume": ("line_id", "direction", "class_name"),

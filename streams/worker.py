@@ -21,13 +21,11 @@ from typing import Any
 import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from schemas.codec import SchemaRegistry
-from schemas.privacy import assert_partner_schemas_clean
-from schemas.topics import DAY_MS, Topic
-from stack.topics import ensure_topics, topics_for_site
-from streams.app import Dataflow, make_app, ticks_topic_name
-from streams.settings import WorkerSettings
+from privaflow.schemas.codec import SchemaRegistry
+from privaflow.schemas.privacy import assert_partner_schemas_clean
+from privaflow.schemas.topics import DAY_MS, Topic, ensure_topics, topics_for_site
+from privaflow.streams.app import Dataflow, make_app, ticks_topic_name
+from privaflow.streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def stack() -> Iterator[StackHandle]:
         yield StackHandle(None, os.environ["PRIVAFLOW_BOOTSTRAP"],
                           os.environ.get("PRIVAFLOW_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"))
         return
-    from stack.local import LocalStack
+    from privaflow_stack.local import LocalStack
 
     local = LocalStack()
     was_up = local.kafka.pid() is not None and local.registry.pid() is not None
@@ -144,7 +144,7 @@ def _registry_state_now() -> list[str]:
     import signal
     import time
 
-    from stack.local import LocalStack
+    from privaflow_stack.local import LocalStack
 
     reg = LocalStack().registry
     pid = reg.pid()
@@ -202,7 +202,7 @@ class _TimedOutRegistryRequests(logging.Handler):
 
 
 _TIMED_OUT = _TimedOutRegistryRequests()
-logging.getLogger("schemas.codec").addHandler(_TIMED_OUT)
+logging.getLogger("privaflow.schemas.codec").addHandler(_TIMED_OUT)
 _BASETEMP = pytest.StashKey[Path]()
 
 
@@ -232,7 +232,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         tr.write_line(f"{nodeid} ({where}):")
         for line in lines:
             tr.write_line(f"  {line}")
-    from stack.local import home
+    from privaflow_stack.local import home
 
     logs = home() / "logs"
     for name in ("kafka", "registry"):

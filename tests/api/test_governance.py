@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from privaflow.governance import camera_facts, mask_area_fraction, notice, privacy
-from privaflow.privacy_report import REPORT_SCHEMA, privacy_report
-from schemas.site import parse_site_config
+from privaflow.governance.cli import notice, privacy
+from privaflow.governance.facts import camera_facts, mask_area_fraction
+from privaflow.governance.report import REPORT_SCHEMA, privacy_report
+from privaflow.schemas.site import parse_site_config
 
 REPO = Path(__file__).resolve().parents[2]
 

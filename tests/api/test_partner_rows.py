@@ -11,13 +11,14 @@ import jsonschema
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
+from privaflow.partner.api import api, make_app, parse_instant, partner_tokens
+from privaflow.partner.rows import csv_text, dim_fields, json_row, row_json_schema
+from privaflow.partner.store import PartnerStore
+from privaflow.schemas.codec import kafka_client_config
+from privaflow.schemas.site import ConfigError, parse_site_config
+from privaflow.schemas.topics import PARTNER_TABLES
 
-from privaflow.api import BackgroundServer, api, make_app, parse_instant, partner_tokens
-from privaflow.partner_rows import csv_text, dim_fields, json_row, row_json_schema
-from privaflow.partner_store import PartnerStore
-from schemas.codec import kafka_client_config
-from schemas.site import ConfigError, parse_site_config
-from schemas.topics import PARTNER_TABLES
+from tests.api.background import BackgroundServer
 
 
 def _tv(site: str, ws: datetime | int, line: str = "l", direction: str = "in", cls: str = "car",

@@ -13,10 +13,17 @@ import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
-
-from schemas.codec import AvroSerde, SchemaRegistry
-from schemas.topics import DAY_MS, DETECTIONS, LINE_CROSSINGS, ZONE_EVENTS, Topic, all_topics
-from stack.topics import apply_retention, ensure_topics
+from privaflow.schemas.codec import AvroSerde, SchemaRegistry
+from privaflow.schemas.topics import (
+    DAY_MS,
+    DETECTIONS,
+    LINE_CROSSINGS,
+    ZONE_EVENTS,
+    Topic,
+    all_topics,
+    apply_retention,
+    ensure_topics,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """A stand-in for `privaflow api serve` with the same URL shapes, for the fast browser test: the
 dashboard's static files plus the two operator endpoints, answering from in-memory partner records.
 
-It answers the way the real server does (privaflow/api.py): rows with start <= window_start < end,
+It answers the way the real server does (partner/api.py): rows with start <= window_start < end,
 timestamps as ISO 8601 UTC strings, JSON written by Python's json (so the dwell table's +inf bin edge
 arrives as a bare `Infinity`, which the page must cope with).
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from schemas.site import SiteConfig
+from privaflow.schemas.site import SiteConfig
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "privaflow" / "dashboard"
+DASHBOARD = Path(__file__).resolve().parents[2] / "partner" / "dashboard"
 PLAN_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 48"><rect width="64" height="48" fill="#eee"/>'
             '<path d="M4 4h56v40H4z" fill="none" stroke="#999" stroke-width="2"/></svg>')
 

@@ -1,5 +1,5 @@
 """How a test reads the dashboard, and the reference reading of what it must show for given API rows:
-the dashboard's rules (see privaflow/dashboard/app.js) written again, independently, in Python."""
+the dashboard's rules (see partner/dashboard/app.js) written again, independently, in Python."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "privaflow" / "dashboard"
+DASHBOARD = Path(__file__).resolve().parents[2] / "partner" / "dashboard"
 
 
 def test_vendored_files_match_the_hashes_in_the_readme() -> None:

@@ -17,14 +17,13 @@ import fastavro
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from edge.agent import Agent
-from edge.attributes import FaceAgeGender
-from edge.capture import CaptureError
-from edge.cli import edge
-from edge.detections import Detections, make_detections
-from edge.publish import AvroFileSink, SinkStats
-from schemas.site import Camera
+from privaflow.edge.agent import Agent
+from privaflow.edge.attributes import FaceAgeGender
+from privaflow.edge.capture import CaptureError
+from privaflow.edge.cli import edge
+from privaflow.edge.detections import Detections, make_detections
+from privaflow.edge.publish import AvroFileSink, SinkStats
+from privaflow.schemas.site import Camera
 
 PERSON, CAR = 0, 2
 W, H = 640, 360

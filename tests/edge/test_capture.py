@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from privaflow.edge import capture
+from privaflow.edge.capture import Capture, CaptureError, source_kind
+from privaflow.edge.cli import edge
 
-from edge import capture
-from edge.capture import Capture, CaptureError, source_kind
-from edge.cli import edge
 from tests.conftest import media_path
 from tests.edge.test_agent import site_yaml
 
@@ -257,7 +257,7 @@ def test_a_camera_that_fails_after_opening_reconnects(monkeypatch: pytest.Monkey
     monkeypatch.setattr(capture.cv2, "VideoCapture", camera)
     present = iter([None])  # /dev/video0 exists when capture starts and is gone afterwards
     monkeypatch.setattr(capture, "missing_device", lambda index: next(present, f"/dev/video{index} does not exist"))
-    caplog.set_level(logging.WARNING, logger="edge.capture")
+    caplog.set_level(logging.WARNING, logger="privaflow.edge.capture")
     t0 = time.time() * 1000
     cap = Capture(0, fps=100, max_backoff_s=0.05)
     assert cap.kind == "device" and cap.realtime

@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
-
-from edge.detect import DetectorSpec, NanoDetDetector, YoloDetector, fit, load_detector, nms
-from edge.detections import Detections
+from privaflow.edge.detect import DetectorSpec, NanoDetDetector, YoloDetector, fit, load_detector, nms
+from privaflow.edge.detections import Detections
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 DOG = Path("/usr/share/darknet/data/dog.jpg")

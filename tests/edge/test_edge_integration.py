@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from privaflow.edge.agent import Agent, build_detector
+from privaflow.edge.privacy import PrivacyFilter
+from privaflow.edge.publish import KafkaSink
+from privaflow.edge.records import COCO_IDS
+from privaflow.edge.tracking import box_iou
+from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
+from privaflow.schemas.site import Camera
+from privaflow.schemas.topics import DETECTIONS
 
-from edge.agent import Agent, build_detector
-from edge.privacy import PrivacyFilter
-from edge.publish import KafkaSink
-from edge.records import COCO_IDS
-from edge.tracking import box_iou
-from schemas.codec import SchemaRegistry, serde_for_topic
-from schemas.site import Camera
-from schemas.topics import DETECTIONS
 from tests.conftest import media_path
 
 LABELS = Path(__file__).parent / "fixtures" / "labels.json"

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from edge.attributes import COLOURS, ColourVotes, colour_name, person_attributes, vehicle_colours
-from edge.detections import Detections, make_detections
-from edge.records import COCO_CLASSES, class_ids, frame_record
-from schemas.codec import parsed_schema
+from privaflow.edge.attributes import COLOURS, ColourVotes, colour_name, person_attributes, vehicle_colours
+from privaflow.edge.detections import Detections, make_detections
+from privaflow.edge.records import COCO_CLASSES, class_ids, frame_record
+from privaflow.schemas.codec import parsed_schema
 
 SCHEMA = parsed_schema("frame_detections")
 
@@ -97,7 +96,7 @@ def test_the_record_schema_cannot_carry_pixels() -> None:
             return out
         return set()
 
-    from schemas.codec import load_schema
+    from privaflow.schemas.codec import load_schema
 
     found = kinds(load_schema("frame_detections"))
     assert not found & {"bytes", "fixed", "map"}

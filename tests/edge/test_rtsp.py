@@ -18,11 +18,11 @@ from pathlib import Path
 import fastavro
 import pytest
 from click.testing import CliRunner
+from privaflow.edge.capture import Capture
+from privaflow.edge.cli import edge
+from privaflow_stack import rtsp
+from privaflow_stack.rtsp import RtspCamera
 
-from edge.capture import Capture
-from edge.cli import edge
-from stack import rtsp
-from stack.rtsp import RtspCamera
 from tests.conftest import media_path
 from tests.edge.test_agent import site_yaml
 
@@ -73,7 +73,7 @@ def test_agent_reads_an_rtsp_stream_and_finds_people(tmp_path: Path, camera: Rts
 def test_a_lost_rtsp_stream_is_reconnected(camera: RtspCamera, caplog: pytest.LogCaptureFixture) -> None:
     """The publisher is killed: capture reports the loss, retries while the path is empty, and reads
     on once the camera publishes again."""
-    caplog.set_level(logging.WARNING, logger="edge.capture")
+    caplog.set_level(logging.WARNING, logger="privaflow.edge.capture")
     cap = Capture(camera.url, fps=10, max_backoff_s=0.5)
     with cap:
         frames = cap.frames(timeout_s=30)

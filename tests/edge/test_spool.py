@@ -18,10 +18,9 @@ import pytest
 from confluent_kafka import KafkaError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from edge.publish import UNKNOWN_ID, KafkaSink
-from edge.spool import DiskSpool
-from schemas.codec import (
+from privaflow.edge.publish import UNKNOWN_ID, KafkaSink
+from privaflow.edge.spool import DiskSpool
+from privaflow.schemas.codec import (
     IncompatibleSchemaError,
     RegistryAuthError,
     RegistryError,
@@ -129,7 +128,7 @@ def test_disk_full_drops_the_oldest_and_carries_on(tmp_path: Path, monkeypatch: 
         f = builtins.open(path, mode, *args, **kwargs)  # noqa: SIM115 - handed to the spool, which closes it
         return QuotaFile(f, tmp_path, 6_000) if "a" in mode else f
 
-    monkeypatch.setattr("edge.spool.open", quota_open, raising=False)
+    monkeypatch.setattr("privaflow.edge.spool.open", quota_open, raising=False)
     s = DiskSpool(tmp_path, max_bytes=1 << 20, segment_bytes=2_000)
     for i in range(200):
         s.append(rec(i))  # never raises

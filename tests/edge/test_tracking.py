@@ -7,9 +7,8 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from edge.detections import make_detections
-from edge.tracking import ByteTrack, GroundMotion, box_iou
+from privaflow.edge.detections import make_detections
+from privaflow.edge.tracking import ByteTrack, GroundMotion, box_iou
 
 PERSON, CAR = 0, 2
 

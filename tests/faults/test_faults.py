@@ -9,15 +9,17 @@ Requirement ids: T8/T9 (nothing lost, nothing double counted), G3, G5.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from privaflow.edge.publish import KafkaSink  # noqa: E402
+from privaflow.schemas.codec import SchemaRegistry  # noqa: E402
+from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
+from privaflow_stack.simulate import simulate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streams"))  # the shared worker harness
-from streams_worker_harness import (  # noqa: E402
+from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     Run,
     WorkerProcess,
@@ -32,11 +34,6 @@ from streams_worker_harness import (  # noqa: E402
     site_config,
     write_config,
 )
-
-from edge.publish import KafkaSink  # noqa: E402
-from schemas.codec import SchemaRegistry  # noqa: E402
-from schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
-from streams.simulate import simulate  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

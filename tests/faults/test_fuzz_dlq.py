@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,10 +31,12 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from privaflow.schemas.codec import AvroSerde, DecodeError  # noqa: E402
+from privaflow.streams.consume import frame_problem  # noqa: E402
+from privaflow_stack.simulate import simulate  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streams"))  # the shared worker harness
-from streams_worker_harness import (  # noqa: E402
+from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,
     Run,
@@ -44,10 +45,6 @@ from streams_worker_harness import (  # noqa: E402
     read_topic,
     write_config,
 )
-
-from schemas.codec import AvroSerde, DecodeError  # noqa: E402
-from streams.consume import frame_problem  # noqa: E402
-from streams.simulate import simulate  # noqa: E402
 
 FUZZ_CASES = 3000
 CAMERAS = frozenset(c["id"] for c in TEST_SITE["cameras"])

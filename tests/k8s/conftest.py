@@ -7,19 +7,15 @@ and fails under CI (CI=true), naming what to install.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from privaflow.schemas.site import SiteConfig, load_site_config  # noqa: E402
+from privaflow.schemas.topics import DAY_MS, Topic, all_topics  # noqa: E402
 
 # the helpers beside this file, importable from the test modules under --import-mode=importlib
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from kube_render import INSTALL_SCRIPT, K8S, OVERLAYS, Resource, kustomize_command, render  # noqa: E402
-from kube_schemas import CRD_DIR  # noqa: E402
-
-from schemas.site import SiteConfig, load_site_config  # noqa: E402
-from schemas.topics import DAY_MS, Topic, all_topics  # noqa: E402
+from tests.k8s.kube_render import INSTALL_SCRIPT, K8S, OVERLAYS, Resource, kustomize_command, render  # noqa: E402
+from tests.k8s.kube_schemas import CRD_DIR  # noqa: E402
 
 
 def _missing(msg: str) -> None:

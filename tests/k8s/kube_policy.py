@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from kube_render import Resource, key
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import DETECTIONS, Topic, partner_topic_name
 
-from schemas.site import SiteConfig
-from schemas.topics import DETECTIONS, Topic, partner_topic_name
+from tests.k8s.kube_render import Resource, key
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 SPOOL = "/var/spool/privaflow"

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_policy import (
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, partner_topic_name
+
+from tests.k8s.kube_policy import (
     container_violations,
     edge_violations,
     edge_workloads,
@@ -30,11 +33,8 @@ from kube_policy import (
     topic_violations,
     workloads,
 )
-from kube_render import INSTALL_SCRIPT, K8S, REPO, Resource, find, one
-from kube_schemas import KUBERNETES_VERSION, custom_groups, validate, validate_builtin, validate_custom
-
-from schemas.site import SiteConfig
-from schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, partner_topic_name
+from tests.k8s.kube_render import INSTALL_SCRIPT, K8S, REPO, Resource, find, one
+from tests.k8s.kube_schemas import KUBERNETES_VERSION, custom_groups, validate, validate_builtin, validate_custom
 
 IMAGE = "ghcr.io/privaflow/privaflow:0.1.0"
 REGISTRY_IMAGE = "quay.io/apicurio/apicurio-registry:3.3.3"

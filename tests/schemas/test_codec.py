@@ -10,8 +10,7 @@ import fastavro
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from schemas.codec import (
+from privaflow.schemas.codec import (
     AvroSerde,
     DecodeError,
     RegistryError,
@@ -34,7 +33,7 @@ class FakeRegistry:
         return 7
 
     def schema_by_id(self, schema_id: int):
-        from schemas.codec import RegistryError
+        from privaflow.schemas.codec import RegistryError
 
         if schema_id != 7:
             raise RegistryError(f"schema id {schema_id} not found")

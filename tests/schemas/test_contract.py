@@ -7,10 +7,9 @@ import json
 
 import fastavro
 import pytest
-
-from schemas.codec import load_schema, schema_names
-from schemas.privacy import assert_partner_schemas_clean, partner_schema_violations
-from schemas.topics import PARTNER_TABLES, all_topics, partner_topic_name
+from privaflow.schemas.codec import load_schema, schema_names
+from privaflow.schemas.privacy import assert_partner_schemas_clean, partner_schema_violations
+from privaflow.schemas.topics import PARTNER_TABLES, all_topics, partner_topic_name
 
 
 def _fields(node: object):
@@ -65,7 +64,7 @@ def test_the_partner_check_catches_each_kind_of_leak() -> None:
 
 
 def test_publishing_refuses_a_leaky_partner_schema(monkeypatch: pytest.MonkeyPatch) -> None:
-    from schemas import privacy
+    from privaflow.schemas import privacy
 
     real = privacy.load_schema
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from schemas.codec import AvroSerde, DecodeError, RegistryError, parsed_schema
-from schemas.site import ConfigError, parse_site_config
+from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, parsed_schema
+from privaflow.schemas.site import ConfigError, parse_site_config
 
 CASES = 100_000
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"

@@ -11,8 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
-from schemas.codec import AvroSerde, DecodeError, IncompatibleSchemaError, SchemaRegistry, load_schema_json
+from privaflow.schemas.codec import AvroSerde, DecodeError, IncompatibleSchemaError, SchemaRegistry, load_schema_json
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +105,7 @@ def test_schemas_check_cli_reports_compatibility(stack) -> None:
     import subprocess
     import sys
 
-    from schemas.codec import register_all
+    from privaflow.schemas.codec import register_all
 
     register_all(SchemaRegistry(stack.registry_url))
     r = subprocess.run([sys.executable, "-m", "privaflow", "schemas", "check"], capture_output=True, text=True,

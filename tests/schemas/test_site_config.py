@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from schemas.site import ConfigError, load_site_config
+from privaflow.schemas.site import ConfigError, load_site_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "site.yaml"

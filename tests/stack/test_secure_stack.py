@@ -15,12 +15,11 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
-
-from schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
-from schemas.topics import DETECTIONS, partner_topic_name
-from stack.local import LocalStack, Ports
-from stack.local import home as default_home
-from stack.security import registry_auth_properties
+from privaflow.schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
+from privaflow.schemas.topics import DETECTIONS, partner_topic_name
+from privaflow_stack.local import LocalStack, Ports
+from privaflow_stack.local import home as default_home
+from privaflow_stack.security import registry_auth_properties
 
 pytestmark = pytest.mark.integration
 

@@ -6,19 +6,15 @@ Requirement ids: T5 (statistics per place, direction, time), T9 (no loss, no dou
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from privaflow.schemas.codec import AvroSerde  # noqa: E402
+from privaflow.streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
+from privaflow.streams.tables import ClosedWindow  # noqa: E402
+from privaflow_stack.simulate import simulate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits beside this file
-from streams_worker_harness import FakeRegistry, site_config  # noqa: E402
-
-from schemas.codec import AvroSerde  # noqa: E402
-from streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
-from streams.simulate import simulate  # noqa: E402
-from streams.tables import ClosedWindow  # noqa: E402
+from tests.streams.harness import FakeRegistry, site_config  # noqa: E402
 
 TOPIC, TICKS = "t.privaflow.detections.v1", "ticks"
 SITE = site_config()

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from privaflow.schemas.codec import AvroSerde, RegistryError  # noqa: E402
+from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome, frame_problem  # noqa: E402
+from privaflow.streams.publish import Publisher  # noqa: E402
+from privaflow.streams.settings import TopicNames  # noqa: E402
+from privaflow_stack.simulate import simulate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits beside this file
-from streams_worker_harness import (  # noqa: E402
+from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,
     FakeRegistry,
@@ -28,12 +31,6 @@ from streams_worker_harness import (  # noqa: E402
     summed,
     write_config,
 )
-
-from schemas.codec import AvroSerde, RegistryError  # noqa: E402
-from streams.consume import Decoder, Engine, Incoming, Outcome, frame_problem  # noqa: E402
-from streams.publish import Publisher  # noqa: E402
-from streams.settings import TopicNames  # noqa: E402
-from streams.simulate import simulate  # noqa: E402
 
 SITE = site_config()
 CAMERAS = frozenset(c.id for c in SITE.cameras)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from streams.geometry import (
+from privaflow.streams.geometry import (
     LineSet,
     PolygonSet,
     along,

@@ -16,14 +16,13 @@ import pytest
 from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas.codec import parsed_schema
-from schemas.site import SiteConfig, load_site_config, parse_site_config
-from schemas.topics import PARTNER_TABLES, partner_topic_name
-from streams.partners import partner_key, partner_record, records_for_partners, strictest_k
-from streams.simulate import REALISTIC, simulate
-from streams.tables import ClosedWindow, WindowStore
-from streams.tracks import TrackBook
+from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
+from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
+from privaflow.streams.partners import partner_key, partner_record, records_for_partners, strictest_k
+from privaflow.streams.tables import ClosedWindow, WindowStore
+from privaflow.streams.tracks import TrackBook
+from privaflow_stack.simulate import REALISTIC, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000

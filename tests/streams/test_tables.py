@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas.site import SiteConfig, parse_site_config
-from streams.events import Crossing, Event, OccupancySample, ZoneVisit
-from streams.tables import TABLES, ClosedWindow, WindowStore, crowding_level, hist_percentile, percentile
+from privaflow.schemas.site import SiteConfig, parse_site_config
+from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
+from privaflow.streams.tables import TABLES, ClosedWindow, WindowStore, crowding_level, hist_percentile, percentile
 
 T0 = 1_767_225_600_000
 SIZES_S: dict[str, Any] = {"traffic_volume": 60, "occupancy": 10, "flow_lines": 300, "dwell": 120, "attributes": 900}

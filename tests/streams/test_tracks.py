@@ -18,14 +18,13 @@ import pytest
 from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas.codec import parsed_schema
-from schemas.site import SiteConfig, load_site_config, parse_site_config
-from streams.events import Crossing, OccupancySample, ZoneVisit, to_avro
-from streams.geometry import points_in_polygon
-from streams.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, simulate
-from streams.tables import WindowStore
-from streams.tracks import SEGMENT_MARGIN, TrackBook, ts_ms
+from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
+from privaflow.streams.events import Crossing, OccupancySample, ZoneVisit, to_avro
+from privaflow.streams.geometry import points_in_polygon
+from privaflow.streams.tables import WindowStore
+from privaflow.streams.tracks import SEGMENT_MARGIN, TrackBook, ts_ms
+from privaflow_stack.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000

@@ -8,14 +8,16 @@ ids in anything the views return).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from privaflow.schemas.topics import partner_topic_name  # noqa: E402
+from privaflow.streams.tables import ClosedWindow  # noqa: E402
+from privaflow.streams.views import Query, QueryError, RecentWindows, table_view  # noqa: E402
+from privaflow_stack.simulate import simulate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits beside this file
-from streams_worker_harness import (  # noqa: E402
+from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,
     Run,
@@ -25,11 +27,6 @@ from streams_worker_harness import (  # noqa: E402
     reference,
     write_config,
 )
-
-from schemas.topics import partner_topic_name  # noqa: E402
-from streams.simulate import simulate  # noqa: E402
-from streams.tables import ClosedWindow  # noqa: E402
-from streams.views import Query, QueryError, RecentWindows, table_view  # noqa: E402
 
 T0 = 1_767_225_600_000
 

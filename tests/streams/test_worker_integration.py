@@ -8,7 +8,6 @@ carry aggregates only), T9 (nothing lost or double counted when a worker dies).
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from privaflow.schemas.topics import partner_topic_name  # noqa: E402
+from privaflow_stack.simulate import Simulation, simulate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared worker harness sits beside this file
-from streams_worker_harness import (  # noqa: E402
+from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,
     Run,
@@ -33,9 +33,6 @@ from streams_worker_harness import (  # noqa: E402
     summed,
     write_config,
 )
-
-from schemas.topics import partner_topic_name  # noqa: E402
-from streams.simulate import Simulation, simulate  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

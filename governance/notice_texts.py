@@ -1,6 +1,6 @@
 """The wording of public camera notices (G0, T3), in Japanese and English.
 
-Only phrases live here; privaflow/governance.py decides which apply to a camera and fills them in
+Only phrases live here; governance/notice.py decides which apply to a camera and fills them in
 from the site config. Placeholders are `str.format` fields; every value put in them is escaped by
 the caller for the output format.
 """

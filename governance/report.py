@@ -1,15 +1,23 @@
 """The privacy report (`privaflow privacy report`; G0, T9, T10): per camera what is captured,
 processed and dropped, kept and for how long, shared with whom under which k-anonymity threshold,
 and which masks are in force, each with the requirement ids it answers. Built from the same facts
-as the public notice (privaflow/governance.py)."""
+as the public notice (governance/facts.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from privaflow.governance import K_TABLES, camera_facts, effective_k, md_escape, missing_notice_items, percent
-from schemas.site import SiteConfig
-from schemas.topics import DAY_MS, DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
+from privaflow.governance.facts import K_TABLES, camera_facts, effective_k, md_escape, missing_notice_items, percent
+from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import (
+    DAY_MS,
+    DETECTIONS,
+    DETECTIONS_DLQ,
+    LINE_CROSSINGS,
+    ZONE_EVENTS,
+    partner_topic_name,
+    topics_for_site,
+)
 
 SUPPRESSION_RULES = {
     "traffic_volume": "a count below k is withheld (null, suppressed=true), with its speed statistics",
@@ -82,8 +90,6 @@ DELETION_STATEMENT = (
 
 def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str, Any]:
     """The machine-readable report (structure: REPORT_SCHEMA)."""
-    from stack.topics import topics_for_site
-
     topics = {t.name: t for t in topics_for_site(site)}
     det_days = site.retention.detections_days
     ks = effective_k(site)

@@ -5,7 +5,7 @@
     GET /healthz                                                 200 once every topic was read
     GET /api/v1/operator/tables/{table}?site=&from=&to=          operator, no token
     GET /api/v1/operator/site                                    lines, zones, cameras, partners
-    GET /dashboard/...                                           privaflow/dashboard/ (static)
+    GET /dashboard/...                                           partner/dashboard/ (static)
 
 Rows come from `PartnerStore` (the compacted partner topics replayed into memory), so a partner
 sees over HTTP exactly what its Kafka consumer would see (T7). Tokens: each partner's bearer token
@@ -17,14 +17,12 @@ only /api/v1/tables, /api/v1/openapi.json and /healthz.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
 import json
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +30,11 @@ from typing import Any
 
 import click
 from aiohttp import web
-
-from privaflow.openapi import openapi_document
-from privaflow.partner_rows import csv_text, epoch_ms, json_row
-from privaflow.partner_store import PartnerStore
-from schemas.site import ConfigError, Partner, SiteConfig
-from schemas.topics import PARTNER_TABLES
+from privaflow.partner.openapi import openapi_document
+from privaflow.partner.rows import csv_text, epoch_ms, json_row
+from privaflow.partner.store import PartnerStore
+from privaflow.schemas.site import ConfigError, Partner, SiteConfig
+from privaflow.schemas.topics import PARTNER_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -223,45 +220,6 @@ def _redirect(location: str) -> Callable[[web.Request], Any]:
     return handler
 
 
-class BackgroundServer:
-    """An app served from a thread with its own event loop, for tests and embedding:
-    `with BackgroundServer(app) as s: httpx.get(s.url + "/healthz")`. Port 0 picks a free port."""
-
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app, self.host, self.port = app, host, port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="api-server", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def _start(self) -> int:
-        self._runner = web.AppRunner(self.app, access_log_format=ACCESS_LOG_FORMAT)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        return int(self._runner.addresses[0][1])
-
-    def start(self, timeout: float = 30) -> BackgroundServer:
-        self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout)
-        return self
-
-    def stop(self, timeout: float = 30) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout)
-            self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-        self._loop.close()
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -293,7 +251,7 @@ def serve(config_path: str, host: str, port: int) -> None:
     Partners:   curl -H "Authorization: Bearer $TOKEN" http://HOST:PORT/api/v1/tables/traffic_volume
     Operators:  http://HOST:PORT/dashboard/
     """
-    from schemas.site import load_site_config
+    from privaflow.schemas.site import load_site_config
 
     site = load_site_config(config_path)
     tokens = partner_tokens(site)

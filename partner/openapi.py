@@ -1,12 +1,12 @@
 """The OpenAPI 3.1 document of privaflow's HTTP API. Row schemas come from the partner .avsc files
-(privaflow/partner_rows.py), so the published description is the Kafka contract seen as JSON."""
+(partner/rows.py), so the published description is the Kafka contract seen as JSON."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from privaflow.partner_rows import avro_schema, row_json_schema
-from schemas.topics import PARTNER_TABLES, partner_topic_name
+from privaflow.partner.rows import avro_schema, row_json_schema
+from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
 
 
 def _version() -> str:

@@ -26,17 +26,15 @@ import httpx
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-
-from schemas.codec import RegistryError, SchemaRegistry, parsed_schema, serde_for_topic
-from schemas.site import SiteConfig, parse_site_config
-from schemas.topics import DETECTIONS, PARTNER_TABLES, partner_topic_name
-from schemas.topics import topic as schemas_topic
-from stack.topics import ensure_topics
-from streams.partners import records_for_partners
-from streams.settings import TopicNames, WorkerSettings
-from streams.tables import WindowStore
-from streams.tracks import TrackBook
-from streams.worker import worker_topics
+from privaflow.schemas.codec import RegistryError, SchemaRegistry, parsed_schema, serde_for_topic
+from privaflow.schemas.site import SiteConfig, parse_site_config
+from privaflow.schemas.topics import DETECTIONS, PARTNER_TABLES, ensure_topics, partner_topic_name
+from privaflow.schemas.topics import topic as schemas_topic
+from privaflow.streams.partners import records_for_partners
+from privaflow.streams.settings import TopicNames, WorkerSettings
+from privaflow.streams.tables import WindowStore
+from privaflow.streams.tracks import TrackBook
+from privaflow.streams.worker import worker_topics
 
 REPO = Path(__file__).resolve().parents[2]
 

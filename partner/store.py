@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-from privaflow.partner_rows import dims, epoch_ms
-from schemas.codec import (
+from privaflow.partner.rows import dims, epoch_ms
+from privaflow.schemas.codec import (
     AvroSerde,
     DecodeError,
     SchemaRegistry,
@@ -27,7 +26,7 @@ from schemas.codec import (
     kafka_client_config,
     serde_for_topic,
 )
-from schemas.topics import PARTNER_TABLES, partner_topic_name
+from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
 
 log = logging.getLogger(__name__)
 

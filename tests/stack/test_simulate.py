@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastavro.validation import validate
-
-from schemas.codec import parsed_schema
-from schemas.site import load_site_config, parse_site_config
-from streams.events import Crossing, ZoneVisit
-from streams.simulate import (
+from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.site import load_site_config, parse_site_config
+from privaflow.streams.events import Crossing, ZoneVisit
+from privaflow.streams.tracks import TrackBook
+from privaflow_stack.simulate import (
     HEAVY,
     NO_NOISE,
     REALISTIC,
@@ -26,7 +26,6 @@ from streams.simulate import (
     simulate,
     synthetic_site,
 )
-from streams.tracks import TrackBook
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = load_site_config(ROOT / "examples" / "site.yaml")

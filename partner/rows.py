@@ -24,9 +24,8 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-
-from schemas.codec import load_schema
-from schemas.topics import PARTNER_TABLES
+from privaflow.schemas.codec import load_schema
+from privaflow.schemas.topics import PARTNER_TABLES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import click
 import yaml
-
-from schemas.site import SiteConfig, load_site_config
+from privaflow.schemas.site import SiteConfig, load_site_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "site.yaml"
@@ -122,8 +121,8 @@ def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str
 def read_partner_rows(site_id: str, timeout: float = 20) -> dict[str, list[dict[str, object]]]:
     """Every partner record of the site, latest value per key (the topics are compacted), as the
     partner API reads them."""
-    from privaflow.partner_store import PartnerStore
-    from schemas.topics import PARTNER_TABLES
+    from privaflow.partner.store import PartnerStore
+    from privaflow.schemas.topics import PARTNER_TABLES
 
     store = PartnerStore(site_id)
     store.start()
@@ -146,8 +145,8 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
 
     Windows are shortened (10-30 s) so tables fill quickly. Logs go to .privaflow/demo/.
     """
-    from stack.local import LocalStack, home
-    from stack.topics import ensure_topics, topics_for_site
+    from privaflow.schemas.topics import ensure_topics, topics_for_site
+    from privaflow_stack.local import LocalStack, home
 
     st = LocalStack()
     st.up()

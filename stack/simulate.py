@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from schemas.site import Camera, SiteConfig, parse_site_config
-from streams.geometry import PolygonSet, along, apply_homography, side
-from streams.tracks import SEGMENT_MARGIN
+from privaflow.schemas.site import Camera, SiteConfig, parse_site_config
+from privaflow.streams.geometry import PolygonSet, along, apply_homography, side
+from privaflow.streams.tracks import SEGMENT_MARGIN
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a round, realistic epoch for simulated frames
 AGE_BRACKETS = ("10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")

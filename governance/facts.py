@@ -1,0 +1,105 @@
+"""What a site does with camera data, per camera, derived from the site config once.
+
+The public notice (`governance.notice`) and the privacy report (`governance.report`) both read
+these facts: what a camera captures and at which resolution, which areas are masked, what it feeds,
+and who receives which table under which k-anonymity threshold. Nothing is typed in twice, so a
+notice cannot promise something the config does not do.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from privaflow.schemas.site import Partner, SiteConfig
+
+MOTOR_VEHICLES = frozenset({"car", "motorcycle", "bus", "truck"})
+COLOURED = MOTOR_VEHICLES | {"bicycle"}  # edge/attributes.py names the colour of these (COCO vehicles)
+# tables whose small counts are withheld (streams/partners.py); occupancy is a head count, never split
+K_TABLES = ("traffic_volume", "flow_lines", "attributes", "dwell")
+
+
+
+@dataclass(frozen=True)
+class CameraFacts:
+    """Everything a notice or report says about one camera, derived from the site config."""
+
+    camera_id: str
+    traffic: bool  # only motor vehicles are counted (the intersection standard's T2 camera)
+    classes: tuple[str, ...]
+    max_width: int
+    mask_count: int
+    mask_fraction: float
+    speed: bool
+    colour: bool
+    attributes: bool
+    tables: tuple[str, ...]  # partner tables this camera feeds
+    shared: tuple[tuple[Partner, tuple[str, ...]], ...]  # partners receiving any of them
+
+
+def mask_area_fraction(masks: list[list[tuple[float, float]]], resolution: int = 1000) -> float:
+    """Share of the frame covered by the union of the mask polygons, rasterised."""
+    if not masks:
+        return 0.0
+    import cv2
+    import numpy as np
+
+    canvas = np.zeros((resolution, resolution), np.uint8)
+    for m in masks:  # one call per polygon: a single fillPoly call leaves overlaps unfilled (even-odd)
+        cv2.fillPoly(canvas, [np.round(np.asarray(m, np.float64) * (resolution - 1)).astype(np.int32)], 1)
+    return round(float(canvas.mean()), 4)
+
+
+def camera_tables(site: SiteConfig, camera_id: str) -> tuple[str, ...]:
+    """Partner tables fed by a camera: lines give traffic volumes, zones occupancy, dwell and flow
+    lines, and an attributes camera with a line or zone gives attribute counts."""
+    cam = site.camera(camera_id)
+    lines, zones = site.lines_for(camera_id), site.zones_for(camera_id)
+    out = []
+    if lines:
+        out.append("traffic_volume")
+    if zones:
+        out += ["occupancy", "flow_lines", "dwell"]
+    if cam.attributes and (lines or zones):
+        out.append("attributes")
+    return tuple(out)
+
+
+def camera_facts(site: SiteConfig, camera_id: str) -> CameraFacts:
+    cam = site.camera(camera_id)
+    tables = camera_tables(site, camera_id)
+    shared = tuple((p, tuple(t for t in p.tables if t in tables)) for p in site.partners
+                   if any(t in tables for t in p.tables))
+    return CameraFacts(
+        camera_id=cam.id, traffic=bool(cam.classes) and set(cam.classes) <= MOTOR_VEHICLES,
+        classes=tuple(cam.classes), max_width=cam.max_width, mask_count=len(cam.privacy_masks),
+        mask_fraction=mask_area_fraction([list(m) for m in cam.privacy_masks]), speed=cam.homography is not None,
+        colour=bool(COLOURED & set(cam.classes)), attributes=cam.attributes and "person" in cam.classes,
+        tables=tables, shared=shared)
+
+
+def missing_notice_items(site: SiteConfig) -> list[str]:
+    """Config items a public notice cannot do without (T3: operator and contact; G0: purpose)."""
+    if site.operator is None:
+        return ["operator.name", "operator.contact", "operator.purpose"]
+    return [f"operator.{f}" for f in ("name", "contact", "purpose") if not getattr(site.operator, f).strip()]
+
+
+def effective_k(site: SiteConfig) -> dict[str, int]:
+    """The k each published table is suppressed with: the strictest of the partners receiving it
+    (one topic per table is shared by all of them; streams/partners.py)."""
+    out: dict[str, int] = {}
+    for p in site.partners:
+        for t in p.tables:
+            out[t] = max(out.get(t, 0), p.k_anonymity)
+    return out
+
+def percent(fraction: float) -> str:
+    """`3.0%`, `25%`."""
+    pct = fraction * 100
+    return f"{pct:.1f}%" if pct < 10 else f"{pct:.0f}%"
+
+
+def md_escape(text: str) -> str:
+    # config text must not turn into markup or HTML where the Markdown is rendered
+    return html.escape(text, quote=False).replace("\n", " ")
