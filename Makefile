@@ -33,7 +33,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/python -m privaflow_stack.typecheck
 
 media: $(STAMP)
 	stack/fetch_media.sh

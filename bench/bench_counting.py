@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,14 +25,12 @@ from typing import Any, cast
 import fastavro
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from privaflow.schemas.codec import parsed_schema  # noqa: E402
-from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config  # noqa: E402
-from privaflow.streams.events import ZoneVisit  # noqa: E402
-from privaflow.streams.tables import WindowStore  # noqa: E402
-from privaflow.streams.tracks import TrackBook  # noqa: E402
-from privaflow_stack.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, many_cameras, simulate  # noqa: E402
+from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
+from privaflow.streams.events import ZoneVisit
+from privaflow.streams.tables import WindowStore
+from privaflow.streams.tracks import TrackBook
+from privaflow_stack.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, many_cameras, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 JUNCTION: dict[str, Any] = {

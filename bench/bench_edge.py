@@ -29,16 +29,14 @@ from pathlib import Path
 
 import cv2
 
+from privaflow.edge.agent import Agent, build_detector
+from privaflow.edge.detect import Detector
+from privaflow.edge.privacy import PrivacyFilter
+from privaflow.edge.publish import AvroFileSink, KafkaSink, Sink
+from privaflow.schemas.codec import bootstrap_servers
+from privaflow.schemas.site import Camera
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from privaflow.edge.agent import Agent, build_detector  # noqa: E402
-from privaflow.edge.detect import Detector  # noqa: E402
-from privaflow.edge.privacy import PrivacyFilter  # noqa: E402
-from privaflow.edge.publish import AvroFileSink, KafkaSink, Sink  # noqa: E402
-from privaflow.schemas.codec import bootstrap_servers  # noqa: E402
-from privaflow.schemas.site import Camera  # noqa: E402
-
 VIDEO = REPO / ".privaflow" / "media" / "vtest.avi"
 
 

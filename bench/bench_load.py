@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.topics import DETECTIONS, ensure_topics, topic
 from privaflow_stack.local import LocalStack

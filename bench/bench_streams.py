@@ -39,16 +39,14 @@ from typing import Any
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, registry_url, serde_for_topic  # noqa: E402
+from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, registry_url, serde_for_topic
 from privaflow.schemas.topics import (
     DETECTIONS,  # noqa: E402
     ensure_topics,  # noqa: E402
 )
-from privaflow.streams.settings import TopicNames, WorkerSettings  # noqa: E402
-from privaflow.streams.worker import worker_topics  # noqa: E402
-from privaflow_stack.simulate import REALISTIC, many_cameras  # noqa: E402
+from privaflow.streams.settings import TopicNames, WorkerSettings
+from privaflow.streams.worker import worker_topics
+from privaflow_stack.simulate import REALISTIC, many_cameras
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,24 +16,22 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import faust  # noqa: E402
-from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic  # noqa: E402
-from privaflow.schemas.topics import DETECTIONS  # noqa: E402
-from privaflow.streams.app import _shorten_fetch_wait  # noqa: E402
-from privaflow.streams.settings import WorkerSettings  # noqa: E402
-from privaflow.streams.worker import _Worker, tune_gc  # noqa: E402
+
+from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic
+from privaflow.schemas.topics import DETECTIONS
+from privaflow.streams.app import shorten_fetch_wait
+from privaflow.streams.settings import WorkerSettings
+from privaflow.streams.worker import Worker, tune_gc
 
 
 def main() -> None:
     topic, expected, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     defaults = WorkerSettings.__dataclass_fields__
     batch_max, within = defaults["batch_max"].default, defaults["batch_within_s"].default
-    _shorten_fetch_wait()
+    shorten_fetch_wait()
     app = faust.App(f"privaflow-faust-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap_servers()}",
                     store="memory://", key_serializer="raw", value_serializer="raw", web_port=port,
                     web_bind="127.0.0.1", consumer_auto_offset_reset="earliest",
@@ -59,7 +57,7 @@ def main() -> None:
                 os._exit(0)
 
     tune_gc()
-    _Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
 if __name__ == "__main__":

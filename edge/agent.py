@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
+
 from privaflow.edge.attributes import AttributeEstimator, ColourVotes, FaceAgeGender, person_attributes, vehicle_colours
 from privaflow.edge.capture import Capture
 from privaflow.edge.detect import Detector, load_detector

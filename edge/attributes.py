@@ -16,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
+
 from privaflow.edge.detect import _session
 from privaflow.edge.detections import Detections
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 
 import click
+
 from privaflow.edge.capture import CaptureError, source_kind
 from privaflow.schemas.codec import IncompatibleSchemaError, RegistryAuthError
 from privaflow.schemas.site import ConfigError, load_site_config

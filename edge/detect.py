@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+
 from privaflow.edge.detections import Detections, make_detections
 
 BUNDLED_NANODET = Path(__file__).parent / "models" / "nanodet-g-416.onnx"

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 from fastavro.write import Writer
+
 from privaflow.edge.spool import DiskSpool
 from privaflow.schemas.codec import (
     AvroSerde,
@@ -43,13 +43,13 @@ from privaflow.schemas.codec import (
     load_schema,
     load_schema_json,
     serde_for_topic,
+    unframe,
 )
 from privaflow.schemas.topics import DETECTIONS
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_ID = 0xFFFFFFFF  # placeholder schema id in spooled records encoded while the registry was away
-_HEADER = struct.Struct(">bI")
 _PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 
 
@@ -249,9 +249,9 @@ class KafkaSink:
     # ---- internals
 
     def _reframe(self, payload: bytes) -> bytes:
-        magic, schema_id = _HEADER.unpack_from(payload)
+        schema_id, body = unframe(payload)
         if schema_id == UNKNOWN_ID and self._schema_id is not None:
-            return _HEADER.pack(magic, self._schema_id) + payload[_HEADER.size:]
+            return frame(self._schema_id, body)
         return payload
 
     def _produce(self, payload: bytes, spooled: bool) -> None:

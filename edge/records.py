@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from privaflow.edge.detections import Detections
 
 # COCO 2017's 80 detection classes in model index order (the ids every detector here returns).

@@ -24,8 +24,9 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 import numpy.typing as npt
-from privaflow.edge.detections import Detections
 from scipy.optimize import linear_sum_assignment
+
+from privaflow.edge.detections import Detections
 
 F64 = npt.NDArray[np.float64]
 TENTATIVE, TRACKED, LOST = 0, 1, 2

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from privaflow.governance.notice_texts import LANGS
 from privaflow.schemas.site import ConfigError, SiteConfig, load_site_config
 

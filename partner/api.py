@@ -30,9 +30,11 @@ from typing import Any
 
 import click
 from aiohttp import web
+
 from privaflow.partner.openapi import openapi_document
-from privaflow.partner.rows import csv_text, epoch_ms, json_row
+from privaflow.partner.rows import csv_text, json_row
 from privaflow.partner.store import PartnerStore
+from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import ConfigError, Partner, SiteConfig
 from privaflow.schemas.topics import PARTNER_TABLES
 

@@ -24,7 +24,8 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from privaflow.schemas.codec import load_schema
+
+from privaflow.schemas.codec import epoch_ms, load_schema
 from privaflow.schemas.topics import PARTNER_TABLES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,13 +57,6 @@ def dim_fields(table: str) -> tuple[str, ...]:
 
 def dims(table: str, record: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(record[f]) for f in dim_fields(table))
-
-
-def epoch_ms(value: datetime | int) -> int:
-    """Milliseconds since the epoch of a decoded `timestamp-millis` (fastavro gives datetimes)."""
-    if isinstance(value, datetime):
-        return (value - EPOCH) // _MS
-    return int(value)
 
 
 def iso_utc(value: datetime | int) -> str:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from privaflow.partner.rows import dims, epoch_ms
+
+from privaflow.partner.rows import dims
 from privaflow.schemas.codec import (
     AvroSerde,
     DecodeError,
     SchemaRegistry,
     bootstrap_servers,
+    epoch_ms,
     kafka_client_config,
     serde_for_topic,
 )

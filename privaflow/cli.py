@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 
@@ -76,7 +77,8 @@ class _NotInstalled(click.Command):
     """Stands in for a command whose code is not installed, and says where it comes from."""
 
     def __init__(self, name: str, why: str) -> None:
-        super().__init__(name, help=f"(not installed) {why}", callback=self._refuse)
+        super().__init__(name, help=f"(not installed) {why}", callback=self._refuse,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
         self.why = why
 
     def _refuse(self) -> None:

@@ -7,6 +7,7 @@ fastavro does the Avro, httpx talks to any Confluent-compatible registry (Apicur
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -219,6 +220,21 @@ def _message(r: httpx.Response) -> str:
 
 
 # ---------------------------------------------------------------- wire format
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def epoch_ms(value: int | float | dt.datetime) -> int:
+    """Epoch milliseconds of a `timestamp-millis` value: an int as produced, or the datetime fastavro
+    decodes it to (naive datetimes from fastavro are UTC)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return (value - _EPOCH) // _MS
+    return int(value)
+
+
 
 def frame(schema_id: int, body: bytes) -> bytes:
     return _HEADER.pack(MAGIC, schema_id) + body

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from privaflow.schemas.topics import PARTNER_TABLES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from privaflow.schemas.topics import PARTNER_TABLES
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes"]

@@ -7,6 +7,7 @@ import json
 import sys
 
 import click
+
 from privaflow_stack.local import LocalStack, StackError, fetch
 
 USER_ERRORS = (StackError,)  # the CLI prints these as one line, without a traceback

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import yaml
+
 from privaflow.schemas.site import SiteConfig, load_site_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from privaflow_stack.security import Acl
 
 STACK_SRC = Path(__file__).resolve().parent

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, partner_topic_name
+from privaflow.streams.settings import APP_ID as STREAMS_APP_ID
 
-STREAMS_APP_ID = "privaflow-streams"
 MECHANISM = "SCRAM-SHA-512"
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from privaflow.schemas.site import Camera, SiteConfig, parse_site_config
 from privaflow.streams.geometry import PolygonSet, along, apply_homography, side
 from privaflow.streams.tracks import SEGMENT_MARGIN

@@ -35,6 +35,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import TP
 from mode import CrashingSupervisor
+
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.topics import DETECTIONS
 from privaflow.streams.consume import Checkpoints, Decoder, Engine, Incoming, Outcome, upto_key
@@ -68,7 +69,7 @@ class Dataflow:
 FETCH_MAX_WAIT_MS = 100
 
 
-def _shorten_fetch_wait() -> None:
+def shorten_fetch_wait() -> None:
     """faust hard-codes `fetch_max_wait_ms=1500` for its consumer. A fetch for partitions without
     data (the tick topic, quiet cameras) then parks for 1.5 s, and partitions with data wait for it:
     records reached the agent 1.3-1.7 s after they were produced (a bare aiokafka consumer: 17 ms).
@@ -93,7 +94,7 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     the state table and the tick topic are co-partitioned with it."""
     site, names = settings.site, settings.topics
     registry = registry or SchemaRegistry(settings.registry_url)
-    _shorten_fetch_wait()
+    shorten_fetch_wait()
     app = faust.App(settings.app_id, **_faust_config(settings, partitions))
     metrics, recent = WorkerMetrics(), RecentWindows(settings.recent_closed_s, settings.recent_closed_max)
     engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings))

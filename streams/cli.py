@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from privaflow.schemas.site import ConfigError, load_site_config
 
 

@@ -42,11 +42,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
+from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, epoch_ms, unframe
 from privaflow.schemas.site import SiteConfig
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowStore
-from privaflow.streams.tracks import TrackBook, ts_ms
+from privaflow.streams.tracks import TrackBook
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | froze
         return "camera", f"camera {cam!r} is not in the site config"
     if key != cam:
         return "key", f"record key {key!r} is not its camera_id {cam!r} (records must be keyed by camera)"
-    if ts_ms(frame["ts"]) > time.time() * 1000 + MAX_CLOCK_AHEAD_MS:
+    if epoch_ms(frame["ts"]) > time.time() * 1000 + MAX_CLOCK_AHEAD_MS:
         # a frame from the future would move the camera's watermark past every later real frame
         return "time", f"frame time {frame['ts']} is more than a day ahead of this worker's clock"
     if frame["frame_width"] <= 0 or frame["frame_height"] <= 0:
@@ -429,7 +429,7 @@ class Engine:
         events = st.book.observe_many(frames)
         st.windows.add(events)
         for f in frames:
-            t = ts_ms(f["ts"])
+            t = epoch_ms(f["ts"])
             out.frame_ts.append(t)
             if st.max_ts is None or t > st.max_ts:
                 st.max_ts = t

@@ -6,7 +6,6 @@ or tracks (there are none at this level) and never free text from records.
 
 from __future__ import annotations
 
-from privaflow.streams.tables import TABLES
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -17,6 +16,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from privaflow.streams.tables import TABLES
 
 # fine buckets below a second: the latency goal is p99 < 1 s and the bench reads quantiles from here
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0,

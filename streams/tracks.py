@@ -29,12 +29,13 @@ Rules (all in event time, i.e. the frames' `ts`):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from itertools import accumulate
 from typing import Any
 
 import numpy as np
+
+from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import SiteConfig
 from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit, event_from_json, event_to_json
 from privaflow.streams.geometry import LineSet, PolygonSet, apply_homography
@@ -43,17 +44,6 @@ SEGMENT_MARGIN = 0.02  # normalised distance beyond a segment's ends still count
 SPEED_BASE_MS = 1000  # speed baseline: long enough that foot-point jitter is small against the distance
 SWEEP_EVERY_MS = 1000  # expire tracks at most once per second of event time: cheap, and precise enough
 STATE_VERSION = 1
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
-
-
-def ts_ms(value: int | float | dt.datetime) -> int:
-    """Epoch milliseconds from an int (as produced) or a datetime (as fastavro decodes timestamp-millis)."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:  # naive datetimes from fastavro are UTC
-            value = value.replace(tzinfo=dt.UTC)
-        return (value - _EPOCH) // _MS
-    return int(value)
 
 
 class _Track:
@@ -145,7 +135,6 @@ class TrackBook:
         self._last_ts = -(2**62)
         self._next_sweep = -(2**62)
         self.skipped_frames = 0
-        self.last_offsets: dict[int, int] = {}  # partition -> offset; kept for the worker, unused here
 
     def __len__(self) -> int:
         """Number of live tracks."""
@@ -197,7 +186,7 @@ class TrackBook:
             dets = frame["detections"]
             first = offset
             offset += len(dets)
-            ts = ts_ms(frame["ts"])
+            ts = epoch_ms(frame["ts"])
             if ts <= self._last_ts:
                 self.skipped_frames += 1
                 continue
@@ -334,7 +323,6 @@ class TrackBook:
             "version": STATE_VERSION, "site_id": self.site_id, "camera_id": self.camera_id,
             "lines": list(self._line_ids), "zones": list(self._zone_ids),
             "last_ts": self._last_ts, "next_sweep": self._next_sweep, "skipped_frames": self.skipped_frames,
-            "last_offsets": {str(p): o for p, o in self.last_offsets.items()},  # JSON keys are strings
             "tracks": [tr.to_json(tid) for tid, tr in self._tracks.items()],
         }
 
@@ -352,7 +340,6 @@ class TrackBook:
         book._last_ts = int(state["last_ts"])
         book._next_sweep = int(state["next_sweep"])
         book.skipped_frames = int(state["skipped_frames"])
-        book.last_offsets = {int(p): int(o) for p, o in state["last_offsets"].items()}
         for d in state["tracks"]:
             book._tracks[int(d["id"])] = _Track.from_json(d, line_map, zone_map)
         return book

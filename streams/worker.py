@@ -21,6 +21,7 @@ from typing import Any
 import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from privaflow.schemas.codec import SchemaRegistry
 from privaflow.schemas.privacy import assert_partner_schemas_clean
 from privaflow.schemas.topics import DAY_MS, Topic, ensure_topics, topics_for_site
@@ -126,7 +127,7 @@ def run(settings: WorkerSettings, loglevel: str = "info") -> None:
     flow = prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tune_gc()
-    _Worker(flow.app, loglevel=loglevel, quiet=True, checkpoint=flow.checkpoint).execute_from_commandline()
+    Worker(flow.app, loglevel=loglevel, quiet=True, checkpoint=flow.checkpoint).execute_from_commandline()
 
 
 def tune_gc() -> None:
@@ -138,7 +139,7 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-class _Worker(faust.Worker):
+class Worker(faust.Worker):
     def __init__(self, *args: Any, checkpoint: Callable[[], Awaitable[None]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._checkpoint = checkpoint

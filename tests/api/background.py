@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from aiohttp import web
+
 from privaflow.partner.api import ACCESS_LOG_FORMAT
 
 

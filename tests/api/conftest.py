@@ -85,6 +85,7 @@ def kit() -> SimpleNamespace:
 def produce_partner(stack) -> Callable[[list[tuple[str, str, dict[str, Any] | None]]], None]:
     """produce([(table, key, record-or-None-for-a-tombstone), ...]) into the real partner topics."""
     from confluent_kafka import Producer
+
     from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
     from privaflow.schemas.topics import ensure_topics, partner_topic_name
 

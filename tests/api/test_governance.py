@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
+
 from privaflow.governance.cli import notice, privacy
 from privaflow.governance.facts import camera_facts, mask_area_fraction
 from privaflow.governance.report import REPORT_SCHEMA, privacy_report

@@ -18,10 +18,10 @@ import httpx
 import jsonschema
 import pytest
 import yaml
+
 from privaflow.partner.api import make_app
 from privaflow.partner.store import PartnerStore
 from privaflow.schemas.site import parse_site_config
-
 from tests.api.background import BackgroundServer
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,13 @@ import jsonschema
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
+
 from privaflow.partner.api import api, make_app, parse_instant, partner_tokens
 from privaflow.partner.rows import csv_text, dim_fields, json_row, row_json_schema
 from privaflow.partner.store import PartnerStore
 from privaflow.schemas.codec import kafka_client_config
 from privaflow.schemas.site import ConfigError, parse_site_config
 from privaflow.schemas.topics import PARTNER_TABLES
-
 from tests.api.background import BackgroundServer
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
+
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry
 from privaflow.schemas.topics import (
     DAY_MS,

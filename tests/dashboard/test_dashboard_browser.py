@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.topics import partner_topic_name
-
 from tests.dashboard.reading import REPO, SCREENSHOTS, assert_page_matches, expected_values, snapshot
 from tests.dashboard.sample_site import partner_rows, site_yaml
 

@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 import httpx
-from privaflow.schemas.site import parse_site_config
 
+from privaflow.schemas.site import parse_site_config
 from tests.dashboard.fake_api import fake_api
 from tests.dashboard.reading import SCREENSHOTS, assert_page_matches, expected_values, snapshot
 from tests.dashboard.sample_site import partner_rows, site_yaml

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from privaflow.edge import capture
 from privaflow.edge.capture import Capture, CaptureError, source_kind
 from privaflow.edge.cli import edge
-
 from tests.conftest import media_path
 from tests.edge.test_agent import site_yaml
 
@@ -92,10 +92,11 @@ def test_realtime_drops_oldest_when_analysis_falls_behind(tmp_path: Path) -> Non
 
 
 def test_pace_replays_a_file_at_its_own_speed(tmp_path: Path) -> None:
-    video = write_video(tmp_path / "v.avi", n=10, fps=25)  # 0.36 s from first to last frame
-    t0 = time.monotonic()
+    video = write_video(tmp_path / "v.avi", n=10, fps=25)  # a frame every 40 ms
     frames = drain(Capture(str(video), fps=25, pace=True))
-    assert len(frames) == 10 and time.monotonic() - t0 >= 0.33
+    stamps = [ts for _, ts, _ in frames]
+    assert len(frames) == 10
+    assert all(b - a >= 36 for a, b in zip(stamps, stamps[1:], strict=False)), "each frame waits for its time"
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), [
@@ -108,11 +109,11 @@ def test_permanent_errors_raise_at_start_naming_the_path(tmp_path: Path, name: s
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    t0 = time.monotonic()
+    cap = Capture(str(path), fps=10)
     with pytest.raises(CaptureError, match=expected) as err:
-        Capture(str(path), fps=10).start()
+        cap.start()
     assert str(path) in str(err.value)
-    assert time.monotonic() - t0 < 5
+    assert cap.stats.reconnects == 0, "a permanent error is not retried"
 
 
 def test_truncated_file_ends_cleanly(tmp_path: Path) -> None:
@@ -120,11 +121,10 @@ def test_truncated_file_ends_cleanly(tmp_path: Path) -> None:
     data = original.read_bytes()
     truncated = tmp_path / "truncated.avi"
     truncated.write_bytes(data[: len(data) // 3])
-    t0 = time.monotonic()
     cap = Capture(str(truncated), fps=10)
     frames = drain(cap)
     assert 0 < len(frames) < 795, "a truncated video yields what it holds, then ends"
-    assert time.monotonic() - t0 < 60
+    assert cap.stats.reconnects == 0, "the end of a file is the end, not a source to reconnect"
 
 
 def test_truncated_header_is_a_capture_error(tmp_path: Path) -> None:
@@ -161,9 +161,8 @@ def test_unreachable_stream_retries_with_backoff_and_stops_promptly() -> None:
     while cap.stats.reconnects < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert cap.stats.reconnects >= 3 and not cap.stats.connected
-    t0 = time.monotonic()
     cap.stop()
-    assert time.monotonic() - t0 < 5
+    assert cap._thread is not None and not cap._thread.is_alive(), "stop() returns once the thread has ended"
 
 
 def test_lost_http_stream_reconnects_and_frames_keep_coming(tmp_path: Path) -> None:
@@ -193,13 +192,16 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="de
 
 @linux_only
 @pytest.mark.parametrize("source", [57, "57"])
-def test_a_camera_device_that_does_not_exist_is_a_capture_error(source: int | str) -> None:
+def test_a_camera_device_that_does_not_exist_is_a_capture_error(source: int | str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     if Path("/dev/video57").exists():
         pytest.skip("this machine has a /dev/video57")
-    t0 = time.monotonic()
+    opened = []
+    monkeypatch.setattr(capture.cv2, "VideoCapture", lambda *a: opened.append(a))
+    cap = Capture(source, fps=10)
     with pytest.raises(CaptureError, match="^camera device 57 not found: /dev/video57 does not exist$"):
-        Capture(source, fps=10).start()
-    assert time.monotonic() - t0 < 1, "no open attempt, no retries"
+        cap.start()
+    assert opened == [] and cap.stats.reconnects == 0, "no open attempt, no retries"
 
 
 @linux_only
@@ -284,10 +286,9 @@ def test_stop_unblocks_a_waiting_capture_thread(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.avi", n=30)
     cap = Capture(str(video), fps=25, realtime=False).start()
     next(cap.frames())
-    time.sleep(0.2)  # capture is now blocked on the full queue
-    t0 = time.monotonic()
+    while cap.stats.decoded < 3:  # one frame taken, two queued: the capture thread now waits on the full queue
+        time.sleep(0.01)
     cap.stop()
-    assert time.monotonic() - t0 < 2
     assert cap._thread is not None and not cap._thread.is_alive()
 
 

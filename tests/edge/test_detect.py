@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
+
 from privaflow.edge.detect import DetectorSpec, NanoDetDetector, YoloDetector, fit, load_detector, nms
 from privaflow.edge.detections import Detections
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from privaflow.edge.agent import Agent, build_detector
 from privaflow.edge.privacy import PrivacyFilter
 from privaflow.edge.publish import KafkaSink
@@ -22,7 +23,6 @@ from privaflow.edge.tracking import box_iou
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import Camera
 from privaflow.schemas.topics import DETECTIONS
-
 from tests.conftest import media_path
 
 LABELS = Path(__file__).parent / "fixtures" / "labels.json"

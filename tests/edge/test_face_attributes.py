@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from privaflow.edge.attributes import AGE_BRACKETS, GENDERS, MODELS, FaceAgeGender, age_bracket, person_attributes
 from privaflow.edge.detect import NanoDetDetector
-
 from tests.edge.test_detect import VTEST, fixture_file
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")

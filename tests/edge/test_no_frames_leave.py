@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-import privaflow.edge.agent  # noqa: F401 - imported before auditing: `edge run` imports these lazily
-import privaflow.edge.publish  # noqa: F401
 import pytest
 from click.testing import CliRunner
+
+import privaflow.edge.agent  # noqa: F401 - imported before auditing: `edge run` imports these lazily
+import privaflow.edge.publish  # noqa: F401
 from privaflow.edge.cli import edge as edge_cli
 from privaflow.edge.spool import DiskSpool
 from privaflow.schemas.codec import load_schema, parsed_schema, unframe
 from privaflow.schemas.privacy import partner_schema_violations
-
 from tests.conftest import media_path
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.edge.detect import NanoDetDetector
 from privaflow.edge.privacy import DAY_MS, PrivacyFilter, PseudonymousIds
 from privaflow.edge.tracking import box_iou
-
 from tests.conftest import media_path
 
 PERSON = 0
@@ -135,6 +135,7 @@ def test_rotation_happens_on_every_new_day(day_offset: int) -> None:
 def test_overlapping_masks_black_out_their_overlap_too() -> None:
     """covers T4: two masks that overlap leave no visible pixel in the overlap."""
     import numpy as np
+
     from privaflow.edge.privacy import PrivacyFilter
 
     masks = [[(0.1, 0.1), (0.6, 0.1), (0.6, 0.6), (0.1, 0.6)], [(0.4, 0.4), (0.9, 0.4), (0.9, 0.9), (0.4, 0.9)]]

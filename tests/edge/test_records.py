@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.edge.attributes import COLOURS, ColourVotes, colour_name, person_attributes, vehicle_colours
 from privaflow.edge.detections import Detections, make_detections
 from privaflow.edge.records import COCO_CLASSES, class_ids, frame_record

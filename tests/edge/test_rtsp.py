@@ -18,11 +18,11 @@ from pathlib import Path
 import fastavro
 import pytest
 from click.testing import CliRunner
+
 from privaflow.edge.capture import Capture
 from privaflow.edge.cli import edge
 from privaflow_stack import rtsp
 from privaflow_stack.rtsp import RtspCamera
-
 from tests.conftest import media_path
 from tests.edge.test_agent import site_yaml
 

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import KafkaError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.edge.publish import UNKNOWN_ID, KafkaSink
 from privaflow.edge.spool import DiskSpool
 from privaflow.schemas.codec import (

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.edge.detections import make_detections
 from privaflow.edge.tracking import ByteTrack, GroundMotion, box_iou
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from privaflow.edge.publish import KafkaSink  # noqa: E402
 from privaflow.schemas.codec import SchemaRegistry  # noqa: E402
 from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
-
 from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     Run,

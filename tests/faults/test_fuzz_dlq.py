@@ -31,11 +31,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
 from privaflow.schemas.codec import AvroSerde, DecodeError  # noqa: E402
 from privaflow.streams.consume import frame_problem  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from privaflow.schemas.site import SiteConfig, load_site_config  # noqa: E402
 from privaflow.schemas.topics import DAY_MS, Topic, all_topics  # noqa: E402
 

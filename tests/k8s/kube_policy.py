@@ -12,7 +12,6 @@ from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import DETECTIONS, Topic, partner_topic_name
-
 from tests.k8s.kube_render import Resource, key
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}

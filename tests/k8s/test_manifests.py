@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, partner_topic_name
-
 from tests.k8s.kube_policy import (
     container_violations,
     edge_violations,

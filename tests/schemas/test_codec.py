@@ -10,6 +10,7 @@ import fastavro
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from privaflow.schemas.codec import (
     AvroSerde,
     DecodeError,

@@ -7,6 +7,7 @@ import json
 
 import fastavro
 import pytest
+
 from privaflow.schemas.codec import load_schema, schema_names
 from privaflow.schemas.privacy import assert_partner_schemas_clean, partner_schema_violations
 from privaflow.schemas.topics import PARTNER_TABLES, all_topics, partner_topic_name

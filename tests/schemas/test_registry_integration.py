@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
 from privaflow.schemas.codec import AvroSerde, DecodeError, IncompatibleSchemaError, SchemaRegistry, load_schema_json
 
 pytestmark = pytest.mark.integration

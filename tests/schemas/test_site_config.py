@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from privaflow.schemas.site import ConfigError, load_site_config
 
 REPO = Path(__file__).resolve().parents[2]

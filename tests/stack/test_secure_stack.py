@@ -15,6 +15,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+
 from privaflow.schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
 from privaflow.schemas.topics import DETECTIONS, partner_topic_name
 from privaflow_stack.local import LocalStack, Ports

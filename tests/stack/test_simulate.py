@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastavro.validation import validate
+
 from privaflow.schemas.codec import parsed_schema
 from privaflow.schemas.site import load_site_config, parse_site_config
 from privaflow.streams.events import Crossing, ZoneVisit

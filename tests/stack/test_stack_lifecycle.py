@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from privaflow_stack.local import home as default_home
 
 pytestmark = pytest.mark.integration

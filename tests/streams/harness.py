@@ -26,6 +26,7 @@ import httpx
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
 from privaflow.schemas.codec import RegistryError, SchemaRegistry, parsed_schema, serde_for_topic
 from privaflow.schemas.site import SiteConfig, parse_site_config
 from privaflow.schemas.topics import DETECTIONS, PARTNER_TABLES, ensure_topics, partner_topic_name

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from privaflow.schemas.codec import AvroSerde  # noqa: E402
 from privaflow.streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
 from privaflow.streams.tables import ClosedWindow  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
-
 from tests.streams.harness import FakeRegistry, site_config  # noqa: E402
 
 TOPIC, TICKS = "t.privaflow.detections.v1", "ticks"

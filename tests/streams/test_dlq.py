@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from privaflow.schemas.codec import AvroSerde, RegistryError  # noqa: E402
 from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome, frame_problem  # noqa: E402
 from privaflow.streams.publish import Publisher  # noqa: E402
 from privaflow.streams.settings import TopicNames  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
-
 from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,

@@ -16,6 +16,7 @@ import pytest
 from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.schemas.codec import parsed_schema
 from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
 from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name

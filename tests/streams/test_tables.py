@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from privaflow.schemas.site import SiteConfig, parse_site_config
 from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
 from privaflow.streams.tables import TABLES, ClosedWindow, WindowStore, crowding_level, hist_percentile, percentile

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from privaflow.schemas.topics import partner_topic_name  # noqa: E402
 from privaflow.streams.tables import ClosedWindow  # noqa: E402
 from privaflow.streams.views import Query, QueryError, RecentWindows, table_view  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
-
 from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,

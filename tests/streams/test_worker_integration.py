@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from privaflow.schemas.topics import partner_topic_name  # noqa: E402
 from privaflow_stack.simulate import Simulation, simulate  # noqa: E402
-
 from tests.streams.harness import (  # noqa: E402
     TEST_SITE,
     DetectionsProducer,
