@@ -12,12 +12,12 @@ import html
 from dataclasses import dataclass
 
 from privaflow.schemas.site import Partner, SiteConfig
+from privaflow.streams.tables import SPECS, camera_tables
 
 MOTOR_VEHICLES = frozenset({"car", "motorcycle", "bus", "truck"})
 COLOURED = MOTOR_VEHICLES | {"bicycle"}  # edge/attributes.py names the colour of these (COCO vehicles)
-# tables whose small counts are withheld (streams/partners.py); occupancy is a head count, never split
-K_TABLES = ("traffic_volume", "flow_lines", "attributes", "dwell")
-
+# tables whose small counts are withheld (their specs say how)
+K_TABLES = tuple(s.name for s in SPECS.values() if s.k_anonymous)
 
 
 @dataclass(frozen=True)
@@ -48,21 +48,6 @@ def mask_area_fraction(masks: list[list[tuple[float, float]]], resolution: int =
     for m in masks:  # one call per polygon: a single fillPoly call leaves overlaps unfilled (even-odd)
         cv2.fillPoly(canvas, [np.round(np.asarray(m, np.float64) * (resolution - 1)).astype(np.int32)], 1)
     return round(float(canvas.mean()), 4)
-
-
-def camera_tables(site: SiteConfig, camera_id: str) -> tuple[str, ...]:
-    """Partner tables fed by a camera: lines give traffic volumes, zones occupancy, dwell and flow
-    lines, and an attributes camera with a line or zone gives attribute counts."""
-    cam = site.camera(camera_id)
-    lines, zones = site.lines_for(camera_id), site.zones_for(camera_id)
-    out = []
-    if lines:
-        out.append("traffic_volume")
-    if zones:
-        out += ["occupancy", "flow_lines", "dwell"]
-    if cam.attributes and (lines or zones):
-        out.append("attributes")
-    return tuple(out)
 
 
 def camera_facts(site: SiteConfig, camera_id: str) -> CameraFacts:

@@ -11,6 +11,7 @@ from typing import Any
 from privaflow.governance.facts import K_TABLES, camera_facts, md_escape, missing_notice_items, percent
 from privaflow.governance.notice_texts import TEXTS
 from privaflow.schemas.site import ConfigError, SiteConfig
+from privaflow.streams.tables import SPECS
 
 
 def _period(days: float, t: dict[str, Any]) -> str:
@@ -60,7 +61,7 @@ def _notice_parts(site: SiteConfig, camera_id: str, lang: str,
     shared = []
     for p, tables in f.shared:
         line = str(t["partner"]).format(name=esc(p.name or p.id),
-                                        tables=str(t["table_sep"]).join(t["tables"][x] for x in tables))
+                                        tables=str(t["table_sep"]).join(SPECS[x].notice[lang] for x in tables))
         if any(x in K_TABLES for x in tables):
             line += str(t["partner_k"]).format(k=p.k_anonymity)
         shared.append(line)

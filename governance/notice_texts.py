@@ -52,11 +52,6 @@ TEXTS: dict[str, dict[str, Any]] = {
         "hour": "{n}時間",
         "classes": {"person": "人", "bicycle": "自転車", "car": "自動車", "motorcycle": "オートバイ",
                     "bus": "バス", "truck": "トラック"},
-        "tables": {"traffic_volume": "通過数（場所・方向・種類・時間帯ごと）",
-                   "occupancy": "混雑度（エリアごとの人数）",
-                   "flow_lines": "エリア間の移動数（動線）",
-                   "dwell": "滞在時間の分布",
-                   "attributes": "推定年代・性別ごとの人数"},
     },
     "en": {
         "title_traffic": "Traffic-flow measurement camera in operation",
@@ -104,11 +99,6 @@ TEXTS: dict[str, dict[str, Any]] = {
         "hour": "{n} hour",
         "classes": {"person": "people", "bicycle": "bicycles", "car": "cars", "motorcycle": "motorcycles",
                     "bus": "buses", "truck": "trucks"},
-        "tables": {"traffic_volume": "traffic volumes (by place, direction, type and time)",
-                   "occupancy": "occupancy (people present per area)",
-                   "flow_lines": "movements between areas (flow lines)",
-                   "dwell": "dwell-time distributions",
-                   "attributes": "counts by estimated age group and gender"},
     },
 }
 

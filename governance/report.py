@@ -18,14 +18,8 @@ from privaflow.schemas.topics import (
     partner_topic_name,
     topics_for_site,
 )
+from privaflow.streams.tables import SPECS
 
-SUPPRESSION_RULES = {
-    "traffic_volume": "a count below k is withheld (null, suppressed=true), with its speed statistics",
-    "flow_lines": "a count below k is withheld (null, suppressed=true), with its travel time",
-    "attributes": "a count below k is withheld (null, suppressed=true)",
-    "dwell": "every bin holding 1..k-1 visits is withheld; the median needs k visits",
-    "occupancy": "not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
-}
 FRAME_REQS = ["G1", "G2", "G3", "G4", "G5", "T4", "T6"]
 
 REPORT_SCHEMA: dict[str, Any] = {
@@ -151,7 +145,7 @@ def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str
         "partners": [{"id": p.id, "name": p.name or p.id, "tables": list(p.tables), "k_anonymity": p.k_anonymity,
                       "topics": [partner_topic_name(t) for t in p.tables],
                       "http_access": p.token_env is not None} for p in site.partners],
-        "k_anonymity": {t: {"k": ks[t] if t in K_TABLES else None, "rule": SUPPRESSION_RULES[t]}
+        "k_anonymity": {t: {"k": ks[t] if t in K_TABLES else None, "rule": SPECS[t].suppression}
                         for t in published},
         "retention": {"detections_days": det_days, "partner_days": site.retention.partner_days,
                       "topics": {name: t.retention_ms / DAY_MS for name, t in sorted(topics.items())},

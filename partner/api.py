@@ -37,6 +37,7 @@ from privaflow.partner.store import PartnerStore
 from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import ConfigError, Partner, SiteConfig
 from privaflow.schemas.topics import PARTNER_TABLES
+from privaflow.streams.tables import SPECS
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def site_summary(site: SiteConfig) -> dict[str, Any]:
         "partners": [{"id": p.id, "name": p.name, "k_anonymity": p.k_anonymity, "tables": list(p.tables)}
                      for p in site.partners],
         "windows": site.windows.model_dump(),
+        "tables": [{"name": s.name, "label": s.label, "dims": list(s.dim_names)} for s in SPECS.values()],
     }
 
 

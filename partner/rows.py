@@ -27,6 +27,7 @@ import numpy as np
 
 from privaflow.schemas.codec import epoch_ms, load_schema
 from privaflow.schemas.topics import PARTNER_TABLES
+from privaflow.streams.tables import SPECS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -42,17 +43,9 @@ def field_names(table: str) -> list[str]:
     return [f["name"] for f in avro_schema(table)["fields"]]
 
 
-@cache
 def dim_fields(table: str) -> tuple[str, ...]:
-    """The fields that, with the site and the window, make a record's key (streams/partners.py
-    `partner_key`): the string fields between `site_id` and `window_start`."""
-    out = []
-    for f in avro_schema(table)["fields"]:
-        if f["name"] == "window_start":
-            break
-        if f["name"] != "site_id" and f["type"] == "string":
-            out.append(f["name"])
-    return tuple(out)
+    """The fields that, with the site and the window, make a record's key (its table's dimensions)."""
+    return SPECS[table].dim_names
 
 
 def dims(table: str, record: dict[str, Any]) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
+from privaflow.schemas.codec import schema_names
+
 DAY_MS = 24 * 60 * 60 * 1000
 
 
@@ -43,14 +45,10 @@ DETECTIONS_DLQ = "privaflow.detections.dlq.v1"
 LINE_CROSSINGS = "privaflow.events.line-crossings.v1"
 ZONE_EVENTS = "privaflow.events.zone-events.v1"
 
-# Partner tables: table name -> (topic, schema file stem)
+# Partner tables: table name -> its schema file stem. Every schemas/avro/partner_<table>.avsc is one
+# (streams/tables.py declares how each is computed; a test holds the two together)
 PARTNER_TABLES: dict[str, str] = {
-    "traffic_volume": "partner_traffic_volume",
-    "occupancy": "partner_occupancy",
-    "flow_lines": "partner_flow_lines",
-    "dwell": "partner_dwell",
-    "attributes": "partner_attributes",
-}
+    stem.removeprefix("partner_"): stem for stem in schema_names() if stem.startswith("partner_")}
 
 
 def partner_topic_name(table: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
-from privaflow.streams.tables import ClosedWindow
+from privaflow.streams.tables import SPECS, ClosedWindow
 
 
 def partner_key(closed: ClosedWindow) -> str:
@@ -33,54 +33,18 @@ def partner_key(closed: ClosedWindow) -> str:
     return f"{closed.table}|{closed.site_id}|{'|'.join(closed.dims)}|{closed.window_start_ms}"
 
 
-def _counted(agg: dict[str, Any], k: int) -> tuple[int | None, bool]:
-    count = int(agg["count"])
-    return (None, True) if count < k else (count, False)
-
-
 def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
     """(key, value) for the partner schema of `closed.table` (schemas/avro/partner_*.avsc), with
-    k-anonymity threshold `k` applied as the module docstring says."""
+    k-anonymity threshold `k` applied as the table's spec says (`TableSpec.partner_fields`)."""
     if k < 1:
         raise ValueError(f"k-anonymity threshold must be at least 1, got {k}")
-    agg, dims = closed.agg, closed.dims
-    base: dict[str, Any] = {"site_id": closed.site_id}
-    window = {"window_start": closed.window_start_ms, "window_end": closed.window_end_ms}
-    value: dict[str, Any]
-    if closed.table == "traffic_volume":
-        count, suppressed = _counted(agg, k)
-        speeds_ok = not suppressed and int(agg.get("speed_samples", 0)) >= k
-        value = {**base, "line_id": dims[0], "direction": dims[1], "class_name": dims[2], **window,
-                 "count": count, "suppressed": suppressed,
-                 "mean_speed_kmh": _f(agg["mean_speed_kmh"]) if speeds_ok else None,
-                 "p85_speed_kmh": _f(agg["p85_speed_kmh"]) if speeds_ok else None}
-    elif closed.table == "flow_lines":
-        count, suppressed = _counted(agg, k)
-        value = {**base, "origin_zone_id": dims[0], "destination_zone_id": dims[1], **window,
-                 "count": count, "suppressed": suppressed,
-                 "median_travel_s": None if suppressed else _f(agg["median_travel_s"])}
-    elif closed.table == "attributes":
-        count, suppressed = _counted(agg, k)
-        value = {**base, "place_id": dims[0], "age_bracket": dims[1], "gender": dims[2], **window,
-                 "count": count, "suppressed": suppressed}
-    elif closed.table == "dwell":
-        counts = [None if 0 < int(c) < k else int(c) for c in agg["bin_counts"]]
-        total = int(agg["count"])
-        value = {**base, "zone_id": dims[0], **window, "bin_upper_s": [float(b) for b in agg["bin_upper_s"]],
-                 "bin_counts": counts, "suppressed": any(c is None for c in counts),
-                 "median_dwell_s": _f(agg["median_dwell_s"]) if total >= k else None}
-    elif closed.table == "occupancy":
-        value = {**base, "zone_id": dims[0], **window, "mean_present": float(agg["mean_present"]),
-                 "max_present": int(agg["max_present"]), "p95_present": float(agg["p95_present"]),
-                 "capacity_ratio": _f(agg["capacity_ratio"]), "crowding_level": agg["crowding_level"],
-                 "samples": int(agg["samples"])}
-    else:
+    spec = SPECS.get(closed.table)
+    if spec is None:
         raise ValueError(f"no partner schema for table {closed.table!r}")
+    value = {"site_id": closed.site_id, **dict(zip(spec.dim_names, closed.dims, strict=True)),
+             "window_start": closed.window_start_ms, "window_end": closed.window_end_ms,
+             **spec.partner_fields(closed.agg, k)}
     return partner_key(closed), value
-
-
-def _f(x: float | None) -> float | None:
-    return None if x is None else float(x)
 
 
 def strictest_k(site: SiteConfig) -> dict[str, int]:

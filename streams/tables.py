@@ -1,18 +1,23 @@
-"""Event-time tumbling windows over crossings, zone visits and occupancy samples, in plain Python.
+"""Every partner table, declared once, and the event-time tumbling windows that fill them.
 
-One `WindowStore` per site (or per worker: every cell is keyed by a line or zone, and a line or
-zone belongs to one camera, so a camera's partition owns all of its cells). Windows are aligned to
-the epoch, sized per table by `site.windows`, and stay open until the watermark passes
-`window_end + grace_s`. An event for a window that has already closed is never silently lost: it
-is counted in `late_dropped[table]`.
+A table is a `TableSpec`: its dimensions, the events that feed it, the aggregate kept per window
+cell, the statistics computed when a window closes, its partner schema and how the dashboard and
+the notices name it. The window store, the partner records, the worker's HTTP views, the metrics,
+the governance texts, the OpenAPI document and the dashboard all iterate over `SPECS`; adding a
+table is one spec here plus its `schemas/avro/partner_<name>.avsc`.
 
-| table          | dims                                  | from                                    |
+| table          | dims                                  | fed by                                  |
 |----------------|---------------------------------------|-----------------------------------------|
 | traffic_volume | line_id, direction, class_name        | every Crossing                          |
-| attributes     | place_id, age_bracket, gender         | Crossing / ZoneVisit ENTRY with either  |
+| occupancy      | zone_id                               | OccupancySample                         |
 | flow_lines     | origin_zone_id, destination_zone_id   | ZoneVisit ENTRY with from_zone_id       |
 | dwell          | zone_id                               | ZoneVisit EXIT with dwell_s             |
-| occupancy      | zone_id                               | OccupancySample                         |
+| attributes     | place_id, age_bracket, gender         | Crossing / ZoneVisit ENTRY with either  |
+
+Windows are aligned to the epoch, sized per table by `site.windows.<table>`, and stay open until the
+watermark passes `window_end + grace_s`. An event for a window that has already closed is never
+silently lost: it is counted in `late_dropped[table]`. One `WindowStore` per camera: every cell is
+keyed by a line or zone, and a line or zone belongs to one camera.
 
 Crowding levels (occupancy) from `capacity_ratio = p95_present / capacity`: below 0.05 EMPTY,
 below 0.5 LOW, below 0.9 CROWDED, else FULL. A zone without a capacity has no ratio and reads
@@ -24,40 +29,101 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.topics import partner_topic_name
 from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
 
-TABLES = ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
 UNKNOWN = "unknown"
 STATE_VERSION = 1
-_AGGREGATED = frozenset({Crossing, ZoneVisit, OccupancySample})
 CROWDING_THRESHOLDS = ((0.05, "EMPTY"), (0.5, "LOW"), (0.9, "CROWDED"))  # else FULL
+
+Dims = tuple[str, ...]
+Cell = list[Any]  # a window cell's aggregate: plain lists and numbers, so state is JSON as it is
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One key dimension of a table: its partner field name and what its values are (`line`, `zone`,
+    `place` (a line or a zone), `direction`, `class`, `age_bracket`, `gender`)."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class WindowContext:
+    """What a table's aggregate needs from the site config."""
+
+    dwell_bins: tuple[float, ...]
+    capacity: Mapping[str, int | None]
+
+    @classmethod
+    def of(cls, site: SiteConfig) -> WindowContext:
+        return cls(tuple(sorted(float(b) for b in site.counting.dwell_bins_s)), {z.id: z.capacity for z in site.zones})
+
+
+# an event -> the cell it feeds (dims) and the value it adds, or None when it does not feed the table
+Feed = Callable[[Any], "tuple[Dims, Any] | None"]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything about one partner table. `feeds` maps an event type to how it feeds the table;
+    `empty`/`add`/`stats` are the cell's aggregate; `rebuild` adapts a restored cell to a changed
+    config (or returns it unchanged); `places` names the config items of a camera that feed it (empty:
+    the camera does not feed it); `partner_fields` turns a closed cell's statistics into the partner
+    record's fields other than site, dimensions and window, with threshold k applied, as
+    `suppression` says in words."""
+
+    name: str
+    label: str
+    schema: str
+    dims: tuple[Dim, ...]
+    feeds: Mapping[type, Feed]
+    empty: Callable[[WindowContext], Cell]
+    add: Callable[[Cell, Any, WindowContext], None]
+    stats: Callable[[Cell, Dims, WindowContext], dict[str, Any]]
+    places: Callable[[SiteConfig, str], tuple[str, ...]]
+    partner_fields: Callable[[dict[str, Any], int], dict[str, Any]]
+    suppression: str
+    k_anonymous: bool = True  # False: published without a k threshold (the crowding level, G5)
+    notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
+    rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
+
+    @property
+    def topic(self) -> str:
+        return partner_topic_name(self.name)
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dims)
+
+    def window_s(self, site: SiteConfig) -> int:
+        return int(getattr(site.windows, self.name))
+
+    def dims_of_kind(self, dims: Dims, *kinds: str) -> tuple[str, ...]:
+        """The values among `dims` whose dimension is of one of `kinds` (e.g. the zones of a cell)."""
+        return tuple(v for d, v in zip(self.dims, dims, strict=True) if d.kind in kinds)
 
 
 @dataclass(frozen=True, slots=True)
 class ClosedWindow:
     """One cell of one table for one window, with its statistics computed (`agg`). `dims` are the
-    table's key dimensions in the order of the module table; nothing in it identifies a track."""
+    table's key dimensions in the order of its spec; nothing in it identifies a track."""
 
     table: str
     site_id: str
-    dims: tuple[str, ...]
+    dims: Dims
     window_start_ms: int
     window_end_ms: int
     agg: dict[str, Any]
 
 
-class _Window:
-    __slots__ = ("end", "cells")
-
-    def __init__(self, end: int) -> None:
-        self.end = end
-        self.cells: dict[tuple[str, ...], list[Any]] = {}
-
+# ---------------------------------------------------------------- statistics
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Linear-interpolation percentile (numpy's default) of an already sorted list; None when empty."""
@@ -100,29 +166,233 @@ def crowding_level(capacity_ratio: float | None, max_present: int) -> str:
     return "FULL"
 
 
+# ---------------------------------------------------------------- the tables' aggregates
+
+def _count_and_values(_ctx: WindowContext) -> Cell:
+    return [0, []]  # count, the measured values (speeds, travel times) of the counted objects
+
+
+def _add_count_and_value(cell: Cell, value: float | None, _ctx: WindowContext) -> None:
+    cell[0] += 1
+    if value is not None:
+        cell[1].append(float(value))
+
+
+def _add_one(cell: Cell, _value: Any, _ctx: WindowContext) -> None:
+    cell[0] += 1
+
+
+def _volume_stats(cell: Cell, _dims: Dims, _ctx: WindowContext) -> dict[str, Any]:
+    speeds = sorted(cell[1])
+    return {"count": cell[0], "speed_samples": len(speeds),
+            "mean_speed_kmh": sum(speeds) / len(speeds) if speeds else None,
+            "p85_speed_kmh": percentile(speeds, 0.85)}
+
+
+def _flow_stats(cell: Cell, _dims: Dims, _ctx: WindowContext) -> dict[str, Any]:
+    return {"count": cell[0], "median_travel_s": percentile(sorted(cell[1]), 0.5)}
+
+
+def _dwell_empty(ctx: WindowContext) -> Cell:
+    return [[0] * (len(ctx.dwell_bins) + 1), []]  # visits per bin, the dwell times
+
+
+def _dwell_add(cell: Cell, dwell_s: float, ctx: WindowContext) -> None:
+    # bin i counts upper[i-1] <= dwell < upper[i]; the last bin is open-ended
+    cell[0][bisect.bisect_right(ctx.dwell_bins, dwell_s)] += 1
+    cell[1].append(dwell_s)
+
+
+def _dwell_stats(cell: Cell, _dims: Dims, ctx: WindowContext) -> dict[str, Any]:
+    values = sorted(cell[1])
+    return {"count": len(values), "bin_upper_s": [*ctx.dwell_bins, math.inf], "bin_counts": list(cell[0]),
+            "median_dwell_s": percentile(values, 0.5)}
+
+
+def _dwell_rebuild(cell: Cell, ctx: WindowContext) -> Cell:
+    if len(cell[0]) == len(ctx.dwell_bins) + 1:
+        return cell
+    counts = [0] * (len(ctx.dwell_bins) + 1)  # the bins changed since the snapshot: recount the values
+    for v in cell[1]:
+        counts[bisect.bisect_right(ctx.dwell_bins, v)] += 1
+    return [counts, cell[1]]
+
+
+def _occupancy_empty(_ctx: WindowContext) -> Cell:
+    return [[]]  # histogram: people present -> frames
+
+
+def _occupancy_add(cell: Cell, present: int, _ctx: WindowContext) -> None:
+    hist = cell[0]
+    if present >= len(hist):
+        hist.extend([0] * (present + 1 - len(hist)))
+    hist[present] += 1
+
+
+def _occupancy_stats(cell: Cell, dims: Dims, ctx: WindowContext) -> dict[str, Any]:
+    hist: list[int] = cell[0]
+    samples = sum(hist)
+    max_present = max((v for v, c in enumerate(hist) if c), default=0)
+    p95 = hist_percentile(hist, 0.95) or 0.0
+    capacity = ctx.capacity.get(dims[0])
+    ratio = p95 / capacity if capacity else None
+    return {"samples": samples,
+            "mean_present": sum(v * c for v, c in enumerate(hist)) / samples if samples else 0.0,
+            "max_present": max_present, "p95_present": p95, "capacity": capacity,
+            "capacity_ratio": ratio, "crowding_level": crowding_level(ratio, max_present)}
+
+
+def _f(x: float | None) -> float | None:
+    return None if x is None else float(x)
+
+
+def _counted(agg: dict[str, Any], k: int) -> tuple[int | None, bool]:
+    count = int(agg["count"])
+    return (None, True) if count < k else (count, False)
+
+
+def _volume_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
+    count, suppressed = _counted(agg, k)
+    # a mean over fewer than k measured objects would be one car's speed
+    speeds_ok = not suppressed and int(agg.get("speed_samples", 0)) >= k
+    return {"count": count, "suppressed": suppressed,
+            "mean_speed_kmh": _f(agg["mean_speed_kmh"]) if speeds_ok else None,
+            "p85_speed_kmh": _f(agg["p85_speed_kmh"]) if speeds_ok else None}
+
+
+def _flow_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
+    count, suppressed = _counted(agg, k)
+    return {"count": count, "suppressed": suppressed,
+            "median_travel_s": None if suppressed else _f(agg["median_travel_s"])}
+
+
+def _dwell_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
+    counts = [None if 0 < int(c) < k else int(c) for c in agg["bin_counts"]]
+    return {"bin_upper_s": [float(b) for b in agg["bin_upper_s"]], "bin_counts": counts,
+            "suppressed": any(c is None for c in counts),
+            "median_dwell_s": _f(agg["median_dwell_s"]) if int(agg["count"]) >= k else None}
+
+
+def _occupancy_fields(agg: dict[str, Any], _k: int) -> dict[str, Any]:
+    return {"mean_present": float(agg["mean_present"]), "max_present": int(agg["max_present"]),
+            "p95_present": float(agg["p95_present"]), "capacity_ratio": _f(agg["capacity_ratio"]),
+            "crowding_level": agg["crowding_level"], "samples": int(agg["samples"])}
+
+
+def _attribute_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
+    count, suppressed = _counted(agg, k)
+    return {"count": count, "suppressed": suppressed}
+
+
+def _attributes(place: str, age: str | None, gender: str | None) -> tuple[Dims, None] | None:
+    if age is None and gender is None:
+        return None
+    return (place, age or UNKNOWN, gender or UNKNOWN), None
+
+
+def _lines_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return tuple(ln.id for ln in site.lines_for(camera))
+
+
+def _zones_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return tuple(z.id for z in site.zones_for(camera))
+
+
+def _attribute_places(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return (*_lines_of(site, camera), *_zones_of(site, camera)) if site.camera(camera).attributes else ()
+
+
+SPECS: dict[str, TableSpec] = {s.name: s for s in (
+    TableSpec(
+        name="traffic_volume", label="Traffic volume", schema="partner_traffic_volume",
+        dims=(Dim("line_id", "line"), Dim("direction", "direction"), Dim("class_name", "class")),
+        feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name), e.speed_kmh)},
+        empty=_count_and_values, add=_add_count_and_value, stats=_volume_stats, places=_lines_of,
+        partner_fields=_volume_fields,
+        suppression="a count below k is withheld (null, suppressed=true), with its speed statistics",
+        notice={"en": "traffic volumes (by place, direction, type and time)",
+                "ja": "通過数（場所・方向・種類・時間帯ごと）"}),
+    TableSpec(
+        name="occupancy", label="Occupancy", schema="partner_occupancy",
+        dims=(Dim("zone_id", "zone"),),
+        feeds={OccupancySample: lambda e: ((e.zone_id,), e.present)},
+        empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_zones_of,
+        partner_fields=_occupancy_fields,
+        suppression="not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
+        k_anonymous=False,
+        notice={"en": "occupancy (people present per area)", "ja": "混雑度（エリアごとの人数）"}),
+    TableSpec(
+        name="flow_lines", label="Flow lines", schema="partner_flow_lines",
+        dims=(Dim("origin_zone_id", "zone"), Dim("destination_zone_id", "zone")),
+        feeds={ZoneVisit: lambda e: ((e.from_zone_id, e.zone_id), e.travel_s)
+               if e.kind == "ENTRY" and e.from_zone_id is not None else None},
+        empty=_count_and_values, add=_add_count_and_value, stats=_flow_stats, places=_zones_of,
+        partner_fields=_flow_fields,
+        suppression="a count below k is withheld (null, suppressed=true), with its travel time",
+        notice={"en": "movements between areas (flow lines)", "ja": "エリア間の移動数（動線）"}),
+    TableSpec(
+        name="dwell", label="Dwell time", schema="partner_dwell",
+        dims=(Dim("zone_id", "zone"),),
+        feeds={ZoneVisit: lambda e: ((e.zone_id,), float(e.dwell_s))
+               if e.kind == "EXIT" and e.dwell_s is not None else None},
+        empty=_dwell_empty, add=_dwell_add, stats=_dwell_stats, places=_zones_of, rebuild=_dwell_rebuild,
+        partner_fields=_dwell_fields,
+        suppression="every bin holding 1..k-1 visits is withheld; the median needs k visits",
+        notice={"en": "dwell-time distributions", "ja": "滞在時間の分布"}),
+    TableSpec(
+        name="attributes", label="Visitor attributes", schema="partner_attributes",
+        dims=(Dim("place_id", "place"), Dim("age_bracket", "age_bracket"), Dim("gender", "gender")),
+        feeds={Crossing: lambda e: _attributes(e.line_id, e.age_bracket, e.gender),
+               ZoneVisit: lambda e: _attributes(e.zone_id, e.age_bracket, e.gender) if e.kind == "ENTRY" else None},
+        empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        places=_attribute_places, partner_fields=_attribute_fields,
+        suppression="a count below k is withheld (null, suppressed=true)",
+        notice={"en": "counts by estimated age group and gender", "ja": "推定年代・性別ごとの人数"}),
+)}
+TABLES: tuple[str, ...] = tuple(SPECS)
+
+
+def camera_tables(site: SiteConfig, camera_id: str) -> tuple[str, ...]:
+    """The tables a camera feeds (those with a place of this camera)."""
+    return tuple(s.name for s in SPECS.values() if s.places(site, camera_id))
+
+
+# ---------------------------------------------------------------- windows
+
+class _Window:
+    __slots__ = ("end", "cells")
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+        self.cells: dict[Dims, Cell] = {}
+
+
 class WindowStore:
-    """Tumbling event-time windows for every partner table of one site. `add` assigns events to
-    their windows, `close(watermark)` returns each window exactly once when the watermark has
-    passed its end plus grace, and forgets it."""
+    """Tumbling event-time windows for every table of one camera. `add` assigns events to their
+    windows, `close(watermark)` returns each window exactly once when the watermark has passed its
+    end plus grace, and forgets it."""
 
     def __init__(self, site: SiteConfig) -> None:
         self.site_id = site.site_id
-        w = site.windows
-        self._size_ms = {t: int(getattr(w, t)) * 1000 for t in TABLES}
-        self._grace_ms = int(w.grace_s) * 1000
-        self._bins = sorted(float(b) for b in site.counting.dwell_bins_s)
-        self._capacity = {z.id: z.capacity for z in site.zones}
+        self._ctx = WindowContext.of(site)
+        self._size_ms = {t: s.window_s(site) * 1000 for t, s in SPECS.items()}
+        self._grace_ms = int(site.windows.grace_s) * 1000
         self._windows: dict[str, dict[int, _Window]] = {t: {} for t in TABLES}
         self._watermark: int | None = None
         self.late_dropped: dict[str, int] = dict.fromkeys(TABLES, 0)
         self.max_event_ts: int | None = None  # newest event time added; a natural watermark source
+        # per event type: the tables it may feed, how, and how a value joins a cell
+        self._routes: dict[type, list[tuple[str, Feed, Callable[[Cell, Any, WindowContext], None]]]] = {}
+        for spec in SPECS.values():
+            for etype, feed in spec.feeds.items():
+                self._routes.setdefault(etype, []).append((spec.name, feed, spec.add))
 
     @property
     def watermark_ms(self) -> int | None:
         """The highest watermark passed to `close` so far."""
         return self._watermark
 
-    def _cell(self, table: str, dims: tuple[str, ...], ts: int) -> list[Any] | None:
+    def _cell(self, table: str, dims: Dims, ts: int) -> Cell | None:
         size = self._size_ms[table]
         start = ts - ts % size
         windows = self._windows[table]
@@ -134,96 +404,32 @@ class WindowStore:
             win = windows[start] = _Window(start + size)
         cell = win.cells.get(dims)
         if cell is None:
-            cell = win.cells[dims] = self._empty(table)
+            cell = win.cells[dims] = SPECS[table].empty(self._ctx)
         return cell
-
-    def _empty(self, table: str) -> list[Any]:
-        if table == "traffic_volume":
-            return [0, []]  # count, speeds
-        if table == "flow_lines":
-            return [0, []]  # count, travel times
-        if table == "dwell":
-            return [[0] * (len(self._bins) + 1), []]  # bin counts, dwell values
-        if table == "occupancy":
-            return [[]]  # histogram: present -> frames
-        return [0]  # attributes: count
 
     def add(self, events: Iterable[Event]) -> None:
         """Assign each event to its window in every table it feeds."""
         max_ts = self.max_event_ts
+        routes, ctx = self._routes, self._ctx
         for ev in events:
-            if type(ev) not in _AGGREGATED:
+            route = routes.get(type(ev))
+            if route is None:
                 raise TypeError(f"WindowStore cannot aggregate {type(ev).__name__}")
             ts = ev.ts_ms
             if max_ts is None or ts > max_ts:
                 max_ts = ts
-            if type(ev) is OccupancySample:
-                cell = self._cell("occupancy", (ev.zone_id,), ts)
-                if cell is not None:
-                    hist = cell[0]
-                    p = ev.present
-                    if p >= len(hist):
-                        hist.extend([0] * (p + 1 - len(hist)))
-                    hist[p] += 1
-            elif type(ev) is Crossing:
-                cell = self._cell("traffic_volume", (ev.line_id, ev.direction, ev.class_name), ts)
-                if cell is not None:
-                    cell[0] += 1
-                    if ev.speed_kmh is not None:
-                        cell[1].append(float(ev.speed_kmh))
-                if ev.age_bracket is not None or ev.gender is not None:
-                    self._attribute(ev.line_id, ev.age_bracket, ev.gender, ts)
-            elif type(ev) is ZoneVisit:
-                if ev.kind == "ENTRY":
-                    if ev.from_zone_id is not None:
-                        cell = self._cell("flow_lines", (ev.from_zone_id, ev.zone_id), ts)
-                        if cell is not None:
-                            cell[0] += 1
-                            if ev.travel_s is not None:
-                                cell[1].append(float(ev.travel_s))
-                    if ev.age_bracket is not None or ev.gender is not None:
-                        self._attribute(ev.zone_id, ev.age_bracket, ev.gender, ts)
-                elif ev.dwell_s is not None:
-                    cell = self._cell("dwell", (ev.zone_id,), ts)
+            for table, feed, add in route:
+                fed = feed(ev)
+                if fed is not None:
+                    cell = self._cell(table, fed[0], ts)
                     if cell is not None:
-                        d = float(ev.dwell_s)
-                        # bin i counts upper[i-1] <= dwell < upper[i]; the last bin is open-ended
-                        cell[0][bisect.bisect_right(self._bins, d)] += 1
-                        cell[1].append(d)
+                        add(cell, fed[1], ctx)
         self.max_event_ts = max_ts
-
-    def _attribute(self, place: str, age: str | None, gender: str | None, ts: int) -> None:
-        cell = self._cell("attributes", (place, age or UNKNOWN, gender or UNKNOWN), ts)
-        if cell is not None:
-            cell[0] += 1
 
     # ------------------------------------------------------------------ results
 
-    def _stats(self, table: str, dims: tuple[str, ...], cell: list[Any]) -> dict[str, Any]:
-        if table == "traffic_volume":
-            speeds = sorted(cell[1])
-            return {"count": cell[0], "speed_samples": len(speeds),
-                    "mean_speed_kmh": sum(speeds) / len(speeds) if speeds else None,
-                    "p85_speed_kmh": percentile(speeds, 0.85)}
-        if table == "flow_lines":
-            travel = sorted(cell[1])
-            return {"count": cell[0], "median_travel_s": percentile(travel, 0.5)}
-        if table == "dwell":
-            values = sorted(cell[1])
-            return {"count": len(values), "bin_upper_s": [*self._bins, math.inf], "bin_counts": list(cell[0]),
-                    "median_dwell_s": percentile(values, 0.5)}
-        if table == "occupancy":
-            hist: list[int] = cell[0]
-            samples = sum(hist)
-            max_present = max((v for v, c in enumerate(hist) if c), default=0)
-            p95 = hist_percentile(hist, 0.95) or 0.0
-            capacity = self._capacity.get(dims[0])
-            ratio = p95 / capacity if capacity else None
-            return {"samples": samples,
-                    "mean_present": sum(v * c for v, c in enumerate(hist)) / samples if samples else 0.0,
-                    "max_present": max_present, "p95_present": p95, "capacity": capacity,
-                    "capacity_ratio": ratio, "crowding_level": crowding_level(ratio, max_present)}
-        return {"count": cell[0]}
+    def _closed(self, table: str, start: int, win: _Window, dims: Dims, cell: Cell) -> ClosedWindow:
+        return ClosedWindow(table, self.site_id, dims, start, win.end, SPECS[table].stats(cell, dims, self._ctx))
 
     def close(self, watermark_ms: int) -> list[ClosedWindow]:
         """Close and return (once) every window whose end plus grace is at or before the watermark.
@@ -236,14 +442,13 @@ class WindowStore:
             windows = self._windows[table]
             for start in sorted(s for s, w in windows.items() if w.end + self._grace_ms <= wm):
                 win = windows.pop(start)
-                out.extend(ClosedWindow(table, self.site_id, dims, start, win.end, self._stats(table, dims, cell))
-                           for dims, cell in sorted(win.cells.items()))
+                out.extend(self._closed(table, start, win, dims, cell) for dims, cell in sorted(win.cells.items()))
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
         return out
 
     def open_windows(self) -> list[ClosedWindow]:
         """Snapshots of every window still open, with statistics so far (for the HTTP view)."""
-        out = [ClosedWindow(table, self.site_id, dims, start, win.end, self._stats(table, dims, cell))
+        out = [self._closed(table, start, win, dims, cell)
                for table in TABLES for start, win in self._windows[table].items()
                for dims, cell in win.cells.items()]
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
@@ -268,18 +473,14 @@ class WindowStore:
         store = cls(site)
         store._watermark = state["watermark"]
         store.max_event_ts = state["max_event_ts"]
-        store.late_dropped.update({t: int(n) for t, n in state["late_dropped"].items()})
-        nbins = len(store._bins) + 1
+        store.late_dropped.update({t: int(n) for t, n in state["late_dropped"].items() if t in SPECS})
         for table, start, end, dims, cell in state["cells"]:
+            if table not in SPECS:
+                continue  # a table this version no longer has
             win = store._windows[table].get(start)
             if win is None:
                 win = store._windows[table][start] = _Window(int(end))
-            if table == "dwell" and len(cell[0]) != nbins:  # bins changed: rebuild from the raw values
-                counts = [0] * nbins
-                for v in cell[1]:
-                    counts[bisect.bisect_right(store._bins, v)] += 1
-                cell = [counts, cell[1]]
-            win.cells[tuple(dims)] = _copy_cell(cell)
+            win.cells[tuple(dims)] = _copy_cell(SPECS[table].rebuild(cell, store._ctx))
         return store
 
     def __len__(self) -> int:
@@ -287,6 +488,6 @@ class WindowStore:
         return sum(len(w.cells) for windows in self._windows.values() for w in windows.values())
 
 
-def _copy_cell(cell: list[Any]) -> list[Any]:
+def _copy_cell(cell: Cell) -> Cell:
     # a snapshot must not share lists with the live store, in either direction
     return [list(x) if isinstance(x, list) else x for x in cell]

@@ -23,15 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from privaflow.streams.tables import TABLES, ClosedWindow
-
-DIM_NAMES: dict[str, tuple[str, ...]] = {
-    "traffic_volume": ("line_id", "direction", "class_name"),
-    "attributes": ("place_id", "age_bracket", "gender"),
-    "flow_lines": ("origin_zone_id", "destination_zone_id"),
-    "dwell": ("zone_id",),
-    "occupancy": ("zone_id",),
-}
+from privaflow.streams.tables import SPECS, TABLES, ClosedWindow
 
 
 class QueryError(ValueError):
@@ -84,16 +76,10 @@ class Query:
             return False
         if self.to_ms is not None and w.window_start_ms >= self.to_ms:
             return False
-        if self.zone is not None:
-            zones = {"occupancy": w.dims[:1], "dwell": w.dims[:1], "flow_lines": w.dims[:2],
-                     "attributes": w.dims[:1]}.get(w.table, ())
-            if self.zone not in zones:
-                return False
-        if self.line is not None:
-            lines = {"traffic_volume": w.dims[:1], "attributes": w.dims[:1]}.get(w.table, ())
-            if self.line not in lines:
-                return False
-        return True
+        spec = SPECS[w.table]
+        if self.zone is not None and self.zone not in spec.dims_of_kind(w.dims, "zone", "place"):
+            return False
+        return self.line is None or self.line in spec.dims_of_kind(w.dims, "line", "place")
 
 
 class RecentWindows:
@@ -136,7 +122,7 @@ def _iso(ms: int) -> str:
 def window_json(w: ClosedWindow, state: str) -> dict[str, Any]:
     """One window cell as JSON: its place and breakdown dims by name, bounds, and statistics."""
     return {"state": state, "table": w.table, "site_id": w.site_id,
-            **dict(zip(DIM_NAMES[w.table], w.dims, strict=False)),
+            **dict(zip(SPECS[w.table].dim_names, w.dims, strict=True)),
             "window_start": w.window_start_ms, "window_end": w.window_end_ms,
             "window_start_iso": _iso(w.window_start_ms), "window_end_iso": _iso(w.window_end_ms),
             **_finite(w.agg)}
@@ -155,6 +141,6 @@ def table_view(table: str, query: Query, open_windows: Iterable[ClosedWindow], r
         rows += [(w.window_start_ms, w.dims, window_json(w, "closed"))
                  for w in recent.windows(table) if query.matches(w)]
     rows.sort(key=lambda r: (r[0], r[1], r[2]["state"]))
-    return {"table": table, "dims": list(DIM_NAMES[table]),
+    return {"table": table, "dims": list(SPECS[table].dim_names),
             "filters": {k: v for k, v in vars(query).items() if v is not None},
             "count": len(rows), "windows": [r[2] for r in rows]}

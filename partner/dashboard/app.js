@@ -11,7 +11,9 @@
 "use strict";
 
 const API = "/api/v1/operator";
-const TABLES = ["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes"];
+// the tables and their labels come from the server (streams/tables.py declares each once); the
+// sections that draw them are this page's
+let TABLES = [];
 const SECTION = {traffic_volume: "sec-traffic", occupancy: "sec-crowding", flow_lines: "sec-flow",
                  dwell: "sec-dwell", attributes: "sec-attributes"};
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -395,6 +397,7 @@ async function refresh() {
       document.getElementById("site-id").textContent = site.site_id;
       document.getElementById("site-id").dataset.value = site.site_id;
       document.title = `privaflow — ${site.site_id}`;
+      TABLES = (site.tables || []).map(t => t.name);
     }
     const {from, to} = period();
     const tables = publishedTables();

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from privaflow.partner.api import site_summary
 from privaflow.schemas.site import SiteConfig
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "partner" / "dashboard"
@@ -33,16 +34,6 @@ def _ms(value: str) -> int:
     if value.lstrip("-").isdigit():
         return int(value)
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def site_summary(site: SiteConfig) -> dict[str, Any]:
-    return {"site_id": site.site_id, "cameras": [c.id for c in site.cameras],
-            "lines": [{"id": ln.id, "camera": ln.camera, "points": [list(p) for p in ln.points],
-                       "directions": list(ln.directions)} for ln in site.lines],
-            "zones": [{"id": z.id, "camera": z.camera, "polygon": [list(p) for p in z.polygon],
-                       "capacity": z.capacity} for z in site.zones],
-            "partners": [{"id": p.id, "k_anonymity": p.k_anonymity, "tables": list(p.tables)}
-                         for p in site.partners]}
 
 
 def json_rows(rows: list[dict[str, Any]], start: int | None, end: int | None) -> list[dict[str, Any]]:

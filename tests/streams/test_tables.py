@@ -16,9 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from privaflow.schemas.codec import load_schema
 from privaflow.schemas.site import SiteConfig, parse_site_config
+from privaflow.schemas.topics import PARTNER_TABLES
 from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
-from privaflow.streams.tables import TABLES, ClosedWindow, WindowStore, crowding_level, hist_percentile, percentile
+from privaflow.streams.tables import (
+    SPECS,
+    TABLES,
+    ClosedWindow,
+    WindowStore,
+    crowding_level,
+    hist_percentile,
+    percentile,
+)
 
 T0 = 1_767_225_600_000
 SIZES_S: dict[str, Any] = {"traffic_volume": 60, "occupancy": 10, "flow_lines": 300, "dwell": 120, "attributes": 900}
@@ -288,3 +298,14 @@ def test_restored_dwell_cells_follow_new_bins() -> None:
 def test_unknown_events_are_refused() -> None:
     with pytest.raises(TypeError):
         WindowStore(SITE).add([object()])  # type: ignore[list-item]
+
+
+def test_every_partner_schema_is_one_table_spec_with_the_same_dimensions() -> None:
+    """Adding a table is its spec plus its partner schema; the two cannot drift apart."""
+    assert set(SPECS) == set(PARTNER_TABLES)
+    for name, spec in SPECS.items():
+        assert spec.schema == PARTNER_TABLES[name] and spec.topic.endswith(name.replace("_", "-") + ".v1")
+        fields = [f["name"] for f in load_schema(spec.schema)["fields"]]
+        assert fields[:len(spec.dims) + 1] == ["site_id", *spec.dim_names]
+        assert fields[len(spec.dims) + 1:len(spec.dims) + 3] == ["window_start", "window_end"]
+        assert set(spec.notice) == {"en", "ja"} and spec.label and spec.suppression
