@@ -22,9 +22,9 @@ import faust  # noqa: E402
 
 from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, serde_for_topic
 from privaflow.schemas.topics import DETECTIONS
-from privaflow.streams.app import shorten_fetch_wait
+from privaflow.streams.faust_compat import Worker, shorten_fetch_wait
 from privaflow.streams.settings import WorkerSettings
-from privaflow.streams.worker import Worker, tune_gc
+from privaflow.streams.worker import tune_gc
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
-"""The edge agent: one camera's frames in, one anonymised FrameDetections record out per frame.
+"""The edge agent: one camera's frames in, anonymised DetectionBatch records out.
 
     capture --frame--> privacy (downscale, masks) --> detect every N / predict --> track ids made
-    pseudonymous --> ground motion, vehicle colour, person attributes --> record --> sink
+    pseudonymous --> ground motion, vehicle colour, person attributes --> frame columns
+    --> batch of frames (N frames or T ms) --> sink
 
-Each frame is dropped as soon as its record is built; only records reach the sink. The loop
+Each frame is dropped as soon as its columns are built; only records reach the sink. The loop
 calls plain functions from the modules named above; this module adds the schedule, the
 counters behind the status line, /healthz and /metrics.
 """
@@ -26,7 +27,7 @@ from privaflow.edge.detections import Detections
 from privaflow.edge.health import HealthServer, Metrics
 from privaflow.edge.privacy import PrivacyFilter, PseudonymousIds
 from privaflow.edge.publish import Sink
-from privaflow.edge.records import class_ids, frame_record
+from privaflow.edge.records import DEFAULT_BATCH_FRAMES, DEFAULT_BATCH_MS, RecordBatcher, class_ids, frame_record
 from privaflow.edge.tracking import ByteTrack, GroundMotion
 from privaflow.schemas.site import Camera
 
@@ -46,7 +47,7 @@ def build_detector(camera: Camera) -> Detector:
 class AgentStats:
     frames: int = 0
     detected_frames: int = 0
-    records: int = 0
+    records: int = 0  # DetectionBatch records handed to the sink
     objects: int = 0  # in the last frame
     inference_ms_total: float = 0.0
     started: float = 0.0
@@ -61,14 +62,19 @@ class Agent:
     `status_every_s` prints a short status line to `status_out` (stderr) that often; 0 disables it.
     `attributes` replaces the bundled age/gender estimator (`FaceAgeGender`) on cameras with
     `attributes: true`; other cameras estimate nothing.
+    A record goes to the sink after `batch_frames` frames or `batch_ms` after its first frame,
+    whichever comes first (checked as each frame is done: a source that stalls holds its last
+    partial record until its next frame or the end), and at the end.
     """
 
     def __init__(self, site_id: str, camera: Camera, detector: Detector, sink: Sink, *,
                  source: str | int | None = None, realtime: bool | None = None, pace: bool = False,
-                 max_frames: int | None = None,
+                 max_frames: int | None = None, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                 batch_ms: float = DEFAULT_BATCH_MS,
                  attributes: AttributeEstimator | None = None, metrics_port: int | None = None,
                  metrics_host: str = "0.0.0.0", status_every_s: float = 2.0, status_out: TextIO | None = None) -> None:
         self.site_id, self.camera, self.detector, self.sink = site_id, camera, detector, sink
+        self.batcher = RecordBatcher(site_id, camera.id, batch_frames, batch_ms)
         self.privacy = PrivacyFilter(camera.max_width, camera.privacy_masks)
         self.capture = Capture(camera.source if source is None else source, fps=camera.fps, realtime=realtime,
                                pace=pace, prepare=self.privacy.apply)
@@ -109,6 +115,7 @@ class Agent:
                     break
         finally:
             self.capture.stop()
+            self._publish(self.batcher.take())
             self.sink.close()
             if capturing:  # a source that never opened gets its error alone, not a "0 frames" summary first
                 self._print_status(final=True)
@@ -122,8 +129,8 @@ class Agent:
         self.capture.stop()
 
     def process(self, image: np.ndarray, seq: int, ts_ms: int) -> dict[str, Any]:
-        """One frame through privacy, detection or prediction, tracking and attributes -> its record,
-        which is published to the sink and returned."""
+        """One frame through privacy, detection or prediction, tracking and attributes -> its
+        columns, which join the record being built (published when it is full) and are returned."""
         # Capture already applied the filter; again here (a no-op resize, masks refilled) so that a
         # frame handed in any other way is never analysed unmasked.
         image = self.privacy.apply(image)
@@ -155,16 +162,20 @@ class Agent:
         if self.attributes is not None:
             extra["ages"], extra["genders"] = self._people(image, tracks, tids, detected)
         del image  # pixels end here; the record below holds none
-        record = frame_record(self.site_id, self.camera.id, ts_ms, seq, (w, h), detected, tracks,
-                              self.ids(tids, ts_ms), **extra)
-        self.sink.publish(record)
+        frame = frame_record(seq, ts_ms, (w, h), detected, tracks, self.ids(tids, ts_ms), **extra)
+        for record in self.batcher.add(frame):
+            self._publish(record)
         if detected:
             self._forget(set(tids.tolist()))
         self.stats.frames += 1
-        self.stats.records += 1
         self.stats.objects = len(tracks)
         self.stats.last_frame_at = time.monotonic()
-        return record
+        return frame
+
+    def _publish(self, record: dict[str, Any] | None) -> None:
+        if record is not None:
+            self.sink.publish(record)
+            self.stats.records += 1
 
     def _people(self, image: np.ndarray, tracks: Detections, tids: np.ndarray,
                 detected: bool) -> tuple[list[str | None], list[str | None]]:
@@ -208,6 +219,8 @@ class Agent:
         return not self._stop.is_set() and time.monotonic() - last < stale_s
 
     def _tick(self) -> None:
+        if self.batcher.due():
+            self._publish(self.batcher.take())
         self.sink.poll()
         now = time.monotonic()
         t0, f0 = self._window

@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from privaflow.edge.capture import CaptureError, source_kind
+from privaflow.edge.records import DEFAULT_BATCH_FRAMES, DEFAULT_BATCH_MS
 from privaflow.schemas.codec import IncompatibleSchemaError, RegistryAuthError
 from privaflow.schemas.site import ConfigError, load_site_config
 
@@ -19,8 +20,9 @@ from privaflow.schemas.site import ConfigError, load_site_config
 def edge() -> None:
     """The edge agent: video in, anonymised detection records out — never a frame.
 
-    Each frame is downscaled and privacy-masked, objects are detected and tracked, and one
-    record per frame (class, box, pseudonymous track id, speed, colour...) goes to Kafka.
+    Each frame is downscaled and privacy-masked, objects are detected and tracked, and what was
+    seen (class, box, pseudonymous track id, speed, colour...) goes to Kafka, several frames per
+    record.
     """
 
 
@@ -31,7 +33,12 @@ def edge() -> None:
 @click.option("--source", help="Override the camera's source: a video file, rtsp:// or http:// URL, a "
               "device number such as 0, or a folder of images.")
 @click.option("--sink", default="kafka", show_default=True, metavar="kafka|file:PATH",
-              help="Where records go: the Kafka topic privaflow.detections.v1, or an Avro file.")
+              help="Where records go: the Kafka topic privaflow.detections.v2, or an Avro file.")
+@click.option("--batch-frames", default=DEFAULT_BATCH_FRAMES, show_default=True, type=click.IntRange(1, 1000),
+              help="Frames per record at most: one Kafka message carries this many frames.")
+@click.option("--batch-ms", default=DEFAULT_BATCH_MS, show_default=True, type=click.IntRange(0, 60_000),
+              help="A record leaves at the latest this long after its first frame (bounds the latency "
+                   "batching adds; 0: every frame alone).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames. Files are then "
               "read as fast as possible (no pacing, no drops).")
 @click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -46,9 +53,9 @@ def edge() -> None:
 @click.option("--pace/--no-pace", default=None,
               help="Replay files at their own speed  [default: on, off with --max-frames]")
 @click.option("-q", "--quiet", is_flag=True, help="No status line (it goes to stderr every 2 s).")
-def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_frames: int | None,
-        spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-        realtime: bool | None, pace: bool | None, quiet: bool) -> None:
+def run(config_path: Path, camera_id: str, source: str | None, sink: str, batch_frames: int, batch_ms: int,
+        max_frames: int | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None,
+        metrics_host: str, realtime: bool | None, pace: bool | None, quiet: bool) -> None:
     """Run the agent for one camera until its source ends (or Ctrl-C).
 
     \b
@@ -58,6 +65,7 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
       privaflow edge run --config site.yaml --camera gate --source rtsp://10.0.0.7/stream1 --metrics-port 9108
 
     Status (frames, fps, objects, dropped frames, spool depth) is printed to stderr every 2 s.
+    A record carries up to --batch-frames frames and leaves at most --batch-ms after its first.
     Broker and registry addresses come from PRIVAFLOW_BOOTSTRAP and PRIVAFLOW_REGISTRY_URL.
     """
     if not logging.getLogger().handlers:
@@ -90,7 +98,8 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
     else:
         raise click.BadParameter("expected 'kafka' or 'file:PATH'", param_hint="--sink")
     agent = Agent(site.site_id, camera, detector, out, source=src, realtime=realtime, pace=pace,
-                  max_frames=max_frames, metrics_port=metrics_port, metrics_host=metrics_host,
+                  max_frames=max_frames, batch_frames=batch_frames, batch_ms=batch_ms,
+                  metrics_port=metrics_port, metrics_host=metrics_host,
                   status_every_s=0 if quiet else 2.0)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

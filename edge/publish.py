@@ -1,10 +1,11 @@
 """Where records go: Kafka (with a disk spool for when the broker is away) or an Avro file.
 
-`KafkaSink` produces each FrameDetections record, keyed by camera id, with an idempotent producer
-(`enable.idempotence`, `acks=all`) and Confluent-framed Avro values. librdkafka retries without a
-deadline (`message.timeout.ms=0`), so a record handed to it is delivered in order once the broker
-is back; at most `max_in_flight` records are handed over at a time and the rest wait, in order,
-in a `DiskSpool` that drains when deliveries resume. Only encoded records are ever spooled.
+`KafkaSink` produces each DetectionBatch record (several frames of one camera), keyed by camera id,
+with an idempotent producer (`enable.idempotence`, `acks=all`) and Confluent-framed Avro values.
+librdkafka retries without a deadline (`message.timeout.ms=0`), so a record handed to it is
+delivered in order once the broker is back; at most `max_in_flight` records are handed over at a
+time and the rest wait, in order, in a `DiskSpool` that drains when deliveries resume. Only encoded
+records are ever spooled.
 
 The schema id is looked up once and cached (also in the spool folder, for restarts while the
 registry is down); until it is known, a background thread keeps asking the registry, and records
@@ -45,6 +46,7 @@ from privaflow.schemas.codec import (
     serde_for_topic,
     unframe,
 )
+from privaflow.schemas.detections import SCHEMA_NAME
 from privaflow.schemas.topics import DETECTIONS
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ _PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 
 
 class Sink(Protocol):
-    """Takes FrameDetections dicts; `poll` is called every loop turn to serve callbacks."""
+    """Takes DetectionBatch dicts; `poll` is called every loop turn to serve callbacks."""
 
     def publish(self, record: dict[str, Any]) -> None: ...
 
@@ -85,7 +87,7 @@ class AvroFileSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "wb")  # noqa: SIM115 - open for the sink's lifetime
-        self._writer = Writer(self._file, fastavro.parse_schema(load_schema("frame_detections")))
+        self._writer = Writer(self._file, fastavro.parse_schema(load_schema(SCHEMA_NAME)))
         self._stats = SinkStats()
 
     def publish(self, record: dict[str, Any]) -> None:
@@ -111,7 +113,7 @@ class AvroFileSink:
 
 
 class KafkaSink:
-    """Produces to `topic` (default privaflow.detections.v1) in order, spooling to disk when it must."""
+    """Produces to `topic` (default privaflow.detections.v2) in order, spooling to disk when it must."""
 
     def __init__(self, spool_dir: str | Path, key: str, topic: str = DETECTIONS, bootstrap: str | None = None,
                  registry: SchemaRegistry | None = None, max_in_flight: int = 500,

@@ -40,8 +40,8 @@ class Topic:
         return cfg
 
 
-DETECTIONS = "privaflow.detections.v1"
-DETECTIONS_DLQ = "privaflow.detections.dlq.v1"
+DETECTIONS = "privaflow.detections.v2"  # DetectionBatch records: several frames of one camera (schemas.detections)
+DETECTIONS_DLQ = "privaflow.detections.dlq.v2"
 LINE_CROSSINGS = "privaflow.events.line-crossings.v1"
 ZONE_EVENTS = "privaflow.events.zone-events.v1"
 
@@ -60,7 +60,7 @@ def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: 
                partitions: int = 6) -> list[Topic]:
     """Every topic, with retentions taken from the site config (defaults: 7 days / 1 year)."""
     topics = [
-        Topic(DETECTIONS, partitions, detections_retention_ms, "delete", "frame_detections"),
+        Topic(DETECTIONS, partitions, detections_retention_ms, "delete", "detection_batch"),
         Topic(DETECTIONS_DLQ, 1, 30 * DAY_MS, "delete", None),
         Topic(LINE_CROSSINGS, partitions, detections_retention_ms, "delete", "line_crossing"),
         Topic(ZONE_EVENTS, partitions, detections_retention_ms, "delete", "zone_event"),

@@ -1,7 +1,14 @@
 """From a batch of Kafka records to new per-camera state, closed windows, events and dead letters.
 
-Plain Python, no Kafka client: `streams.app` hands a batch in and writes what comes out, so this
+Plain Python, no Kafka client: `streams.loop` hands a batch in and writes what comes out, so this
 file holds every decision about a record and the tests drive it without a broker.
+
+A record is a `privaflow.DetectionBatch` (several frames of one camera, column by column,
+`schemas.detections`). It is applied or refused as a whole: a record with a broken layout, a value
+out of range or a foreign site, camera or key is a dead letter with the reason, its good frames
+included (the edge never writes such a record; what does is a foreign or broken producer). The
+frames of every camera in a Kafka batch go through one `TrackTable.observe`, so the per-detection
+work is one vectorised pass over the batch.
 
 State of a camera is one JSON-able dict (one faust Table entry, keyed by camera id and therefore
 co-partitioned with the detections)::
@@ -38,15 +45,20 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, epoch_ms, unframe
+import numpy as np
+from numpy.typing import NDArray
+
+from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
+from privaflow.schemas.detections import layout_problem
 from privaflow.schemas.site import SiteConfig
+from privaflow.streams.columns import Columns
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowStore
-from privaflow.streams.tracks import TrackBook
+from privaflow.streams.tracks import TrackBook, TrackTable
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +112,8 @@ class Tick:
 
 
 class CameraState:
-    """Everything the worker keeps for one camera (see the module docstring)."""
+    """Everything the worker keeps for one camera (see the module docstring). Its tracks are rows
+    of the engine's `TrackTable`, which `book` views."""
 
     __slots__ = ("camera_id", "book", "windows", "offsets", "max_ts")
 
@@ -111,8 +124,10 @@ class CameraState:
         self.max_ts = max_ts
 
     @classmethod
-    def new(cls, site: SiteConfig, camera_id: str) -> CameraState:
-        return cls(camera_id, TrackBook(site, camera_id), WindowStore(site))
+    def new(cls, site: SiteConfig, camera_id: str, tracks: TrackTable | None = None) -> CameraState:
+        book = TrackBook(site, camera_id, tracks)
+        book.table.drop(camera_id)
+        return cls(camera_id, book, WindowStore(site))
 
     def to_state(self) -> dict[str, Any]:
         windows = self.windows.to_state()
@@ -121,17 +136,18 @@ class CameraState:
                 "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
 
     @classmethod
-    def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any]) -> CameraState:
+    def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any],
+                   tracks: TrackTable | None = None) -> CameraState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"camera state version {state.get('version')!r} is not {STATE_VERSION}")
-        return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"]),
+        return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"], tracks),
                    WindowStore.from_state(site, state["windows"]),
                    {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"])
 
 
 @dataclass
 class Outcome:
-    """What one batch produced; `streams.app` publishes it, then writes `states` at its next checkpoint."""
+    """What one batch produced; `streams.loop` publishes it, then writes `states` at its next checkpoint."""
 
     closed: list[ClosedWindow] = field(default_factory=list)
     idle_closed: Counter[str] = field(default_factory=Counter)  # of `closed`, per table, how many a tick closed
@@ -142,7 +158,8 @@ class Outcome:
     states: dict[bytes, tuple[CameraState, int]] = field(default_factory=dict)
     upto: dict[int, int] = field(default_factory=dict)  # partition -> highest offset applied, if it advanced
     late: Counter[str] = field(default_factory=Counter)
-    applied: int = 0
+    applied: int = 0  # records
+    frames: int = 0  # frames in the applied records
     skipped: int = 0  # replays of records already in the state
     ticks: int = 0
     detections: int = 0
@@ -194,32 +211,69 @@ class Checkpoints:
         self._since = None
 
 
-def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None
-                  ) -> tuple[str, str] | None:
-    """(kind, reason) when a schema-valid record is semantically unusable, else None."""
-    if frame["site_id"] != site_id:
-        return "site", f"site_id {frame['site_id']!r} is not this worker's site {site_id!r}"
-    cam = frame["camera_id"]
+def record_problem(record: Mapping[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None,
+                   max_ahead_ms: int = MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+    """(kind, reason) when a schema-valid record is unusable as a whole, else None: a foreign site
+    or camera, a key that is not its camera, columns that do not fit together, frames from the
+    future. The values of its detections are `detection_problem`'s."""
+    if record["site_id"] != site_id:
+        return "site", f"site_id {record['site_id']!r} is not this worker's site {site_id!r}"
+    cam = record["camera_id"]
     if cam not in cameras:
         return "camera", f"camera {cam!r} is not in the site config"
     if key != cam:
         return "key", f"record key {key!r} is not its camera_id {cam!r} (records must be keyed by camera)"
-    if epoch_ms(frame["ts"]) > time.time() * 1000 + MAX_CLOCK_AHEAD_MS:
+    layout = layout_problem(record)
+    if layout:
+        return "layout", layout
+    if max(record["ts"]) > time.time() * 1000 + max_ahead_ms:
         # a frame from the future would move the camera's watermark past every later real frame
-        return "time", f"frame time {frame['ts']} is more than a day ahead of this worker's clock"
-    if frame["frame_width"] <= 0 or frame["frame_height"] <= 0:
-        return "value", f"frame size {frame['frame_width']}x{frame['frame_height']} is not positive"
-    lo, hi = -COORD_EPS, 1.0 + COORD_EPS
-    for i, d in enumerate(frame["detections"]):
-        x1, y1, x2, y2 = d["x1"], d["y1"], d["x2"], d["y2"]
-        # written so that NaN fails every comparison and lands here
-        if not (lo <= x1 <= x2 <= hi and lo <= y1 <= y2 <= hi):
-            return "box", f"detection {i}: box ({x1:.4g}, {y1:.4g}, {x2:.4g}, {y2:.4g}) is not inside 0..1"
-        if not (lo <= d["foot_x"] <= hi and lo <= d["foot_y"] <= hi):
-            return "box", f"detection {i}: foot point ({d['foot_x']:.4g}, {d['foot_y']:.4g}) is not inside 0..1"
-        if not 0.0 <= d["confidence"] <= 1.0:
-            return "value", f"detection {i}: confidence {d['confidence']:.4g} is not in 0..1"
+        return "time", f"frame time {max(record['ts'])} is more than a day ahead of this worker's clock"
+    if record["frame_width"] <= 0 or record["frame_height"] <= 0:
+        return "value", f"frame size {record['frame_width']}x{record['frame_height']} is not positive"
     return None
+
+
+_VALUE_COLUMNS = ("x1", "y1", "x2", "y2", "foot_x", "foot_y", "confidence")
+
+
+def _values_ok(cols: Mapping[str, Any]) -> NDArray[np.bool_]:
+    """Per detection: box and foot point inside 0..1, confidence in 0..1 (NaN fails every test)."""
+    x1, y1, x2, y2, fx, fy, conf = (np.asarray(cols[c], np.float64) for c in _VALUE_COLUMNS)
+    lo, hi = -COORD_EPS, 1.0 + COORD_EPS
+    return ((lo <= x1) & (x1 <= x2) & (x2 <= hi) & (lo <= y1) & (y1 <= y2) & (y2 <= hi)
+            & (lo <= fx) & (fx <= hi) & (lo <= fy) & (fy <= hi) & (conf >= 0.0) & (conf <= 1.0))
+
+
+def detection_problem(record: Mapping[str, Any], classes: Collection[str] | None = None) -> tuple[str, str] | None:
+    """(kind, reason) for the first detection of a (layout-checked) record whose values are out of
+    range, or whose class is not one of `classes` (the camera's, from the site config)."""
+    ok = _values_ok(record)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        x1, y1, x2, y2, fx, fy, conf = (float(record[c][i]) for c in _VALUE_COLUMNS)
+        if not (-COORD_EPS <= x1 <= x2 <= 1 + COORD_EPS and -COORD_EPS <= y1 <= y2 <= 1 + COORD_EPS):
+            return "box", f"detection {i}: box ({x1:.4g}, {y1:.4g}, {x2:.4g}, {y2:.4g}) is not inside 0..1"
+        if not (-COORD_EPS <= fx <= 1 + COORD_EPS and -COORD_EPS <= fy <= 1 + COORD_EPS):
+            return "box", f"detection {i}: foot point ({fx:.4g}, {fy:.4g}) is not inside 0..1"
+        return "value", f"detection {i}: confidence {conf:.4g} is not in 0..1"
+    if classes is not None:
+        for i, c in enumerate(record["class_name"]):
+            if c not in classes:
+                return "class", (f"detection {i}: class {c[:40]!r} is not one of the classes of camera "
+                                 f"{record['camera_id']!r} in the site config")
+    return None
+
+
+def batch_problem(record: Mapping[str, Any], site: SiteConfig, key: str | None,
+                  max_ahead_ms: int = MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+    """Everything the worker checks about one decoded record, in the order it does: None when it
+    is applied, else (kind, reason) of its dead letter."""
+    cameras = frozenset(c.id for c in site.cameras)
+    problem = record_problem(record, site.site_id, cameras, key, max_ahead_ms)
+    if problem:
+        return problem
+    return detection_problem(record, frozenset(site.camera(record["camera_id"]).classes))
 
 
 class Decoder:
@@ -282,6 +336,8 @@ class Engine:
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)
+        self.classes = {c.id: frozenset(c.classes) for c in site.cameras}
+        self.tracks = TrackTable(site)  # every cached camera's tracks
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
         self.activity: dict[bytes, tuple[int, int, float]] = {}
@@ -297,6 +353,7 @@ class Engine:
     def forget(self) -> None:
         """Drop cached state (partitions moved, or a batch failed half way)."""
         self._cache.clear()
+        self.tracks.clear()
         self.activity.clear()
         self.positions.clear()
         self.upto.clear()
@@ -314,7 +371,8 @@ class Engine:
         if st is None:
             cam = key.decode()
             raw = load(key)
-            st = CameraState.new(self.site, cam) if raw is None else CameraState.from_state(self.site, cam, raw)
+            st = (CameraState.new(self.site, cam, self.tracks) if raw is None
+                  else CameraState.from_state(self.site, cam, raw, self.tracks))
             self._cache[key] = st
         return st
 
@@ -335,11 +393,30 @@ class Engine:
                 if m.partition in self.upto and m.offset > self.upto[m.partition]:
                     self.upto[m.partition] = out.upto[m.partition] = m.offset
             by_key.setdefault(m.key, []).append(i)
+        work: list[tuple[bytes, CameraState, list[tuple[Incoming, dict[str, Any]]], int | None]] = []
+        ticks: list[tuple[bytes, CameraState, list[int]]] = []
         for key, idxs in by_key.items():
             if key is not None and key.decode("utf-8", "replace") in self.cameras:
-                self._apply_camera(key, batch, idxs, load, now, out)
+                st, records, last_i, tick_idxs = self._take_records(key, batch, idxs, load, now, out)
+                work.append((key, st, records, last_i))
+                if tick_idxs:
+                    ticks.append((key, st, tick_idxs))
             else:
                 self._reject_all(batch, idxs, None if key is None else key.decode("utf-8", "replace"), out)
+        late_before = {key: dict(st.windows.late_dropped) for key, st, _, _ in work}
+        self._observe(work, out)
+        # ticks come after their camera's records (`merge` puts them last): a record since the tick
+        # was sent makes it stale
+        for key, st, tick_idxs in ticks:
+            for i in tick_idxs:
+                if self._tick(st, batch[i], out):
+                    out.states[key] = (st, batch[i].partition)
+        for key, st, _, last_i in work:
+            for table, n in st.windows.late_dropped.items():
+                if n > late_before[key].get(table, 0):
+                    out.late[table] += n - late_before[key].get(table, 0)
+            if last_i is not None:
+                out.states[key] = (st, batch[last_i].partition)
         return out
 
     def holes(self, batch: Sequence[Incoming], ends: Mapping[int, int] | None = None
@@ -376,28 +453,28 @@ class Engine:
             if m.topic == self.tick_topic:
                 continue
             try:
-                frame = self.decoder.decode(m)
+                record = self.decoder.decode(m)
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = frame_problem(frame, self.site.site_id, self.cameras, cam)
+            problem = record_problem(record, self.site.site_id, self.cameras, cam)
             kind, reason = problem or ("key", f"record key {cam!r} is not a camera of the site config")
             out.dead.append(DeadLetter(m, kind, reason))
 
-    def _apply_camera(self, key: bytes, batch: Sequence[Incoming], idxs: list[int],
-                      load: Callable[[bytes], dict[str, Any] | None], now: float, out: Outcome) -> None:
+    def _take_records(self, key: bytes, batch: Sequence[Incoming], idxs: list[int],
+                      load: Callable[[bytes], dict[str, Any] | None], now: float, out: Outcome
+                      ) -> tuple[CameraState, list[tuple[Incoming, dict[str, Any]]], int | None, list[int]]:
+        """One camera's records of the batch: replays skipped, the rest decoded and checked as a
+        whole (dead letters); returns (state, usable records, index of its last new record, ticks)."""
         st = self._state(key, load)
         cam = st.camera_id
-        late_before = dict(st.windows.late_dropped)
-        frames: list[dict[str, Any]] = []
+        records: list[tuple[Incoming, dict[str, Any]]] = []
+        ticks: list[int] = []
         last_i: int | None = None
         for i in idxs:
             m = batch[i]
             if m.topic == self.tick_topic:
-                self._observe(st, frames, out)
-                frames = []
-                if self._tick(st, m, out):
-                    last_i = i
+                ticks.append(i)
                 continue
             if m.offset <= st.offsets.get(m.partition, -1):
                 out.skipped += 1
@@ -406,38 +483,64 @@ class Engine:
             last_i = i
             self.activity[key] = (m.partition, m.offset, now)
             try:
-                frame = self.decoder.decode(m)
+                record = self.decoder.decode(m)
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = frame_problem(frame, self.site.site_id, self.cameras, cam)
+            problem = record_problem(record, self.site.site_id, self.cameras, cam)
             if problem:
                 out.dead.append(DeadLetter(m, *problem))
                 continue
-            frames.append(frame)
-        self._observe(st, frames, out)
-        if last_i is None:
-            return
-        for table, n in st.windows.late_dropped.items():
-            if n > late_before.get(table, 0):
-                out.late[table] += n - late_before.get(table, 0)
-        out.states[key] = (st, batch[last_i].partition)
+            records.append((m, record))
+        return st, records, last_i, ticks
 
-    def _observe(self, st: CameraState, frames: list[dict[str, Any]], out: Outcome) -> None:
-        if not frames:
+    def _usable(self, st: CameraState, records: list[tuple[Incoming, dict[str, Any]]], out: Outcome
+                ) -> list[tuple[Incoming, dict[str, Any]]]:
+        """The records whose detections all hold values in range and classes of the camera (checked
+        for the camera's records at once); the others become dead letters."""
+        if len(records) == 1:
+            cols: Mapping[str, Any] = records[0][1]
+        else:
+            cols = {c: [v for _, r in records for v in r[c]] for c in _VALUE_COLUMNS}
+        classes = self.classes[st.camera_id]
+        names = (records[0][1]["class_name"] if len(records) == 1
+                 else [c for _, r in records for c in r["class_name"]])
+        if _values_ok(cols).all() and classes.issuperset(names):
+            return records
+        good = []
+        for m, r in records:
+            problem = detection_problem(r, classes)
+            if problem:
+                out.dead.append(DeadLetter(m, *problem))
+            else:
+                good.append((m, r))
+        return good
+
+    def _observe(self, work: list[tuple[bytes, CameraState, list[tuple[Incoming, dict[str, Any]]], int | None]],
+                 out: Outcome) -> None:
+        """Every camera's usable records through the track table at once, then into its windows."""
+        todo: list[tuple[CameraState, Columns, int]] = []
+        for _key, st, records, _last in work:
+            if records:
+                records = self._usable(st, records, out)
+            if records:
+                todo.append((st, Columns.from_records([r for _, r in records]), len(records)))
+        if not todo:
             return
-        events = st.book.observe_many(frames)
-        st.windows.add(events)
-        for f in frames:
-            t = epoch_ms(f["ts"])
-            out.frame_ts.append(t)
-            if st.max_ts is None or t > st.max_ts:
-                st.max_ts = t
-            out.detections += len(f["detections"])
-        out.applied += len(frames)
-        out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
-        if st.max_ts is not None:
-            out.closed.extend(st.windows.close(st.max_ts))
+        results = self.tracks.observe([(st.camera_id, cols) for st, cols, _ in todo])
+        for (st, cols, n_records), events in zip(todo, results, strict=True):
+            st.windows.add(events)
+            ts = cols.ts.tolist()
+            out.frame_ts.extend(ts)
+            newest = max(ts)
+            if st.max_ts is None or newest > st.max_ts:
+                st.max_ts = newest
+            out.detections += len(cols)
+            out.frames += cols.frames
+            out.applied += n_records
+            out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
+            if st.max_ts is not None:
+                out.closed.extend(st.windows.close(st.max_ts))
 
     def _tick(self, st: CameraState, m: Incoming, out: Outcome) -> bool:
         try:

@@ -155,3 +155,75 @@ class PolygonSet:
         np.minimum(t, 1.0, out=t)
         d = np.abs(r - t * self._e)
         return inside, np.minimum.reduceat(d, self._starts, axis=1)
+
+
+class Scenes:
+    """The lines and zones of many cameras, padded to one shape, so that the points of all cameras
+    are measured in one numpy pass, each point against its own camera's lines and zones (`cam`:
+    the camera's index per point). Values are those of `LineSet.measure_z` and
+    `PolygonSet.classify_z` of each camera: the same arithmetic, gathered per point. A camera with
+    fewer lines or zones than the most has padding there: side 0 and position 0 on a missing
+    line (never confidently on either side), outside and at distance -1 from a missing zone.
+
+    >>> s = Scenes([[((0.5, 0.0), (0.5, 1.0))], []], [[], [[(0, 0), (1, 0), (1, 1), (0, 1)]]])
+    >>> z = np.array([0.75 + 0.5j, 0.25 + 0.5j])
+    >>> s.measure(z, np.array([0, 0]))[0].round(2).tolist(), s.classify(z, np.array([1, 0]))[0].tolist()
+    ([[0.25], [-0.25]], [[True], [False]])
+    """
+
+    def __init__(self, lines: Sequence[Sequence[tuple[PointLike, PointLike]]],
+                 zones: Sequence[Sequence[Sequence[PointLike]]]) -> None:
+        n_cams = len(lines)
+        n_lines = max((len(x) for x in lines), default=0)
+        n_zones = max((len(x) for x in zones), default=0)
+        sets = [PolygonSet(list(z)) if z else None for z in zones]
+        edges = max((int(np.diff(np.append(p._starts, p._z1.shape[0])).max()) for p in sets if p), default=0)
+        self.n_lines, self.n_zones = n_lines, n_zones
+        self.length = np.zeros((n_cams, n_lines))
+        self.origin = np.zeros((n_cams, n_lines), np.complex128)
+        self.rotation = np.zeros((n_cams, n_lines), np.complex128)  # 0 on padding: every point measures 0
+        for c, segs in enumerate(lines):
+            if segs:
+                ls = LineSet(list(segs))
+                k = len(ls)
+                self.length[c, :k], self.origin[c, :k], self.rotation[c, :k] = ls.length, ls._za, ls._rot
+        shape = (n_cams, n_zones, edges)
+        self._z1 = np.zeros(shape, np.complex128)
+        self._e = np.zeros(shape, np.complex128)
+        self._ey = np.zeros(shape)
+        self._slope = np.zeros(shape)
+        self._proj = np.zeros(shape, np.complex128)
+        self.zone_valid = np.zeros((n_cams, n_zones), bool)
+        for c, p in enumerate(sets):
+            if p is None:
+                continue
+            bounds = [*p._starts.tolist(), p._z1.shape[0]]
+            for k in range(p.n):
+                lo, hi = bounds[k], bounds[k + 1]
+                self.zone_valid[c, k] = True
+                # padding: zero-length edges at the polygon's first vertex cross no ray and are no
+                # nearer than the outline, so they change neither answer
+                self._z1[c, k, :] = p._z1[lo]
+                self._z1[c, k, :hi - lo] = p._z1[lo:hi]
+                self._e[c, k, :hi - lo] = p._e[lo:hi]
+                self._ey[c, k, :hi - lo] = p._ey[lo:hi]
+                self._slope[c, k, :hi - lo] = p._slope[lo:hi]
+                self._proj[c, k, :hi - lo] = p._proj[lo:hi]
+
+    def measure(self, z: NDArray[np.complex128], cam: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """(side, distance along the line from a), each (n_points, n_lines)."""
+        w = (z[:, None] - self.origin[cam]) * self.rotation[cam]
+        return w.real, w.imag
+
+    def classify(self, z: NDArray[np.complex128], cam: NDArray[np.intp]) -> tuple[BoolArray, FloatArray]:
+        """(inside, distance to the outline), each (n_points, n_zones)."""
+        r = z[:, None, None] - self._z1[cam]
+        rx, ry = r.real, r.imag
+        hits = ((ry < 0) != (ry < self._ey[cam])) & (rx < ry * self._slope[cam])
+        valid = self.zone_valid[cam]
+        inside = np.bitwise_xor.reduce(hits, axis=2) & valid
+        t = (r * self._proj[cam]).real
+        np.maximum(t, 0.0, out=t)
+        np.minimum(t, 1.0, out=t)
+        d = np.abs(r - t * self._e[cam]).min(axis=2) if r.shape[2] else np.zeros(valid.shape)
+        return inside, np.where(valid, d, -1.0)

@@ -30,7 +30,9 @@ class WorkerMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.records = Counter("privaflow_detection_records_total",
-                               "FrameDetections records taken from Kafka, by outcome", ["outcome"], registry=r)
+                               "DetectionBatch records taken from Kafka, by outcome", ["outcome"], registry=r)
+        self.frames = Counter("privaflow_frames_total", "Frames (in applied records) applied to camera state",
+                              registry=r)
         self.detections = Counter("privaflow_detections_total",
                                   "Detections (objects in frames) applied to camera state", registry=r)
         self.late = Counter("privaflow_late_records_total",

@@ -1,7 +1,7 @@
-"""Per-track state of one camera, turning anonymised detections into crossings, zone visits and
-occupancy samples.
+"""Per-track state of a site's cameras, turning anonymised detections into crossings, zone visits
+and occupancy samples.
 
-Rules (all in event time, i.e. the frames' `ts`):
+Rules (all in event time, i.e. the frames' `ts`; each camera on its own):
 
 - **Lines.** A track's state on a line changes only when its foot point is at least
   `counting.hysteresis` (normalised units) from the line; points inside that band change nothing,
@@ -21,86 +21,746 @@ Rules (all in event time, i.e. the frames' `ts`):
   foot point is inside it (raw geometry, no hysteresis, no track age: it is a head count per frame).
 - **Speed.** The record's `speed_kmh` when present, else, with a camera homography, distance over
   ground between world positions about `SPEED_BASE_MS` apart.
+- **Expiry.** At most once per second of a camera's event time (`SWEEP_EVERY_MS`, before a frame's
+  detections), its tracks not seen for `track_expiry_s` are dropped.
 - **Lateness.** Exits of expired tracks are emitted up to `track_expiry_s` + 1 s after their
   timestamp, so `windows.grace_s` should exceed that or they land in `late_dropped`.
 - **Order.** Frames must arrive in event-time order (one camera is one Kafka key, so they do); a
-  frame not newer than the last one is a replay or duplicate and is skipped (`skipped_frames`).
+  frame not newer than the camera's last one is a replay or duplicate and is skipped
+  (`skipped_frames`).
+
+How: `TrackTable.observe` takes the frames of many cameras at once (a stream worker's whole Kafka
+batch, `streams.columns.Columns` per camera). Geometry is one numpy pass over every detection,
+each against its own camera's lines and zones (`streams.geometry.Scenes`); the detections are
+grouped by camera and track (a stable sort keeps each track's own order), and every rule above
+becomes a comparison of each confident point with the previous one of its track, so only actual
+changes of state (a crossing, an entry, an exit: a few per track) run as Python. Track state lives
+in arrays, one row per track. Expiry only happens at sweeps, so a camera whose tracks were not
+gone for longer than the expiry in the middle of the batch is processed in the one pass; one
+where a track came back after such a gap is cut at its sweeps. The events (and their order per
+camera) and the state are the same however the frames are cut into batches or which cameras
+share a batch. `TrackBook` is one camera's view: what the tests and the in-process reference use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import accumulate
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import SiteConfig
+from privaflow.streams.columns import Columns
 from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit, event_from_json, event_to_json
-from privaflow.streams.geometry import LineSet, PolygonSet, apply_homography
+from privaflow.streams.geometry import Scenes
 
 SEGMENT_MARGIN = 0.02  # normalised distance beyond a segment's ends still counted (boxes are wobbly)
 SPEED_BASE_MS = 1000  # speed baseline: long enough that foot-point jitter is small against the distance
 SWEEP_EVERY_MS = 1000  # expire tracks at most once per second of event time: cheap, and precise enough
 STATE_VERSION = 1
+PERSON = "person"
+_FAR_PAST = -(2**62)
+
+IntArray = NDArray[np.int64]
+# (frame, detection, kind of event at that detection, line or zone, tie-break, event): sorting a
+# camera's events by the first five gives the order in which frame-by-frame processing emits them
+_Keyed = tuple[int, int, int, int, int, Event]
 
 
-class _Track:
-    """Mutable state of one track; plain fields so the hot loop stays cheap."""
+def _ffill_last(valid: NDArray[np.bool_]) -> IntArray:
+    """Per position, the index of the last valid position at or before it (-1: none)."""
+    idx = np.where(valid, np.arange(valid.shape[0]), -1)
+    return np.maximum.accumulate(idx) if idx.size else idx
 
-    __slots__ = ("n", "last_ts", "cls", "votes", "ls", "lt", "done", "zin", "zts", "exit_zone", "exit_ts",
-                 "age", "gender", "speed", "anchor", "pending")
 
-    def __init__(self, n_lines: int, n_zones: int) -> None:
-        self.n = 0
-        self.last_ts = 0
-        self.cls = ""
-        self.votes = 0  # Boyer-Moore majority vote: a car briefly labelled truck stays a car
-        self.ls = [0.0] * n_lines  # side of the last confident point per line; 0.0 = none yet
-        self.lt = [0.0] * n_lines  # its distance along the segment from a
-        self.done = [0] * n_lines  # bit 1: directions[0] counted, bit 2: directions[1]
-        self.zin = [0] * n_zones  # 1 inside, -1 outside, 0 not known yet
-        self.zts = [0] * n_zones  # entry time per zone
-        self.exit_zone: str | None = None
-        self.exit_ts = 0
-        self.age: str | None = None
-        self.gender: str | None = None
-        self.speed: float | None = None
-        self.anchor: tuple[int, float, float] | None = None  # (ts, world x, world y) for speed
-        self.pending: list[Event] = []
+def _opt(x: float) -> float | None:
+    return None if x != x else float(x)
 
-    def to_json(self, tid: int) -> dict[str, Any]:
-        # copies: a snapshot must not change when the book carries on (the worker may keep it in memory)
-        return {"id": tid, "n": self.n, "last": self.last_ts, "cls": self.cls, "votes": self.votes,
-                "ls": list(self.ls), "lt": list(self.lt), "done": list(self.done), "zin": list(self.zin),
-                "zts": list(self.zts),
-                "xz": self.exit_zone, "xts": self.exit_ts, "age": self.age, "gender": self.gender,
-                "speed": self.speed, "anchor": list(self.anchor) if self.anchor else None,
-                "pending": [event_to_json(e) for e in self.pending]}
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any], line_map: list[int | None], zone_map: list[int | None]) -> _Track:
-        t = cls(len(line_map), len(zone_map))
-        t.n, t.last_ts, t.cls, t.votes = int(d["n"]), int(d["last"]), d["cls"], int(d["votes"])
-        # config may have changed between snapshot and restart: keep state of lines/zones still there
-        for j, old in enumerate(line_map):
-            if old is not None:
-                t.ls[j], t.lt[j], t.done[j] = float(d["ls"][old]), float(d["lt"][old]), int(d["done"][old])
-        for k, old in enumerate(zone_map):
-            if old is not None:
-                t.zin[k], t.zts[k] = int(d["zin"][old]), int(d["zts"][old])
-        t.exit_zone, t.exit_ts = d["xz"], int(d["xts"])
-        t.age, t.gender, t.speed = d["age"], d["gender"], d["speed"]
-        a = d["anchor"]
-        t.anchor = (int(a[0]), float(a[1]), float(a[2])) if a else None
-        t.pending = [event_from_json(e) for e in d["pending"]]
-        return t
+def _run_ends(keys: NDArray[Any]) -> IntArray:
+    """Indices of the last element of each run of equal keys."""
+    return np.flatnonzero(np.append(keys[1:] != keys[:-1], True)) if keys.size else keys.astype(np.int64)
+
+
+@dataclass
+class _Camera:
+    """One camera's configuration and clock in a `TrackTable`."""
+
+    id: str
+    slot: int
+    line_ids: list[str]
+    zone_ids: list[str]
+    dirs: list[tuple[str, str]]
+    thi: list[float]  # segment extent plus margin, as distance along the line from a
+    homography: NDArray[np.float64] | None
+    last_ts: int = _FAR_PAST
+    next_sweep: int = _FAR_PAST
+    skipped_frames: int = 0
+
+
+class _Batch:
+    """Every camera's frames of one `observe` call, concatenated (frames camera after camera)."""
+
+    __slots__ = ("cams", "fcam", "ts", "fidx", "dcam", "tid", "codes", "dts", "speed", "world", "age", "gender",
+                 "sides", "along", "zstate", "present", "frames_of", "dets_of")
+
+
+class TrackTable:
+    """Per-track state of every camera of a site; see the module docstring. `observe` advances
+    many cameras at once and returns each one's events; `to_state`/`load_state` hold one camera's
+    state as JSON (the format of `TrackBook.to_state`)."""
+
+    _ARRAYS = ("_cam", "_tid", "_seq", "_n", "_last", "_cls", "_votes", "_ls", "_lt", "_done", "_zin", "_zts",
+               "_xz", "_xts", "_age", "_gender", "_speed", "_anchor")
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site_id = site.site_id
+        c = site.counting
+        self._h = float(c.hysteresis)
+        self._hpos = max(self._h, 1e-12)  # with zero hysteresis a point on the line is on neither side
+        self._min_frames = c.min_track_frames
+        self._expiry_ms = int(round(c.track_expiry_s * 1000))
+        self._cams: list[_Camera] = []
+        self._slot: dict[str, int] = {}
+        for s, cam in enumerate(site.cameras):
+            lines, zones = site.lines_for(cam.id), site.zones_for(cam.id)
+            self._slot[cam.id] = s
+            self._cams.append(_Camera(cam.id, s, [ln.id for ln in lines], [z.id for z in zones],
+                                      [ln.directions for ln in lines], [],
+                                      np.asarray(cam.homography, np.float64) if cam.homography else None))
+        self._scenes = Scenes([[ln.points for ln in site.lines_for(c.id)] for c in self._cams],
+                              [[z.polygon for z in site.zones_for(c.id)] for c in self._cams])
+        for cam in self._cams:
+            cam.thi = [float(n) + SEGMENT_MARGIN for n in self._scenes.length[cam.slot, :len(cam.line_ids)]]
+        self._thi = np.full(self._scenes.length.shape, -np.inf)
+        for cam in self._cams:
+            self._thi[cam.slot, :len(cam.thi)] = cam.thi
+        self._homs = np.zeros((len(self._cams), 3, 3))
+        self._has_homography = np.zeros(len(self._cams), bool)
+        for cam in self._cams:
+            if cam.homography is not None:
+                self._homs[cam.slot] = cam.homography
+                self._has_homography[cam.slot] = True
+        self._codes: dict[str, int] = {PERSON: 0}  # class name -> small int, for vectorised votes
+        self._names: list[str] = [PERSON]
+        nl, nz = self._scenes.n_lines, self._scenes.n_zones
+        self._index: list[dict[int, int]] = [{} for _ in self._cams]  # per camera: track id -> row
+        self._free: list[int] = []  # rows of expired tracks, to reuse
+        self._next_seq = 0  # creation order: a camera's tracks are listed and expired in it
+        self._cam = np.zeros(0, np.int64)  # -1: a free row
+        self._tid = np.zeros(0, np.int64)
+        self._seq = np.zeros(0, np.int64)
+        self._n = np.zeros(0, np.int64)  # observations
+        self._last = np.zeros(0, np.int64)  # last seen (event time)
+        self._cls = np.zeros(0, np.int32)  # majority class (code, -1 none yet): Boyer-Moore vote
+        self._votes = np.zeros(0, np.int64)
+        self._ls = np.zeros((0, nl))  # side of the last confident point per line; 0.0 = none yet
+        self._lt = np.zeros((0, nl))  # its distance along the segment from a
+        self._done = np.zeros((0, nl), np.int8)  # bit 1: directions[0] counted, bit 2: directions[1]
+        self._zin = np.zeros((0, nz), np.int8)  # 1 inside, -1 outside, 0 not known yet
+        self._zts = np.zeros((0, nz), np.int64)  # entry time per zone
+        self._xz = np.zeros(0, object)  # zone left last (id) or None
+        self._xts = np.zeros(0, np.int64)  # when
+        self._age = np.zeros(0, object)
+        self._gender = np.zeros(0, object)
+        self._speed = np.zeros(0)  # NaN: unknown
+        self._anchor = np.zeros((0, 3))  # (ts, world x, world y) for speed; NaN: none yet
+        self._pending: dict[tuple[int, int], list[Event]] = {}  # (camera, track) -> events held back
+
+    # ------------------------------------------------------------------ cameras and rows
+
+    def camera(self, camera_id: str) -> _Camera:
+        try:
+            return self._cams[self._slot[camera_id]]
+        except KeyError:
+            raise KeyError(f"camera {camera_id!r} is not in the site config") from None
+
+    def tracks(self, camera_id: str) -> int:
+        """Live tracks of a camera."""
+        return len(self._index[self.camera(camera_id).slot])
+
+    def skipped_frames(self, camera_id: str) -> int:
+        return self.camera(camera_id).skipped_frames
+
+    def _rows_of(self, slot: int) -> IntArray:
+        """A camera's rows in creation order."""
+        rows = np.fromiter(self._index[slot].values(), np.int64, len(self._index[slot]))
+        return rows[np.argsort(self._seq[rows], kind="stable")]
+
+    def _alloc(self, slot: int, tids: Sequence[int]) -> IntArray:
+        """Rows for new tracks of one camera (in this order); returns them."""
+        k = len(tids)
+        take = min(k, len(self._free))
+        reused = [self._free.pop() for _ in range(take)]
+        size = self._cam.shape[0]
+        if k > take:
+            grow = max(64, size, k - take)
+            for name in self._ARRAYS:
+                old = getattr(self, name)
+                new = np.zeros((size + grow, *old.shape[1:]), old.dtype)
+                new[:size] = old
+                setattr(self, name, new)
+            self._cam[size:] = -1
+            self._free.extend(range(size + grow - 1, size + (k - take) - 1, -1))
+            reused += list(range(size, size + k - take))
+        rows = np.array(reused, np.int64)
+        self._cam[rows] = slot
+        self._tid[rows] = tids
+        self._seq[rows] = np.arange(self._next_seq, self._next_seq + k)
+        self._next_seq += k
+        self._n[rows] = 0
+        self._last[rows] = 0
+        self._cls[rows] = -1
+        self._votes[rows] = 0
+        self._ls[rows] = 0.0
+        self._lt[rows] = 0.0
+        self._done[rows] = 0
+        self._zin[rows] = 0
+        self._zts[rows] = 0
+        self._xz[rows] = None
+        self._xts[rows] = 0
+        self._age[rows] = None
+        self._gender[rows] = None
+        self._speed[rows] = np.nan
+        self._anchor[rows] = np.nan
+        index = self._index[slot]
+        for r, t in zip(rows.tolist(), tids, strict=True):
+            index[int(t)] = r
+        return rows
+
+    def _release(self, rows: Iterable[int]) -> None:
+        for r in rows:
+            slot, tid = int(self._cam[r]), int(self._tid[r])
+            del self._index[slot][tid]
+            self._pending.pop((slot, tid), None)
+            self._cam[r] = -1
+            self._xz[r] = self._age[r] = self._gender[r] = None
+            self._free.append(r)
+
+    def drop(self, camera_id: str) -> None:
+        """Forget a camera's tracks and clock (its state lives elsewhere now)."""
+        cam = self.camera(camera_id)
+        self._release(list(self._index[cam.slot].values()))
+        cam.last_ts, cam.next_sweep, cam.skipped_frames = _FAR_PAST, _FAR_PAST, 0
+
+    def clear(self) -> None:
+        for cam in self._cams:
+            self.drop(cam.id)
+
+    def _class_codes(self, names: list[str]) -> NDArray[np.int32]:
+        codes = self._codes
+        out = [codes.get(c, -1) for c in names]
+        if -1 in out:
+            for i, c in enumerate(names):
+                if out[i] == -1:
+                    if c not in codes:
+                        codes[c] = len(self._names)
+                        self._names.append(c)
+                    out[i] = codes[c]
+        return np.array(out, np.int32)
+
+    # ------------------------------------------------------------------ the hot path
+
+    def observe(self, batches: Sequence[tuple[str, Columns]]) -> list[list[Event]]:
+        """Consecutive frames of several cameras (each camera at most once, frames in event-time
+        order); returns per camera, in the order given, its crossings, zone visits (exits of tracks
+        that expired meanwhile and held-back events of tracks that just became old enough
+        included) and one occupancy sample per zone and frame, in frame-by-frame order."""
+        out: list[list[Event]] = [[] for _ in batches]
+        b = self._batch(batches)
+        if b is None:
+            return out
+        keyed: dict[int, list[_Keyed]] = {cam.slot: [] for cam in b.cams}
+        sweeps = self._sweeps(b)
+        gaps = self._gap_cameras(b, sweeps) if sweeps else set()
+        if len(gaps) < len(b.cams):
+            sel = None if not gaps else np.flatnonzero(~np.isin(b.dcam, list(gaps)))
+            self._segment(b, sel, keyed)
+            for slot, frames in sweeps.items():
+                if slot in gaps:
+                    continue
+                cutoffs = [int(b.ts[f]) - self._expiry_ms for f in frames]
+                self._expire_before(slot, cutoffs[-1], keyed[slot],
+                                    lambda last, _c=cutoffs, _f=frames: _f[bisect.bisect_right(_c, last)])
+        for slot in sorted(gaps):  # a track came back after a gap a sweep may have ended it in
+            f_lo, f_hi = b.frames_of[slot]
+            cuts = [f_lo, *sweeps[slot]] if sweeps[slot][0] != f_lo else list(sweeps[slot])
+            for i, f0 in enumerate(cuts):
+                f1 = cuts[i + 1] if i + 1 < len(cuts) else f_hi
+                if f0 in sweeps[slot]:
+                    self._expire_before(slot, int(b.ts[f0]) - self._expiry_ms, keyed[slot], lambda _l, _f=f0: _f)
+                lo = np.searchsorted(b.fidx, f0)
+                hi = np.searchsorted(b.fidx, f1)
+                self._segment(b, np.arange(lo, hi), keyed)
+        for i, (camera_id, _) in enumerate(batches):
+            slot = self._slot[camera_id]
+            if slot in keyed:
+                out[i] = self._ordered(b, self._cams[slot], keyed[slot])
+        return out
+
+    def _batch(self, batches: Sequence[tuple[str, Columns]]) -> _Batch | None:
+        cams: list[_Camera] = []
+        parts: list[Columns] = []
+        for camera_id, cols in batches:
+            cam = self.camera(camera_id)
+            if cols.frames == 0:
+                continue
+            ts = cols.ts
+            if ts[0] <= cam.last_ts or (ts.shape[0] > 1 and not np.all(ts[1:] > ts[:-1])):
+                runmax = np.maximum.accumulate(np.concatenate(([cam.last_ts], ts)))
+                fresh = ts > runmax[:-1]
+                cam.skipped_frames += int(ts.shape[0] - fresh.sum())
+                cols = cols.select(fresh)
+                if cols.frames == 0:
+                    continue
+            cam.last_ts = int(cols.ts[-1])
+            cams.append(cam)
+            parts.append(cols)
+        if not cams:
+            return None
+        b = _Batch()
+        b.cams = cams
+        nf = [p.frames for p in parts]
+        nd = [len(p) for p in parts]
+        b.fcam = np.repeat(np.array([c.slot for c in cams], np.int64), nf)
+        b.ts = np.concatenate([p.ts for p in parts])
+        counts = np.concatenate([p.counts for p in parts])
+        f_bounds = np.concatenate(([0], np.cumsum(nf))).tolist()
+        d_bounds = np.concatenate(([0], np.cumsum(nd))).tolist()
+        b.frames_of = {c.slot: (f_bounds[i], f_bounds[i + 1]) for i, c in enumerate(cams)}
+        b.dets_of = {c.slot: (d_bounds[i], d_bounds[i + 1]) for i, c in enumerate(cams)}
+        n = d_bounds[-1]
+        b.fidx = np.repeat(np.arange(b.ts.shape[0]), counts)
+        b.dcam = b.fcam[b.fidx]
+        b.dts = b.ts[b.fidx]
+        b.tid = np.concatenate([p.track_id for p in parts])
+        b.codes = self._class_codes([c for p in parts for c in p.class_name])
+        b.speed = b.world = b.age = b.gender = None
+        b.sides = b.along = b.zstate = None
+        b.present = None
+        if any(p.speed_kmh is not None for p in parts):
+            b.speed = np.concatenate([p.speed_kmh if p.speed_kmh is not None else np.full(len(p), np.nan)
+                                      for p in parts])
+        for name in ("age_bracket", "gender"):
+            if any(getattr(p, name) is not None for p in parts):
+                values = [v for p in parts for v in (getattr(p, name) or [None] * len(p))]
+                setattr(b, "age" if name == "age_bracket" else "gender", values)
+        if n == 0:
+            if self._scenes.n_zones:
+                b.present = np.zeros((b.ts.shape[0], self._scenes.n_zones), np.int64)
+            return b
+        fx = np.concatenate([p.foot_x for p in parts])
+        fy = np.concatenate([p.foot_y for p in parts])
+        z = fx + 1j * fy
+        if self._scenes.n_lines:
+            b.sides, b.along = self._scenes.measure(z, b.dcam)
+        if self._scenes.n_zones:
+            inside, dist = self._scenes.classify(z, b.dcam)
+            # +1 confidently inside, -1 confidently outside, 0 within the hysteresis band (or no zone)
+            b.zstate = np.where(dist >= self._h, np.where(inside, 1, -1), 0).astype(np.int8)
+            # people inside per frame: differences of a running sum at the frames' boundaries
+            cum = np.zeros((n + 1, self._scenes.n_zones), np.int64)
+            np.cumsum(inside & (b.codes == 0)[:, None], axis=0, out=cum[1:])
+            bounds = np.concatenate(([0], np.cumsum(counts)))
+            b.present = cum[bounds[1:]] - cum[bounds[:-1]]
+        if any(c.homography is not None for c in cams):
+            b.world = self._world(b, parts, fx, fy)
+        return b
+
+    def _world(self, b: _Batch, parts: list[Columns], fx: NDArray[np.float64], fy: NDArray[np.float64]
+               ) -> NDArray[np.float64]:
+        """Ground positions for the detections of cameras with a homography (the record's own
+        where it has them); NaN elsewhere."""
+        m = self._homs[b.dcam]
+        w = m[:, 2, 0] * fx + m[:, 2, 1] * fy + m[:, 2, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            world = np.stack([(m[:, 0, 0] * fx + m[:, 0, 1] * fy + m[:, 0, 2]) / w,
+                              (m[:, 1, 0] * fx + m[:, 1, 1] * fy + m[:, 1, 2]) / w], axis=1)
+        for cam, p in zip(b.cams, parts, strict=True):
+            lo, hi = b.dets_of[cam.slot]
+            if cam.homography is None:
+                world[lo:hi] = np.nan
+            elif p.world_x_m is not None and p.world_y_m is not None:
+                known = ~(np.isnan(p.world_x_m) | np.isnan(p.world_y_m))
+                world[lo:hi][known, 0] = p.world_x_m[known]
+                world[lo:hi][known, 1] = p.world_y_m[known]
+        return world
+
+    def _sweeps(self, b: _Batch) -> dict[int, list[int]]:
+        """Camera slot -> the frames (batch indices) before whose detections its tracks expire."""
+        out: dict[int, list[int]] = {}
+        for cam in b.cams:
+            lo, hi = b.frames_of[cam.slot]
+            nxt = cam.next_sweep
+            if int(b.ts[hi - 1]) < nxt:
+                continue
+            frames = []
+            for f, t in enumerate(b.ts[lo:hi].tolist(), lo):
+                if t >= nxt:
+                    frames.append(f)
+                    nxt = t + SWEEP_EVERY_MS
+            cam.next_sweep = nxt
+            out[cam.slot] = frames
+        return out
+
+    def _gap_cameras(self, b: _Batch, sweeps: dict[int, list[int]]) -> set[int]:
+        """Cameras (with a sweep) where a track reappears more than the expiry after its previous
+        sighting, in the batch or before it."""
+        sel = np.flatnonzero(np.isin(b.dcam, list(sweeps)))
+        if not sel.size:
+            return set()
+        cam, tid, dts = b.dcam[sel], b.tid[sel], b.dts[sel]
+        order = np.lexsort((tid, cam))
+        cam, tid, dts = cam[order], tid[order], dts[order]
+        same = (tid[1:] == tid[:-1]) & (cam[1:] == cam[:-1])
+        gap = np.flatnonzero(same & (dts[1:] - dts[:-1] > self._expiry_ms)) + 1
+        out = set(cam[gap].tolist())
+        first = np.flatnonzero(np.concatenate(([True], ~same)))
+        for i, s, t in zip(first.tolist(), cam[first].tolist(), tid[first].tolist(), strict=True):
+            r = self._index[s].get(t)
+            if r is not None and int(dts[i]) - int(self._last[r]) > self._expiry_ms:
+                out.add(s)
+        return out
+
+    def _segment(self, b: _Batch, sel: IntArray | None, keyed: dict[int, list[_Keyed]]) -> None:
+        """The detections `sel` (indices in the batch, None: all), with no sweep among them."""
+        idx = np.arange(b.tid.shape[0]) if sel is None else sel
+        n = idx.shape[0]
+        if n == 0:
+            return
+        cam_d, tid_d = b.dcam[idx], b.tid[idx]
+        order = np.lexsort((tid_d, cam_d))  # stable: each track's detections stay in frame order
+        det = idx[order]  # sorted position -> detection in the batch
+        scam, tid, dts = cam_d[order], tid_d[order], b.dts[det]
+        gstart = np.ones(n, bool)
+        gstart[1:] = (tid[1:] != tid[:-1]) | (scam[1:] != scam[:-1])
+        starts = np.flatnonzero(gstart)
+        cnt = np.diff(np.append(starts, n))
+        gid = np.cumsum(gstart) - 1  # group (track) of each sorted position
+        gcam, gtid = scam[starts].tolist(), tid[starts].tolist()
+        rows = np.empty(len(gtid), np.int64)
+        new: dict[int, list[int]] = {}
+        index = self._index
+        for g, (s, t) in enumerate(zip(gcam, gtid, strict=True)):
+            r = index[s].get(t)
+            if r is None:
+                new.setdefault(s, []).append(g)
+            else:
+                rows[g] = r
+        for s, groups in new.items():  # created in order of first appearance, as frame by frame
+            ga = np.array(groups, np.int64)
+            ga = ga[np.argsort(det[starts[ga]], kind="stable")]
+            rows[ga] = self._alloc(s, [gtid[g] for g in ga.tolist()])
+        n_before = self._n[rows]
+        n_at = n_before[gid] + (np.arange(n) - starts[gid]) + 1
+        self._n[rows] = n_before + cnt
+        last_pos = starts + cnt - 1
+        self._last[rows] = dts[last_pos]
+        cls_at = self._votes_for(b.codes[det], starts, cnt, rows)
+        age_at = self._labels_at(b.age, det, starts, gid, last_pos, rows, self._age)
+        gender_at = self._labels_at(b.gender, det, starts, gid, last_pos, rows, self._gender)
+        speed_at = self._speeds_at(b, det, starts, gid, last_pos, rows, dts)
+        cams = self._cams
+
+        def attrs(p: int) -> tuple[str, int, int, Any, Any]:
+            return self._names[cls_at[p]], int(dts[p]), int(tid[p]), age_at(p), gender_at(p)
+
+        events: list[tuple[int, int, int, Event]] = []  # (sorted position, kind, line/zone, event)
+        if b.sides is not None and b.along is not None:
+            sides, along = b.sides[det], b.along[det]
+            for j in range(self._scenes.n_lines):
+                s = sides[:, j]
+                ci = np.flatnonzero((s >= self._hpos) | (s <= -self._hpos))
+                if not ci.size:
+                    continue
+                cs, ct, cg = s[ci], along[ci, j], gid[ci]
+                first = np.ones(ci.shape[0], bool)
+                first[1:] = cg[1:] != cg[:-1]
+                fi = np.flatnonzero(first)
+                ps, pt = np.empty_like(cs), np.empty_like(ct)
+                ps[1:], pt[1:] = cs[:-1], ct[:-1]
+                ps[fi], pt[fi] = self._ls[rows[cg[fi]], j], self._lt[rows[cg[fi]], j]
+                cand = np.flatnonzero((ps != 0.0) & ((ps > 0.0) != (cs > 0.0)))
+                if cand.size:
+                    # where the straight path between the two confident points meets the line
+                    tc = pt[cand] + (ct[cand] - pt[cand]) * ps[cand] / (ps[cand] - cs[cand])
+                    hit = cand[(tc >= -SEGMENT_MARGIN) & (tc <= self._thi[scam[ci[cand]], j])]
+                    for q in hit.tolist():
+                        p = int(ci[q])
+                        row = int(rows[cg[q]])
+                        bit = 1 if ps[q] > 0.0 else 2
+                        if not self._done[row, j] & bit:
+                            self._done[row, j] |= bit
+                            cam = cams[int(scam[p])]
+                            cls, t, track, age, gender = attrs(p)
+                            events.append((p, 1, j, Crossing(self.site_id, cam.id, cam.line_ids[j],
+                                                             cam.dirs[j][bit - 1], cls, t, track,
+                                                             speed_at(p), age, gender)))
+                last = _run_ends(cg)
+                self._ls[rows[cg[last]], j] = cs[last]
+                self._lt[rows[cg[last]], j] = ct[last]
+        if b.zstate is not None:
+            zs = b.zstate[det]
+            changes: list[tuple[IntArray, int, int]] = []
+            for k in range(self._scenes.n_zones):
+                nzi = np.flatnonzero(zs[:, k])
+                if not nzi.size:
+                    continue
+                v, g = zs[nzi, k], gid[nzi]
+                first = np.ones(nzi.shape[0], bool)
+                first[1:] = g[1:] != g[:-1]
+                fi = np.flatnonzero(first)
+                pv = np.empty_like(v)
+                pv[1:] = v[:-1]
+                pv[fi] = self._zin[rows[g[fi]], k]
+                changes.append((nzi[(v == -1) & (pv == 1)], 0, k))
+                changes.append((nzi[(v == 1) & (pv != 1)], 1, k))
+                last = _run_ends(g)
+                self._zin[rows[g[last]], k] = v[last]
+            # exits before entries at one detection, so stepping from one zone into its neighbour
+            # records the origin
+            for p, kind, k in sorted((p, kind, k) for at, kind, k in changes for p in at.tolist()):
+                row = int(rows[gid[p]])
+                cam = cams[int(scam[p])]
+                cls, t, track, age, gender = attrs(p)
+                zone = cam.zone_ids[k]
+                if kind == 0:
+                    self._xz[row], self._xts[row] = zone, t
+                    ev: Event = ZoneVisit(self.site_id, cam.id, zone, "EXIT", cls, t, track,
+                                          (t - int(self._zts[row, k])) / 1000.0, None, None, age, gender)
+                else:
+                    self._zts[row, k] = t
+                    origin = self._xz[row]
+                    ev = ZoneVisit(self.site_id, cam.id, zone, "ENTRY", cls, t, track, None, origin,
+                                   (t - int(self._xts[row])) / 1000.0 if origin is not None else None, age, gender)
+                events.append((p, 2 + kind, k, ev))
+
+        # young tracks' events wait; a track reaching `min_frames` releases them at that detection
+        mf = self._min_frames
+        events.sort(key=lambda e: e[:3])
+        for p, kind, k, ev in events:
+            s = int(scam[p])
+            if n_at[p] < mf:
+                self._pending.setdefault((s, int(tid[p])), []).append(ev)
+            else:
+                d = int(det[p])
+                keyed[s].append((int(b.fidx[d]), d, kind, k, 0, ev))
+        if self._pending and mf > 1:
+            for g in np.flatnonzero((n_before < mf) & (n_before + cnt >= mf)).tolist():
+                held = self._pending.pop((gcam[g], gtid[g]), None)
+                if held:
+                    d = int(det[starts[g] + (mf - int(n_before[g]) - 1)])
+                    keyed[gcam[g]].extend((int(b.fidx[d]), d, 0, i, 0, e) for i, e in enumerate(held))
+
+    def _votes_for(self, sc: NDArray[np.int32], starts: IntArray, cnt: IntArray, rows: IntArray) -> list[int]:
+        """Class (code) of each sorted detection's track right after it voted; updates the votes."""
+        mn, mx = np.minimum.reduceat(sc, starts), np.maximum.reduceat(sc, starts)
+        cur, votes = self._cls[rows], self._votes[rows]
+        same = (mn == mx) & (cur == mn)
+        fresh = (mn == mx) & (votes == 0) & ~same
+        self._votes[rows[same]] += cnt[same]
+        self._cls[rows[fresh]] = mn[fresh]
+        self._votes[rows[fresh]] = cnt[fresh]
+        cls_at: list[int] = np.repeat(mn, cnt).tolist()
+        for g in np.flatnonzero(~(same | fresh)).tolist():  # a label changed within the track: one by one
+            row, c_cur, v = int(rows[g]), int(cur[g]), int(votes[g])
+            for p in range(int(starts[g]), int(starts[g] + cnt[g])):
+                c = int(sc[p])
+                if c == c_cur:
+                    v += 1
+                elif v == 0:
+                    c_cur, v = c, 1
+                else:
+                    v -= 1  # Boyer-Moore majority vote: a car briefly labelled truck stays a car
+                cls_at[p] = c_cur
+            self._cls[row], self._votes[row] = c_cur, v
+        return cls_at
+
+    def _labels_at(self, values: list[str | None] | None, det: IntArray, starts: IntArray, gid: IntArray,
+                   last_pos: IntArray, rows: IntArray, state: NDArray[Any]) -> Callable[[int], Any]:
+        """A function: sorted position -> the track's latest known label at that detection. The
+        tracks' `state` is updated to their latest."""
+        before = state[rows].copy()
+        if values is None:
+            return lambda p: before[gid[p]]
+        vals = [values[d] for d in det.tolist()]
+        last = _ffill_last(np.fromiter((v is not None for v in vals), bool, len(vals)))
+        lp = last[last_pos]
+        for g in np.flatnonzero(lp >= starts).tolist():
+            state[rows[g]] = vals[lp[g]]
+        return lambda p: vals[last[p]] if last[p] >= starts[gid[p]] else before[gid[p]]
+
+    def _speeds_at(self, b: _Batch, det: IntArray, starts: IntArray, gid: IntArray, last_pos: IntArray,
+                   rows: IntArray, dts: IntArray) -> Callable[[int], float | None]:
+        """A function: sorted position -> the track's speed right after that detection (None:
+        unknown). The tracks' speeds (and anchors) are updated."""
+        before = self._speed[rows].copy()
+        vals = b.speed[det] if b.speed is not None else None
+        speed_at: Any
+        if vals is not None:
+            last = _ffill_last(~np.isnan(vals))
+            lp = last[last_pos]
+            ok = lp >= starts
+            self._speed[rows[ok]] = vals[lp[ok]]
+            speed_at = np.where(last >= starts[gid], vals[np.maximum(last, 0)], before[gid])
+        else:
+            speed_at = before[gid]
+        if b.world is not None:
+            speed_at = self._ground_speeds(b, det, starts, last_pos, rows, dts, speed_at, before)
+        return lambda p: _opt(speed_at[p])
+
+    def _ground_speeds(self, b: _Batch, det: IntArray, starts: IntArray, last_pos: IntArray, rows: IntArray,
+                       dts: IntArray, speed_at: Any, before: NDArray[np.float64]) -> list[float]:
+        """Tracks of cameras with a homography: the record's speed when it has one, else distance
+        over ground between anchors about SPEED_BASE_MS apart, one detection after the other."""
+        assert b.world is not None
+        out: list[float] = np.asarray(speed_at, np.float64).tolist()
+        world = b.world[det].tolist()
+        rec = b.speed[det].tolist() if b.speed is not None else None
+        dl = dts.tolist()
+        for g in np.flatnonzero(self._has_homography[b.dcam[det[starts]]]).tolist():
+            row = int(rows[g])
+            speed = _opt(before[g])
+            a = self._anchor[row]
+            anchor = None if a[0] != a[0] else (int(a[0]), float(a[1]), float(a[2]))
+            for p in range(int(starts[g]), int(last_pos[g]) + 1):
+                r = rec[p] if rec is not None else float("nan")
+                if r == r:  # the record's speed
+                    speed = float(r)
+                else:
+                    t, (wx, wy) = dl[p], world[p]
+                    if anchor is None:
+                        anchor = (t, wx, wy)
+                    else:
+                        elapsed = t - anchor[0]
+                        if elapsed >= SPEED_BASE_MS or (speed is None and elapsed >= SPEED_BASE_MS // 4):
+                            speed = float(np.hypot(wx - anchor[1], wy - anchor[2])) / (elapsed / 1000.0) * 3.6
+                            if elapsed >= SPEED_BASE_MS:
+                                anchor = (t, wx, wy)
+                out[p] = np.nan if speed is None else speed
+            self._speed[row] = np.nan if speed is None else speed
+            self._anchor[row] = np.nan if anchor is None else anchor
+        return out
+
+    # ------------------------------------------------------------------ expiry
+
+    def _expire_before(self, slot: int, cutoff_ts: int, keyed: list[_Keyed], frame_of: Callable[[int], int]) -> None:
+        """Drop a camera's tracks last seen before `cutoff_ts`; exits of those inside a zone, keyed
+        at the frame `frame_of(last seen)` whose sweep ended them."""
+        rows = self._rows_of(slot)
+        gone = rows[self._last[rows] < cutoff_ts]
+        if not gone.size:
+            return
+        cam = self._cams[slot]
+        for rank, row in enumerate(gone.tolist()):
+            if self._n[row] < self._min_frames:
+                continue  # never proved itself: its held-back events were flicker
+            inside = np.flatnonzero(self._zin[row] == 1).tolist()
+            if not inside:
+                continue
+            last, tid = int(self._last[row]), int(self._tid[row])
+            f = frame_of(last)
+            cls = self._names[self._cls[row]] if self._cls[row] >= 0 else ""
+            for k in inside:
+                keyed.append((f, -1, rank, k, 0, ZoneVisit(
+                    self.site_id, cam.id, cam.zone_ids[k], "EXIT", cls, last, tid,
+                    (last - int(self._zts[row, k])) / 1000.0, None, None, self._age[row], self._gender[row])))
+        self._release(gone.tolist())
+
+    def expire(self, camera_id: str, now_ms: int) -> list[Event]:
+        """Expire a camera's tracks not seen for `track_expiry_s` before `now_ms` (e.g. it went
+        quiet and the worker's timer calls this); returns the exits they imply."""
+        keyed: list[_Keyed] = []
+        self._expire_before(self.camera(camera_id).slot, now_ms - self._expiry_ms, keyed, lambda _last: 0)
+        return [e[5] for e in sorted(keyed, key=lambda e: e[:5])]
+
+    def _ordered(self, b: _Batch, cam: _Camera, keyed: list[_Keyed]) -> list[Event]:
+        """A camera's events in frame-by-frame order, its occupancy samples after each frame's."""
+        keyed.sort(key=lambda e: e[:5])
+        nz = len(cam.zone_ids)
+        if not nz:
+            return [e[5] for e in keyed]
+        assert b.present is not None
+        lo, hi = b.frames_of[cam.slot]
+        out: list[Event] = []
+        site, camera_id, zone_ids = self.site_id, cam.id, cam.zone_ids
+        i, n_keyed = 0, len(keyed)
+        for f, t, row in zip(range(lo, hi), b.ts[lo:hi].tolist(), b.present[lo:hi, :nz].tolist(), strict=True):
+            while i < n_keyed and keyed[i][0] == f:
+                out.append(keyed[i][5])
+                i += 1
+            out.extend(OccupancySample(site, camera_id, zone_ids[k], t, row[k]) for k in range(nz))
+        out.extend(e[5] for e in keyed[i:])
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def to_state(self, camera_id: str) -> dict[str, Any]:
+        """A camera's tracks as a JSON-serialisable snapshot (plain dicts, lists, numbers, strings)."""
+        cam = self.camera(camera_id)
+        r = self._rows_of(cam.slot)
+        nl, nz = len(cam.line_ids), len(cam.zone_ids)
+        cols = (self._tid[r].tolist(), self._n[r].tolist(), self._last[r].tolist(), self._cls[r].tolist(),
+                self._votes[r].tolist(), self._ls[r, :nl].tolist(), self._lt[r, :nl].tolist(),
+                self._done[r, :nl].tolist(), self._zin[r, :nz].tolist(), self._zts[r, :nz].tolist(),
+                self._xz[r].tolist(), self._xts[r].tolist(), self._age[r].tolist(), self._gender[r].tolist(),
+                self._speed[r].tolist(), self._anchor[r].tolist())
+        tracks = []
+        for tid, n, last, cls, votes, ls, lt, done, zin, zts, xz, xts, age, gender, speed, anchor in zip(
+                *cols, strict=True):
+            tracks.append({
+                "id": tid, "n": n, "last": last, "cls": self._names[cls] if cls >= 0 else "", "votes": votes,
+                "ls": ls, "lt": lt, "done": done, "zin": zin, "zts": zts, "xz": xz, "xts": xts, "age": age,
+                "gender": gender, "speed": None if speed != speed else speed,
+                "anchor": None if anchor[0] != anchor[0] else [int(anchor[0]), anchor[1], anchor[2]],
+                "pending": [event_to_json(e) for e in self._pending.get((cam.slot, tid), ())]})
+        return {
+            "version": STATE_VERSION, "site_id": self.site_id, "camera_id": cam.id,
+            "lines": list(cam.line_ids), "zones": list(cam.zone_ids),
+            "last_ts": cam.last_ts, "next_sweep": cam.next_sweep, "skipped_frames": cam.skipped_frames,
+            "tracks": tracks,
+        }
+
+    def load_state(self, camera_id: str, state: Mapping[str, Any]) -> None:
+        """Replace a camera's tracks and clock with `to_state()` output; lines and zones are matched
+        by id, so a config change keeps the state of those still present."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"track state version {state.get('version')!r} is not {STATE_VERSION}")
+        cam = self.camera(camera_id)
+        self.drop(camera_id)
+        old_lines = {lid: j for j, lid in enumerate(state["lines"])}
+        old_zones = {zid: k for k, zid in enumerate(state["zones"])}
+        line_map = [(j, old_lines[lid]) for j, lid in enumerate(cam.line_ids) if lid in old_lines]
+        zone_map = [(k, old_zones[zid]) for k, zid in enumerate(cam.zone_ids) if zid in old_zones]
+        cam.last_ts = int(state["last_ts"])
+        cam.next_sweep = int(state["next_sweep"])
+        cam.skipped_frames = int(state["skipped_frames"])
+        tracks = state["tracks"]
+        rows = self._alloc(cam.slot, [int(d["id"]) for d in tracks]) if tracks else np.zeros(0, np.int64)
+        for row, d in zip(rows.tolist(), tracks, strict=True):
+            self._n[row], self._last[row], self._votes[row] = int(d["n"]), int(d["last"]), int(d["votes"])
+            self._cls[row] = self._class_codes([d["cls"]])[0] if d["cls"] else -1
+            for j, old in line_map:
+                self._ls[row, j], self._lt[row, j] = float(d["ls"][old]), float(d["lt"][old])
+                self._done[row, j] = int(d["done"][old])
+            for k, old in zone_map:
+                self._zin[row, k], self._zts[row, k] = int(d["zin"][old]), int(d["zts"][old])
+            self._xz[row], self._xts[row] = d["xz"], int(d["xts"])
+            self._age[row], self._gender[row] = d["age"], d["gender"]
+            self._speed[row] = np.nan if d["speed"] is None else float(d["speed"])
+            a = d["anchor"]
+            self._anchor[row] = np.nan if not a else (int(a[0]), float(a[1]), float(a[2]))
+            if d["pending"]:
+                self._pending[(cam.slot, int(d["id"]))] = [event_from_json(e) for e in d["pending"]]
 
 
 class TrackBook:
-    """All per-track state of one camera. `observe` takes decoded FrameDetections records in event
-    time order and returns the events they complete; `to_state`/`from_state` survive a restart.
+    """All per-track state of one camera: a view of a `TrackTable` (its own unless one is given).
+    `observe` takes frames as dicts with per-object `detections`, in event-time order, and returns
+    the events they complete; `to_state`/`from_state` survive a restart.
 
     >>> from privaflow.schemas.site import parse_site_config
     >>> site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0}],
@@ -113,233 +773,48 @@ class TrackBook:
     ['in']
     """
 
-    def __init__(self, site: SiteConfig, camera_id: str) -> None:
-        cam = site.camera(camera_id)
-        self.site_id, self.camera_id = site.site_id, camera_id
-        self._lines = site.lines_for(camera_id)
-        self._zones = site.zones_for(camera_id)
-        self._line_ids = [ln.id for ln in self._lines]
-        self._zone_ids = [z.id for z in self._zones]
-        self._dirs = [ln.directions for ln in self._lines]
-        self._lineset = LineSet([ln.points for ln in self._lines]) if self._lines else None
-        self._polys = PolygonSet([z.polygon for z in self._zones]) if self._zones else None
-        # the segment's extent plus margin, as distance along it from `a` (what LineSet.measure_z gives)
-        self._tlo = [-SEGMENT_MARGIN] * len(self._lines)
-        self._thi = [float(n) + SEGMENT_MARGIN for n in self._lineset.length] if self._lineset else []
-        self._h = float(site.counting.hysteresis)
-        self._hpos = max(self._h, 1e-12)  # with zero hysteresis a point on the line is on neither side
-        self._min_frames = site.counting.min_track_frames
-        self._expiry_ms = int(round(site.counting.track_expiry_s * 1000))
-        self._homography = np.asarray(cam.homography, dtype=np.float64) if cam.homography else None
-        self._tracks: dict[int, _Track] = {}
-        self._last_ts = -(2**62)
-        self._next_sweep = -(2**62)
-        self.skipped_frames = 0
+    def __init__(self, site: SiteConfig, camera_id: str, table: TrackTable | None = None) -> None:
+        self.table = table if table is not None else TrackTable(site)
+        self.camera_id = camera_id
+        self.table.camera(camera_id)  # a KeyError naming it, now
 
     def __len__(self) -> int:
         """Number of live tracks."""
-        return len(self._tracks)
+        return self.table.tracks(self.camera_id)
 
-    # ------------------------------------------------------------------ the hot path
+    @property
+    def skipped_frames(self) -> int:
+        return self.table.skipped_frames(self.camera_id)
 
-    def observe(self, frame: dict[str, Any]) -> list[Event]:
-        """Feed one FrameDetections record; returns crossings, zone visits (including exits of tracks
-        that expired meanwhile and held-back events of tracks that just became old enough) and one
-        occupancy sample per zone."""
+    def observe(self, frame: Mapping[str, Any]) -> list[Event]:
+        """Feed one frame; returns crossings, zone visits (including exits of tracks that expired
+        meanwhile and held-back events of tracks that just became old enough) and one occupancy
+        sample per zone."""
         return self.observe_many((frame,))
 
-    def observe_many(self, frames: Iterable[dict[str, Any]]) -> list[Event]:
-        """`observe` for several frames of this camera in order, with the geometry of all their
-        detections computed in one numpy pass (worth it: per-call overhead dominates small frames)."""
-        if not isinstance(frames, list | tuple):
-            frames = list(frames)
-        dets_all = [d for f in frames for d in f["detections"]]
-        nz = len(self._zone_ids)
-        sides: list[list[float]] = []
-        along: list[list[float]] = []
-        zstate: list[list[int]] = []
-        present: list[list[int]] = []
-        world: list[list[float]] | None = None
-        if dets_all:
-            z = np.array([d["foot_x"] + 1j * d["foot_y"] for d in dets_all], dtype=np.complex128)
-            if self._lineset is not None:
-                s_arr, t_arr = self._lineset.measure_z(z)
-                sides, along = s_arr.tolist(), t_arr.tolist()
-            if self._polys is not None:
-                inside, dist = self._polys.classify_z(z)
-                # +1 confidently inside, -1 confidently outside, 0 within the hysteresis band
-                zstate = np.where(dist >= self._h, np.where(inside, 1, -1), 0).tolist()
-                person = np.array([d["class_name"] == "person" for d in dets_all], dtype=bool)
-                if len(frames) == 1:
-                    present = [inside[person].sum(axis=0).tolist()]
-                else:  # people inside per frame: differences of a running sum at the frames' boundaries
-                    cum = np.zeros((len(dets_all) + 1, nz), dtype=np.int64)
-                    np.cumsum(inside & person[:, None], axis=0, out=cum[1:])
-                    bounds = np.fromiter(accumulate((len(f["detections"]) for f in frames), initial=0), np.intp)
-                    present = (cum[bounds[1:]] - cum[bounds[:-1]]).tolist()
-            if self._homography is not None:
-                world = apply_homography(self._homography, np.stack([z.real, z.imag], axis=1)).tolist()
-        out: list[Event] = []
-        site, cam, zone_ids = self.site_id, self.camera_id, self._zone_ids
-        offset = 0
-        for fi, frame in enumerate(frames):
-            dets = frame["detections"]
-            first = offset
-            offset += len(dets)
-            ts = epoch_ms(frame["ts"])
-            if ts <= self._last_ts:
-                self.skipped_frames += 1
-                continue
-            self._last_ts = ts
-            if ts >= self._next_sweep:
-                self._expire_before(ts - self._expiry_ms, out)
-                self._next_sweep = ts + SWEEP_EVERY_MS
-            if dets:
-                self._detections(dets, ts, first, sides, along, zstate, world, out)
-            for k in range(nz):
-                out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0))
-        return out
+    def observe_many(self, frames: Iterable[Mapping[str, Any]]) -> list[Event]:
+        """`observe` for several frames of this camera in order."""
+        return self.observe_columns(Columns.from_frames(list(frames)))
 
-    def _detections(self, dets: list[dict[str, Any]], ts: int, first: int, sides: list[list[float]],
-                    along: list[list[float]], zstate: list[list[int]], world: list[list[float]] | None,
-                    out: list[Event]) -> None:
-        nl, nz = len(self._line_ids), len(self._zone_ids)
-        tracks, min_frames, hpos = self._tracks, self._min_frames, self._hpos
-        for i, d in enumerate(dets, first):
-            tid = d["track_id"]
-            tr = tracks.get(tid)
-            if tr is None:
-                tr = tracks[tid] = _Track(nl, nz)
-            tr.n += 1
-            tr.last_ts = ts
-            c = d["class_name"]
-            if c == tr.cls:
-                tr.votes += 1
-            elif tr.votes == 0:
-                tr.cls, tr.votes = c, 1
-            else:
-                tr.votes -= 1
-            age, gender, speed = d.get("age_bracket"), d.get("gender"), d.get("speed_kmh")
-            if age is not None:
-                tr.age = age
-            if gender is not None:
-                tr.gender = gender
-            if speed is not None:
-                tr.speed = float(speed)
-            elif world is not None:
-                wx, wy = d.get("world_x_m"), d.get("world_y_m")
-                if wx is None or wy is None:
-                    wx, wy = world[i]
-                self._update_speed(tr, ts, float(wx), float(wy))
-            if tr.n == min_frames and tr.pending:
-                out.extend(tr.pending)  # the track proved itself: release what it did while young
-                tr.pending = []
-            sink = out if tr.n >= min_frames else tr.pending
-            if nl:
-                srow, trow, ls = sides[i], along[i], tr.ls
-                for j in range(nl):
-                    s = srow[j]
-                    if s >= hpos or s <= -hpos:
-                        prev = ls[j]
-                        if prev != 0.0 and (prev > 0.0) != (s > 0.0):
-                            t0 = tr.lt[j]
-                            # where the straight path between the two confident points meets the line
-                            tc = t0 + (trow[j] - t0) * prev / (prev - s)
-                            if self._tlo[j] <= tc <= self._thi[j]:
-                                bit = 1 if prev > 0.0 else 2
-                                if not tr.done[j] & bit:
-                                    tr.done[j] |= bit
-                                    sink.append(Crossing(
-                                        self.site_id, self.camera_id, self._line_ids[j],
-                                        self._dirs[j][bit - 1], tr.cls, ts, tid, tr.speed, tr.age, tr.gender))
-                        ls[j] = s
-                        tr.lt[j] = trow[j]
-            if nz:
-                zrow, zin = zstate[i], tr.zin
-                if zrow == zin:
-                    continue  # the usual case: nothing changed
-                # exits before entries, so stepping from one zone into its neighbour records the origin
-                for k in range(nz):
-                    if zrow[k] == -1:
-                        if zin[k] == 1:
-                            sink.append(self._exit(tr, tid, k, ts))
-                        zin[k] = -1
-                for k in range(nz):
-                    if zrow[k] == 1 and zin[k] != 1:
-                        zin[k] = 1
-                        tr.zts[k] = ts
-                        origin = tr.exit_zone
-                        sink.append(ZoneVisit(
-                            self.site_id, self.camera_id, self._zone_ids[k], "ENTRY", tr.cls, ts, tid, None,
-                            origin, (ts - tr.exit_ts) / 1000.0 if origin is not None else None,
-                            tr.age, tr.gender))
-
-    def _exit(self, tr: _Track, tid: int, k: int, ts: int) -> ZoneVisit:
-        tr.exit_zone, tr.exit_ts = self._zone_ids[k], ts
-        return ZoneVisit(self.site_id, self.camera_id, self._zone_ids[k], "EXIT", tr.cls, ts, tid,
-                         (ts - tr.zts[k]) / 1000.0, None, None, tr.age, tr.gender)
-
-    def _update_speed(self, tr: _Track, ts: int, wx: float, wy: float) -> None:
-        a = tr.anchor
-        if a is None:
-            tr.anchor = (ts, wx, wy)
-            return
-        elapsed = ts - a[0]
-        if elapsed >= SPEED_BASE_MS or (tr.speed is None and elapsed >= SPEED_BASE_MS // 4):
-            tr.speed = float(np.hypot(wx - a[1], wy - a[2])) / (elapsed / 1000.0) * 3.6
-            if elapsed >= SPEED_BASE_MS:
-                tr.anchor = (ts, wx, wy)
-
-    # ------------------------------------------------------------------ expiry
-
-    def _expire_before(self, cutoff_ts: int, out: list[Event]) -> None:
-        gone = [tid for tid, tr in self._tracks.items() if tr.last_ts < cutoff_ts]
-        for tid in gone:
-            tr = self._tracks.pop(tid)
-            if tr.n < self._min_frames:
-                continue  # never proved itself: its held-back events were flicker
-            for k, state in enumerate(tr.zin):
-                if state == 1:
-                    out.append(self._exit(tr, tid, k, tr.last_ts))
+    def observe_columns(self, cols: Columns) -> list[Event]:
+        return self.table.observe([(self.camera_id, cols)])[0]
 
     def expire(self, now_ms: int) -> list[Event]:
-        """Expire tracks not seen for `track_expiry_s` before `now_ms` (e.g. a camera went quiet and
-        the worker's timer calls this); returns the exits they imply."""
-        out: list[Event] = []
-        self._expire_before(now_ms - self._expiry_ms, out)
-        return out
+        """Expire tracks not seen for `track_expiry_s` before `now_ms`; returns the exits they imply."""
+        return self.table.expire(self.camera_id, now_ms)
 
     def expire_all(self) -> list[Event]:
         """End of stream: every track is over now (exits at their last-seen time)."""
-        out: list[Event] = []
-        self._expire_before(2**62, out)
-        return out
-
-    # ------------------------------------------------------------------ state
+        return self.table.expire(self.camera_id, 2**62)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-serialisable snapshot (plain dicts, lists, numbers, strings)."""
-        return {
-            "version": STATE_VERSION, "site_id": self.site_id, "camera_id": self.camera_id,
-            "lines": list(self._line_ids), "zones": list(self._zone_ids),
-            "last_ts": self._last_ts, "next_sweep": self._next_sweep, "skipped_frames": self.skipped_frames,
-            "tracks": [tr.to_json(tid) for tid, tr in self._tracks.items()],
-        }
+        return self.table.to_state(self.camera_id)
 
     @classmethod
-    def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any]) -> TrackBook:
-        """Rebuild from `to_state()`; lines and zones are matched by id, so a config change keeps the
-        state of those still present."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"track state version {state.get('version')!r} is not {STATE_VERSION}")
-        book = cls(site, camera_id)
-        old_lines = {lid: j for j, lid in enumerate(state["lines"])}
-        old_zones = {zid: k for k, zid in enumerate(state["zones"])}
-        line_map = [old_lines.get(lid) for lid in book._line_ids]
-        zone_map = [old_zones.get(zid) for zid in book._zone_ids]
-        book._last_ts = int(state["last_ts"])
-        book._next_sweep = int(state["next_sweep"])
-        book.skipped_frames = int(state["skipped_frames"])
-        for d in state["tracks"]:
-            book._tracks[int(d["id"])] = _Track.from_json(d, line_map, zone_map)
+    def from_state(cls, site: SiteConfig, camera_id: str, state: Mapping[str, Any],
+                   table: TrackTable | None = None) -> TrackBook:
+        """Rebuild from `to_state()` (into `table` if given); lines and zones are matched by id."""
+        book = cls(site, camera_id, table)
+        book.table.load_state(camera_id, state)
         return book

@@ -9,16 +9,11 @@ from its table's changelog and replays without losing or double counting (see st
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import logging
-import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -26,6 +21,7 @@ from privaflow.schemas.codec import SchemaRegistry
 from privaflow.schemas.privacy import assert_partner_schemas_clean
 from privaflow.schemas.topics import DAY_MS, Topic, ensure_topics, topics_for_site
 from privaflow.streams.app import Dataflow, make_app, ticks_topic_name
+from privaflow.streams.faust_compat import Worker
 from privaflow.streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -127,7 +123,7 @@ def run(settings: WorkerSettings, loglevel: str = "info") -> None:
     flow = prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tune_gc()
-    Worker(flow.app, loglevel=loglevel, quiet=True, checkpoint=flow.checkpoint).execute_from_commandline()
+    Worker(flow.app, loglevel=loglevel, quiet=True, checkpoint=flow.loop.checkpoint_now).execute_from_commandline()
 
 
 def tune_gc() -> None:
@@ -137,24 +133,3 @@ def tune_gc() -> None:
     0.2 s: 2-3x the batch time and p99 latency in bench_streams. Objects of the start-up are frozen."""
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-
-
-class Worker(faust.Worker):
-    def __init__(self, *args: Any, checkpoint: Callable[[], Awaitable[None]] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._checkpoint = checkpoint
-
-    async def _stop_on_signal(self, signal: signal.Signals) -> None:
-        # before faust stops anything: tables and producer still take writes (mode has no public hook
-        # this early; its own handler is the one to extend)
-        if self._checkpoint is not None:
-            try:
-                await asyncio.wait_for(self._checkpoint(), timeout=30)
-            except Exception:  # the stop must go on; the next start replays from the last checkpoint
-                log.exception("could not write the last checkpoint on the way out")
-        await super()._stop_on_signal(signal)
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        # Faust's progress spinner sets the root logger to DEBUG, so every debug call in aiokafka
-        # and faust builds a log record (~5% of the worker's CPU at load); keep the chosen level
-        logger.setLevel(level)

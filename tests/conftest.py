@@ -84,21 +84,26 @@ def media_path(name: str) -> Path:
     return p
 
 
-def _frame_record(n: int = 2) -> dict:
+def _sample_record(n: int = 2, seq: int = 5, camera: str = "c", frames: int = 1) -> dict:
+    """A valid DetectionBatch record: `frames` frames (from frame `seq` on, 100 ms apart, now) of
+    `n` detections each."""
     import time
+
+    from privaflow.schemas.detections import batch_records
 
     det = {"track_id": 1, "class_name": "person", "confidence": 0.9, "x1": 0.1, "y1": 0.2, "x2": 0.3,
            "y2": 0.6, "foot_x": 0.2, "foot_y": 0.6, "world_x_m": None, "world_y_m": None, "speed_kmh": None,
            "heading_deg": None, "colour": None, "age_bracket": None, "gender": None}
-    return {"site_id": "s", "camera_id": "c", "ts": int(time.time() * 1000), "frame_seq": 5,
-            "frame_width": 640, "frame_height": 480, "detected": True,
-            "detections": [dict(det, track_id=i) for i in range(n)]}
+    now = int(time.time() * 1000)
+    return batch_records([{"site_id": "s", "camera_id": camera, "ts": now + 100 * k, "frame_seq": seq + k,
+                           "frame_width": 640, "frame_height": 480, "detected": True,
+                           "detections": [dict(det, track_id=i) for i in range(n)]} for k in range(frames)], frames)[0]
 
 
 @pytest.fixture
-def sample_frame():
-    """A factory for valid FrameDetections dicts with n detections."""
-    return _frame_record
+def sample_record():
+    """A factory for valid DetectionBatch dicts: `sample_record(n, seq=, camera=, frames=)`."""
+    return _sample_record
 
 
 # CI keeps the start and the end of the suite's output. So that the end says why a test failed, the

@@ -58,7 +58,7 @@ def read_from_beginning(bootstrap: str, topic: str) -> list[int]:
     raise AssertionError(f"never reached the end of {topic}")
 
 
-def test_old_detections_are_gone_from_the_broker_after_a_short_retention(stack, unique, kit, sample_frame) -> None:
+def test_old_detections_are_gone_from_the_broker_after_a_short_retention(stack, unique, kit, sample_record) -> None:
     name = f"test.retention.detections.{unique}"
     long = Topic(name, 1, 7 * DAY_MS, "delete", "frame_detections")
     assert ensure_topics(stack.bootstrap, [long]) == [name]
@@ -66,7 +66,7 @@ def test_old_detections_are_gone_from_the_broker_after_a_short_retention(stack, 
     serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{name}-value")
     p = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True})
     for _ in range(20):
-        p.produce(name, key=b"cam", value=serde.encode(sample_frame(3)))
+        p.produce(name, key=b"cam", value=serde.encode(sample_record(3)))
     assert p.flush(30) == 0
     assert read_from_beginning(stack.bootstrap, name) == list(range(20))
 

@@ -24,6 +24,7 @@ from privaflow.edge.capture import CaptureError
 from privaflow.edge.cli import edge
 from privaflow.edge.detections import Detections, make_detections
 from privaflow.edge.publish import AvroFileSink, SinkStats
+from privaflow.schemas.detections import layout_problem, record_frames
 from privaflow.schemas.site import Camera
 
 PERSON, CAR = 0, 2
@@ -102,11 +103,13 @@ def camera(video: Path, **kw: Any) -> Camera:
 
 
 def run(cam: Camera, detector: Any = None, **kw: Any) -> tuple[list[dict[str, Any]], Agent]:
+    """The agent on `cam` until the end; returns every frame the records carried, and the agent."""
     sink = ListSink()
     agent = Agent("site", cam, detector or BlobDetector(), sink, status_every_s=0, **kw)
     agent.run()
     assert sink.closed
-    return sink.records, agent
+    assert all(layout_problem(r) is None for r in sink.records)
+    return [f for r in sink.records for f in record_frames(r)], agent
 
 
 def by_class(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -253,7 +256,7 @@ def test_stop_from_another_thread_ends_the_run(video: Path) -> None:
                 fifth.set()
 
     sink = Signalling()
-    agent = Agent("site", camera(video), BlobDetector(), sink, status_every_s=0, pace=True)
+    agent = Agent("site", camera(video), BlobDetector(), sink, status_every_s=0, pace=True, batch_frames=1)
     stopper = threading.Thread(target=lambda: fifth.wait(30) and agent.stop())
     stopper.start()
     agent.run()  # returns only because of the stop: a paced video of this length runs far longer
@@ -284,9 +287,32 @@ def test_cli_run_to_an_avro_file(tmp_path: Path, video: Path) -> None:
     assert result.exit_code == 0, result.output
     with open(out, "rb") as f:
         records = list(fastavro.reader(f))
-    assert [r["frame_seq"] for r in records] == list(range(6))
-    assert [r["detected"] for r in records] == [True, False] * 3
+    assert [len(r["ts"]) for r in records] == [5, 1], "5 frames per record by default, the rest at the end"
+    assert [s for r in records for s in r["frame_seq"]] == list(range(6))
+    assert [d for r in records for d in r["detected"]] == [True, False] * 3
     assert "done street: 6 frames" in result.output
+
+
+def test_cli_batching_options(tmp_path: Path, video: Path) -> None:
+    out = tmp_path / "records.avro"
+    result = CliRunner().invoke(edge, ["run", "--config", str(site_yaml(tmp_path, video)), "--camera", "street",
+                                       "--sink", f"file:{out}", "--max-frames", "7", "--batch-frames", "3"])
+    assert result.exit_code == 0, result.output
+    with open(out, "rb") as f:
+        assert [r["frame_seq"] for r in fastavro.reader(f)] == [[0, 1, 2], [3, 4, 5], [6]]
+    bad = CliRunner().invoke(edge, ["run", "--config", str(site_yaml(tmp_path, video)), "--camera", "street",
+                                    "--batch-frames", "0"])
+    assert bad.exit_code != 0 and "--batch-frames" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_slow_source_still_sends_a_record_within_batch_ms(video: Path) -> None:
+    """Frames at 10 fps and records of up to 50 frames: the record leaves after ~300 ms anyway."""
+    sink = ListSink()
+    agent = Agent("site", camera(video), BlobDetector(), sink, status_every_s=0, pace=True, batch_frames=50,
+                  batch_ms=300)
+    agent.run()
+    sizes = [len(r["ts"]) for r in sink.records]
+    assert sum(sizes) == 30 and max(sizes) <= 5, f"records of {sizes} frames at 10 fps with a 300 ms bound"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -307,14 +333,14 @@ def test_cli_help_explains_the_options() -> None:
     result = CliRunner().invoke(edge, ["run", "--help"])
     assert result.exit_code == 0
     for word in ("--config", "--camera", "--source", "--sink", "--max-frames", "--spool-dir", "--metrics-port",
-                 "rtsp://"):
+                 "--batch-frames", "--batch-ms", "rtsp://"):
         assert word in result.output
 
 
-def test_avro_file_sink_writes_a_container_file(tmp_path: Path, sample_frame: Any) -> None:
+def test_avro_file_sink_writes_a_container_file(tmp_path: Path, sample_record: Any) -> None:
     sink = AvroFileSink(tmp_path / "a.avro")
     for i in range(3):
-        sink.publish(dict(sample_frame(1), frame_seq=i))
+        sink.publish(sample_record(1, seq=i))
     sink.close()
     with open(tmp_path / "a.avro", "rb") as f:
-        assert [r["frame_seq"] for r in fastavro.reader(f)] == [0, 1, 2]
+        assert [r["frame_seq"] for r in fastavro.reader(f)] == [[0], [1], [2]]

@@ -1,4 +1,5 @@
-"""Tracked detections -> FrameDetections records that fit the Avro contract; vehicle colour names."""
+"""Tracked detections -> a frame's columns -> DetectionBatch records that fit the Avro contract,
+flushed after N frames or T ms; vehicle colour names."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ from hypothesis import strategies as st
 
 from privaflow.edge.attributes import COLOURS, ColourVotes, colour_name, person_attributes, vehicle_colours
 from privaflow.edge.detections import Detections, make_detections
-from privaflow.edge.records import COCO_CLASSES, class_ids, frame_record
+from privaflow.edge.records import COCO_CLASSES, RecordBatcher, class_ids, frame_record
 from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.detections import SCHEMA_NAME, layout_problem, record_frames
 
-SCHEMA = parsed_schema("frame_detections")
+SCHEMA = parsed_schema(SCHEMA_NAME)
 
 
 def roundtrip(record: dict) -> dict:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, SCHEMA, record)
     buf.seek(0)
-    return fastavro.schemaless_reader(buf, SCHEMA)
+    out = fastavro.schemaless_reader(buf, SCHEMA)
+    assert isinstance(out, dict) and layout_problem(out) is None
+    return out
 
 
 def tracked(xyxy: list, conf: list, cls: list, tids: list) -> Detections:
@@ -31,35 +35,53 @@ def tracked(xyxy: list, conf: list, cls: list, tids: list) -> Detections:
     return d
 
 
+def one_record(*frames: dict) -> dict:
+    """The frames as one record, through the Avro schema and back."""
+    batcher = RecordBatcher("site", "cam", max_frames=len(frames))
+    (record,) = [r for f in frames for r in batcher.add(f)]
+    return roundtrip(record)
+
+
 def test_record_normalises_boxes_and_foot_points() -> None:
     d = tracked([[64, 48, 192, 240], [600, 400, 700, 500]], [0.9, 0.5], [0, 2], [1, 2])
-    r = frame_record("site", "cam", 1_700_000_000_123, 42, (640, 480), False, d, [111, 222])
-    a, b = r["detections"]
-    assert (r["frame_width"], r["frame_height"], r["frame_seq"], r["detected"]) == (640, 480, 42, False)
+    r = one_record(frame_record(42, 1_700_000_000_123, (640, 480), False, d, [111, 222]))
+    (f,) = record_frames(r)
+    a, b = f["detections"]
+    assert (f["frame_width"], f["frame_height"], f["frame_seq"], f["detected"]) == (640, 480, 42, False)
     assert (a["class_name"], b["class_name"]) == ("person", "car")
     assert (a["x1"], a["y1"], a["x2"], a["y2"]) == pytest.approx((0.1, 0.1, 0.3, 0.5))
     assert (a["foot_x"], a["foot_y"]) == pytest.approx((0.2, 0.5))
     assert (b["x2"], b["y2"]) == (1.0, 1.0), "boxes running off the frame are clipped"
     assert a["track_id"] == 111 and b["track_id"] == 222
-    assert all(a[k] is None for k in ("world_x_m", "speed_kmh", "heading_deg", "colour", "age_bracket", "gender"))
+    assert all(r[k] is None for k in ("world_x_m", "speed_kmh", "heading_deg", "colour", "age_bracket", "gender")), \
+        "a camera without them pays nothing for the optional columns"
 
 
 def test_record_round_trips_through_the_avro_schema() -> None:
     d = tracked([[10, 20, 30, 40]], [0.75], [2], [9])
-    r = frame_record("s", "c", 1_700_000_000_000, 1, (100, 100), True, d, [2**47 + 5],
-                     world_xy=[[12.5, -3.0]], speed_kmh=[31.0], heading_deg=[np.nan], colours=["red"],
-                     ages=[None], genders=[None])
-    out = roundtrip(r)
-    det = out["detections"][0]
+    r = one_record(frame_record(1, 1_700_000_000_000, (100, 100), True, d, [2**47 + 5], world_xy=[[12.5, -3.0]],
+                                speed_kmh=[31.0], heading_deg=[np.nan], colours=["red"], ages=[None],
+                                genders=[None]))
+    det = record_frames(r)[0]["detections"][0]
     assert det["track_id"] == 2**47 + 5 and det["colour"] == "red"
     assert det["world_x_m"] == pytest.approx(12.5) and det["speed_kmh"] == pytest.approx(31.0)
-    assert det["heading_deg"] is None, "NaN (unknown) becomes null"
-    assert out["ts"].timestamp() == pytest.approx(1_700_000_000.0)
+    assert det["heading_deg"] is None and r["heading_deg"] is None, "NaN (unknown) everywhere: no column"
+    assert r["ts"] == [1_700_000_000_000]
 
 
-def test_empty_frame_is_still_a_record() -> None:
-    r = frame_record("s", "c", 0, 3, (640, 360), True, make_detections(np.zeros((0, 4)), [], []), [])
-    assert r["detections"] == [] and roundtrip(r)["frame_seq"] == 3
+def test_an_optional_column_is_kept_for_the_batch_when_one_frame_has_it() -> None:
+    d = tracked([[10, 20, 30, 40]], [0.75], [2], [9])
+    plain = frame_record(1, 1_000, (100, 100), True, d, [9])
+    coloured = frame_record(2, 1_100, (100, 100), True, d, [9], colours=["blue"], speed_kmh=[12.0])
+    r = one_record(plain, coloured, frame_record(3, 1_200, (100, 100), True, d, [9]))
+    assert r["colour"] == [None, "blue", None]
+    assert [None if v != v else v for v in r["speed_kmh"]] == [None, pytest.approx(12.0), None]
+
+
+def test_empty_frame_is_still_a_frame_of_the_record() -> None:
+    empty = frame_record(3, 0, (640, 360), True, make_detections(np.zeros((0, 4)), [], []), [])
+    r = one_record(empty, empty)
+    assert r["detection_counts"] == [0, 0] and r["frame_seq"] == [3, 3] and r["track_id"] == []
 
 
 @settings(max_examples=50, deadline=None)
@@ -68,10 +90,29 @@ def test_empty_frame_is_still_a_record() -> None:
 def test_any_tracked_boxes_make_a_valid_record(objs: list) -> None:
     xyxy = [[x, y, x + w, y + h] for x, y, w, h, _, _ in objs]
     d = tracked(xyxy or np.zeros((0, 4)), [c for *_, c in objs], [k for *_, k, _ in objs], list(range(len(objs))))
-    r = roundtrip(frame_record("s", "c", 1, 1, (640, 480), True, d, list(range(len(objs)))))
-    for det in r["detections"]:
+    r = one_record(frame_record(1, 1, (640, 480), True, d, list(range(len(objs)))))
+    for det in record_frames(r)[0]["detections"]:
         assert 0 <= det["x1"] <= det["x2"] <= 1 and 0 <= det["y1"] <= det["y2"] <= 1
         assert det["foot_y"] == det["y2"] and det["class_name"] in COCO_CLASSES
+
+
+def test_a_record_leaves_after_n_frames_or_t_ms_whichever_first() -> None:
+    d = tracked([[10, 20, 30, 40]], [0.75], [2], [9])
+    batcher = RecordBatcher("s", "c", max_frames=3, max_wait_ms=500)
+    frames = [frame_record(i, 1000 + 100 * i, (100, 100), True, d, [9]) for i in range(8)]
+    assert batcher.add(frames[0], now=10.0) == [] and batcher.add(frames[1], now=10.1) == []
+    (full,) = batcher.add(frames[2], now=10.2)
+    assert full["frame_seq"] == [0, 1, 2] and not batcher.due(now=99.0), "an empty batch is never due"
+    batcher.add(frames[3], now=11.0)
+    assert not batcher.due(now=11.49) and batcher.due(now=11.5), "T ms after its first frame"
+    assert batcher.take()["frame_seq"] == [3]  # type: ignore[index]
+    other = frame_record(4, 1400, (200, 100), True, d, [9])
+    batcher.add(frames[4], now=12.0)
+    (before,) = batcher.add(other, now=12.1)
+    assert before["frame_seq"] == [4] and before["frame_width"] == 100, "a new frame size starts a new record"
+    assert batcher.take()["frame_width"] == 200 and batcher.take() is None  # type: ignore[index]
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        RecordBatcher("s", "c", max_frames=0)
 
 
 def test_class_ids_names_unknown_classes() -> None:
@@ -81,7 +122,7 @@ def test_class_ids_names_unknown_classes() -> None:
 
 
 def test_the_record_schema_cannot_carry_pixels() -> None:
-    """Nothing in FrameDetections can hold an image, a crop or a feature vector (G1-G5, T6)."""
+    """Nothing in DetectionBatch can hold an image, a crop or a feature vector (G1-G5, T6)."""
     def kinds(node: object) -> set[str]:
         if isinstance(node, str):
             return {node}
@@ -99,9 +140,10 @@ def test_the_record_schema_cannot_carry_pixels() -> None:
 
     from privaflow.schemas.codec import load_schema
 
-    found = kinds(load_schema("frame_detections"))
-    assert not found & {"bytes", "fixed", "map"}
-    assert "array" in found  # the one array holds records of scalars, checked field by field above
+    found = kinds(load_schema(SCHEMA_NAME))
+    assert not found & {"bytes", "fixed", "map", "record"} - {"record"}
+    assert "array" in found and found <= {"record", "array", "null", "string", "int", "long", "float", "boolean"}, \
+        "arrays of numbers and strings, one per field: no nested record, bytes or map"
 
 
 # ---------------------------------------------------------------- colours and attributes

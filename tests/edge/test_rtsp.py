@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from privaflow.edge.capture import Capture
 from privaflow.edge.cli import edge
+from privaflow.schemas.detections import record_frames
 from privaflow_stack import rtsp
 from privaflow_stack.rtsp import RtspCamera
 from tests.conftest import media_path
@@ -60,10 +61,10 @@ def test_agent_reads_an_rtsp_stream_and_finds_people(tmp_path: Path, camera: Rts
     assert result.exit_code == 0, result.output
     assert "done street: 30 frames" in result.output
     with open(out, "rb") as f:
-        records = list(fastavro.reader(f))
+        records = [frame for r in fastavro.reader(f) for frame in record_frames(r)]  # type: ignore[arg-type]
     assert len(records) == 30
     assert (records[0]["frame_width"], records[0]["frame_height"]) == (640, 480), "768x576 downscaled"
-    seqs, ts = [r["frame_seq"] for r in records], [r["ts"] for r in records]
+    seqs, ts = [r["frame_seq"] for r in records], [datetime.fromtimestamp(r["ts"] / 1000, UTC) for r in records]
     assert seqs == sorted(set(seqs)), "gaps only where a live frame was dropped"
     assert t0 <= ts[0] and ts == sorted(ts) and ts[-1] <= datetime.now(UTC), "wall-clock event time"
     people = [sum(d["class_name"] == "person" for d in r["detections"]) for r in records]

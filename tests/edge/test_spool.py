@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from privaflow.edge.publish import UNKNOWN_ID, KafkaSink
 from privaflow.edge.spool import DiskSpool
+from privaflow.schemas.detections import SCHEMA_NAME
 from privaflow.schemas.codec import (
     IncompatibleSchemaError,
     RegistryAuthError,
@@ -222,18 +223,18 @@ def make_sink(spool: Path, registry: StubRegistry, **kw: Any) -> tuple[KafkaSink
 
 
 def frame_seqs(payloads: list[bytes]) -> list[int]:
-    return [fastavro.schemaless_reader(io.BytesIO(unframe(p)[1]), parsed_schema("frame_detections"))["frame_seq"]
-            for p in payloads]
+    return [s for p in payloads
+            for s in fastavro.schemaless_reader(io.BytesIO(unframe(p)[1]), parsed_schema(SCHEMA_NAME))["frame_seq"]]
 
 
-def records(sample_frame: Any, n: int, start: int = 0) -> list[dict]:
-    return [dict(sample_frame(2), frame_seq=i) for i in range(start, start + n)]
+def records(sample_record: Any, n: int, start: int = 0) -> list[dict]:
+    return [sample_record(2, seq=i) for i in range(start, start + n)]
 
 
-def test_broker_away_records_spool_then_drain_in_order(tmp_path: Path, sample_frame: Any) -> None:
+def test_broker_away_records_spool_then_drain_in_order(tmp_path: Path, sample_record: Any) -> None:
     sink, broker = make_sink(tmp_path, StubRegistry(7), max_in_flight=50)
     broker.up = False
-    for r in records(sample_frame, 1000):
+    for r in records(sample_record, 1000):
         sink.publish(r)
     assert len(broker.queue) == 50 and sink.depth == 950, "only max_in_flight records wait in memory"
     broker.up = True
@@ -244,25 +245,25 @@ def test_broker_away_records_spool_then_drain_in_order(tmp_path: Path, sample_fr
     assert {unframe(p)[0] for p in broker.broker} == {7}
 
 
-def test_records_held_at_shutdown_wait_in_the_spool_for_the_next_run(tmp_path: Path, sample_frame: Any) -> None:
+def test_records_held_at_shutdown_wait_in_the_spool_for_the_next_run(tmp_path: Path, sample_record: Any) -> None:
     sink, broker = make_sink(tmp_path, StubRegistry(7), max_in_flight=40)
     broker.up = False
-    for r in records(sample_frame, 100):
+    for r in records(sample_record, 100):
         sink.publish(r)
     sink.close(timeout_s=0)
     assert sink.depth == 100
     again, broker2 = make_sink(tmp_path, StubRegistry(7), max_in_flight=40)
-    for r in records(sample_frame, 5, start=100):
+    for r in records(sample_record, 5, start=100):
         again.publish(r)
     for _ in range(10):
         again.poll()
     assert frame_seqs(broker2.broker) == list(range(105))
 
 
-def test_spool_bound_drops_oldest_and_counts_them(tmp_path: Path, sample_frame: Any) -> None:
+def test_spool_bound_drops_oldest_and_counts_them(tmp_path: Path, sample_record: Any) -> None:
     sink, broker = make_sink(tmp_path, StubRegistry(7), max_in_flight=10, spool_max_bytes=20_000)
     broker.up = False
-    for r in records(sample_frame, 2000):
+    for r in records(sample_record, 2000):
         sink.publish(r)
     broker.up = True
     for _ in range(400):
@@ -273,10 +274,10 @@ def test_spool_bound_drops_oldest_and_counts_them(tmp_path: Path, sample_frame: 
     assert sink.stats.dropped == 2000 - len(seqs) > 0
 
 
-def test_registry_away_at_start_records_wait_then_carry_the_real_id(tmp_path: Path, sample_frame: Any) -> None:
+def test_registry_away_at_start_records_wait_then_carry_the_real_id(tmp_path: Path, sample_record: Any) -> None:
     registry = StubRegistry(None)
     sink, broker = make_sink(tmp_path, registry)
-    for r in records(sample_frame, 20):
+    for r in records(sample_record, 20):
         sink.publish(r)
     assert broker.broker == [] and sink.depth == 20 and not sink.stats.registry_ok
     registry.schema_id = 11  # the registry answers again; the sink's background thread notices
@@ -312,21 +313,21 @@ def test_refused_registry_credentials_are_an_error_not_a_wait(tmp_path: Path) ->
         make_sink(tmp_path, Refusing(None))
 
 
-def test_registry_down_later_uses_the_cached_schema_id(tmp_path: Path, sample_frame: Any) -> None:
+def test_registry_down_later_uses_the_cached_schema_id(tmp_path: Path, sample_record: Any) -> None:
     first, _ = make_sink(tmp_path, StubRegistry(23))
     first.close(0)
     sink, broker = make_sink(tmp_path, StubRegistry(None))
-    for r in records(sample_frame, 3):
+    for r in records(sample_record, 3):
         sink.publish(r)
     assert frame_seqs(broker.broker) == [0, 1, 2]
     assert {unframe(p)[0] for p in broker.broker} == {23}
     sink.close(0)
 
 
-def test_cached_id_of_another_registry_is_not_trusted(tmp_path: Path, sample_frame: Any) -> None:
+def test_cached_id_of_another_registry_is_not_trusted(tmp_path: Path, sample_record: Any) -> None:
     first, _ = make_sink(tmp_path, StubRegistry(23, url="http://other.test/apis/ccompat/v7"))
     first.close(0)
     sink, broker = make_sink(tmp_path, StubRegistry(None))
-    sink.publish(records(sample_frame, 1)[0])
+    sink.publish(records(sample_record, 1)[0])
     assert broker.broker == [] and sink.depth == 1
     sink.close(0)

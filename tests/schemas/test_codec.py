@@ -38,19 +38,19 @@ class FakeRegistry:
 
         if schema_id != 7:
             raise RegistryError(f"schema id {schema_id} not found")
-        return parsed_schema("frame_detections")
+        return parsed_schema("detection_batch")
 
 
-def test_round_trip_uses_confluent_framing(sample_frame) -> None:
-    serde = AvroSerde(FakeRegistry(), "frame_detections", "privaflow.detections.v1-value")  # type: ignore[arg-type]
-    rec = sample_frame()
+def test_round_trip_uses_confluent_framing(sample_record) -> None:
+    serde = AvroSerde(FakeRegistry(), "detection_batch", "privaflow.detections.v2-value")  # type: ignore[arg-type]
+    rec = sample_record()
     payload = serde.encode(rec)
     assert payload[0] == 0 and struct.unpack(">I", payload[1:5])[0] == 7
-    body = fastavro.schemaless_reader(io.BytesIO(payload[5:]), parsed_schema("frame_detections"))
-    assert body["detections"][1]["track_id"] == 1
+    body = fastavro.schemaless_reader(io.BytesIO(payload[5:]), parsed_schema("detection_batch"))
+    assert body["track_id"][1] == 1  # type: ignore[call-overload,index]
     out = serde.decode(payload)
-    assert out["camera_id"] == "c" and len(out["detections"]) == 2
-    assert out["ts"].timestamp() == pytest.approx(rec["ts"] / 1000)
+    assert out["camera_id"] == "c" and out["detection_counts"] == [2] and len(out["x1"]) == 2
+    assert out["ts"] == rec["ts"], "epoch milliseconds, as written"
 
 
 @pytest.mark.parametrize("payload,reason", [
@@ -60,17 +60,17 @@ def test_round_trip_uses_confluent_framing(sample_frame) -> None:
     (b"\x00\x00\x00\x00\x07\xff\xff\xff", ""),
 ])
 def test_undecodable_records_name_topic_partition_offset(payload: bytes, reason: str) -> None:
-    serde = AvroSerde(FakeRegistry(), "frame_detections", "x-value")  # type: ignore[arg-type]
+    serde = AvroSerde(FakeRegistry(), "detection_batch", "x-value")  # type: ignore[arg-type]
     with pytest.raises(DecodeError) as e:
-        serde.decode(payload, "privaflow.detections.v1", 3, 1234)
+        serde.decode(payload, "privaflow.detections.v2", 3, 1234)
     msg = str(e.value)
-    assert "topic privaflow.detections.v1 partition 3 offset 1234" in msg and reason in msg
-    assert (e.value.topic, e.value.partition, e.value.offset) == ("privaflow.detections.v1", 3, 1234)
+    assert "topic privaflow.detections.v2 partition 3 offset 1234" in msg and reason in msg
+    assert (e.value.topic, e.value.partition, e.value.offset) == ("privaflow.detections.v2", 3, 1234)
 
 
 @given(st.binary(max_size=200))
 def test_decoder_never_crashes_on_garbage(data: bytes) -> None:
-    serde = AvroSerde(FakeRegistry(), "frame_detections", "x-value")  # type: ignore[arg-type]
+    serde = AvroSerde(FakeRegistry(), "detection_batch", "x-value")  # type: ignore[arg-type]
     try:
         serde.decode(frame(7, data), "t", 0, 0)
     except DecodeError:
@@ -96,7 +96,7 @@ class _SilentFirstRegistry:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        body = json.dumps({"schema": json.dumps(load_schema("frame_detections"))}).encode()
+        body = json.dumps({"schema": json.dumps(load_schema("detection_batch"))}).encode()
         while True:
             conn, _ = self.sock.accept()
             self.accepted += 1
@@ -112,7 +112,7 @@ class _SilentFirstRegistry:
 def test_a_request_the_registry_never_answers_is_retried_on_a_new_connection(caplog) -> None:
     server = _SilentFirstRegistry(silent=1)
     reg = SchemaRegistry(server.url, timeout=0.5, retries=2, backoff_s=0.01, auth=None)
-    assert reg.schema_by_id(3)["name"] == "privaflow.FrameDetections"
+    assert reg.schema_by_id(3)["name"] == "privaflow.DetectionBatch"
     assert server.accepted == 2
     assert "ReadTimeout" in caplog.text
 

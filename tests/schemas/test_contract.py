@@ -37,7 +37,7 @@ def test_every_schema_parses_and_documents_every_field(name: str) -> None:
 
 def test_track_ids_in_internal_schemas_are_marked_pseudonymous() -> None:
     """covers T6: anything that links observations carries the privacy marker."""
-    for name in ("frame_detections", "line_crossing", "zone_event"):
+    for name in ("detection_batch", "line_crossing", "zone_event"):
         marked = {f["name"] for _, f in _fields(load_schema(name)) if f.get("privacy") == "pseudonymous"}
         assert "track_id" in marked, name
 
@@ -84,9 +84,10 @@ def test_publishing_refuses_a_leaky_partner_schema(monkeypatch: pytest.MonkeyPat
 
 def test_topics_have_explicit_settings_and_schemas() -> None:
     topics = {t.name: t for t in all_topics(detections_retention_ms=123)}
-    det = topics["privaflow.detections.v1"]
+    det = topics["privaflow.detections.v2"]
     assert det.config() == {"retention.ms": "123", "cleanup.policy": "delete"}
-    assert det.value_subject == "privaflow.detections.v1-value"
+    assert det.value_subject == "privaflow.detections.v2-value" and det.value_schema == "detection_batch"
+    assert not any(".v1" in name for name in topics if "detections" in name), "v1 detections are retired"
     for table in PARTNER_TABLES:
         t = topics[partner_topic_name(table)]
         assert "compact" in t.cleanup_policy and t.partner_table == table

@@ -29,7 +29,7 @@ class OneSchemaRegistry:
     def schema_by_id(self, schema_id: int):
         if schema_id != 1:
             raise RegistryError(f"schema id {schema_id} not found")
-        return parsed_schema("frame_detections")
+        return parsed_schema("detection_batch")
 
 
 def _mutate(rng: random.Random, seed: bytes) -> bytes:
@@ -57,16 +57,16 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
 
 
 @pytest.mark.slow
-def test_decoder_survives_100k_mutated_records(sample_frame) -> None:
-    serde = AvroSerde(OneSchemaRegistry(), "frame_detections", "x-value")  # type: ignore[arg-type]
-    seeds = [serde.encode(sample_frame(n)) for n in (0, 1, 3, 12)]
+def test_decoder_survives_100k_mutated_records(sample_record) -> None:
+    serde = AvroSerde(OneSchemaRegistry(), "detection_batch", "x-value")  # type: ignore[arg-type]
+    seeds = [serde.encode(sample_record(n, frames=f)) for n, f in ((0, 1), (1, 1), (3, 2), (12, 5))]
     rng = random.Random(20261122)
     decoded = rejected = 0
     for i in range(CASES):
         payload = _mutate(rng, rng.choice(seeds))
         try:
-            out = serde.decode(payload, "privaflow.detections.v1", 0, i)
-            assert isinstance(out, dict) and "detections" in out
+            out = serde.decode(payload, "privaflow.detections.v2", 0, i)
+            assert isinstance(out, dict) and "track_id" in out
             decoded += 1
         except DecodeError as e:
             assert e.offset == i and e.reason

@@ -37,11 +37,11 @@ def _consume_one(stack, topic: str, partition: int = 0, timeout: float = 30):
     raise AssertionError(f"nothing arrived on {topic} within {timeout}s")
 
 
-def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str, sample_frame) -> None:
+def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str, sample_record) -> None:
     """Acceptance 2 (one way): our codec writes, confluent-kafka's AvroDeserializer reads."""
     topic = _topic(stack, f"test.detections.{unique}")
-    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
-    rec = sample_frame(3)
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "detection_batch", f"{topic}-value")
+    rec = sample_record(3)
     p = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True})
     p.produce(topic, key=b"c", value=serde.encode(rec))
     assert p.flush(30) == 0
@@ -49,28 +49,28 @@ def test_our_records_are_read_by_confluents_own_deserializer(stack, unique: str,
     msg = _consume_one(stack, topic)
     deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url, "timeout": 10}))
     out = deser(msg.value(), SerializationContext(topic, MessageField.VALUE))
-    assert out["camera_id"] == "c" and [d["track_id"] for d in out["detections"]] == [0, 1, 2]
+    assert out["camera_id"] == "c" and out["track_id"] == [0, 1, 2]
     assert out["frame_width"] == 640
 
 
-def test_confluents_own_serializer_is_read_by_our_codec(stack, unique: str, sample_frame) -> None:
+def test_confluents_own_serializer_is_read_by_our_codec(stack, unique: str, sample_record) -> None:
     """Acceptance 2 (reverse): confluent-kafka's AvroSerializer writes, our codec reads."""
     topic = _topic(stack, f"test.detections.{unique}")
     client = SchemaRegistryClient({"url": stack.registry_url, "timeout": 10})
-    ser = AvroSerializer(client, load_schema_json("frame_detections"), conf={"auto.register.schemas": True})
-    rec = sample_frame(2)
+    ser = AvroSerializer(client, load_schema_json("detection_batch"), conf={"auto.register.schemas": True})
+    rec = sample_record(2)
     rec["ts"] = rec["ts"]
     p = Producer({"bootstrap.servers": stack.bootstrap})
     p.produce(topic, key=b"c", value=ser(rec, SerializationContext(topic, MessageField.VALUE)))
     assert p.flush(30) == 0
 
     msg = _consume_one(stack, topic)
-    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "detection_batch", f"{topic}-value")
     out = serde.decode(msg.value(), msg.topic(), msg.partition(), msg.offset())
-    assert out["site_id"] == "s" and len(out["detections"]) == 2
+    assert out["site_id"] == "s" and out["detection_counts"] == [2]
 
 
-def test_incompatible_change_is_refused_with_a_clear_message(stack, unique: str, sample_frame) -> None:
+def test_incompatible_change_is_refused_with_a_clear_message(stack, unique: str, sample_record) -> None:
     """Acceptance 3: a new required field breaks BACKWARD compatibility and the registry says no."""
     reg = SchemaRegistry(stack.registry_url)
     subject = f"test.compat.{unique}-value"
@@ -90,14 +90,14 @@ def test_incompatible_change_is_refused_with_a_clear_message(stack, unique: str,
     assert subject in str(e.value) and "BACKWARD" in str(e.value)
 
 
-def test_undecodable_record_from_the_broker_names_topic_partition_offset(stack, unique: str, sample_frame) -> None:
+def test_undecodable_record_from_the_broker_names_topic_partition_offset(stack, unique: str, sample_record) -> None:
     """Acceptance 5."""
     topic = _topic(stack, f"test.garbage.{unique}", partitions=2)
     p = Producer({"bootstrap.servers": stack.bootstrap})
     p.produce(topic, value=b"not avro at all", partition=1)
     assert p.flush(30) == 0
     msg = _consume_one(stack, topic, partition=1)
-    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{topic}-value")
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "detection_batch", f"{topic}-value")
     with pytest.raises(DecodeError, match=rf"topic {topic} partition 1 offset 0"):
         serde.decode(msg.value(), msg.topic(), msg.partition(), msg.offset())
 
@@ -112,4 +112,4 @@ def test_schemas_check_cli_reports_compatibility(stack) -> None:
     r = subprocess.run([sys.executable, "-m", "privaflow", "schemas", "check"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "privaflow.detections.v1-value" in r.stdout and "compatible" in r.stdout
+    assert "privaflow.detections.v2-value" in r.stdout and "compatible" in r.stdout

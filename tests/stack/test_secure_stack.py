@@ -172,10 +172,10 @@ def test_partner_may_not_register_schemas(secure: LocalStack, unique: str, monke
     assert f"test.secure.{unique}-value" not in reg.subjects()
 
 
-def test_edge_registers_and_partner_reads_back(secure: LocalStack, unique: str, sample_frame) -> None:
+def test_edge_registers_and_partner_reads_back(secure: LocalStack, unique: str, sample_record) -> None:
     subject = f"test.secure.{unique}-value"
     edge = AvroSerde(_registry(secure, "edge"), "frame_detections", subject)
-    payload = edge.encode(sample_frame(2))
+    payload = edge.encode(sample_record(2))
     assert _registry(secure, "edge").register(subject, load_schema_json("frame_detections")) == edge.schema_id
 
     # a partner reads the schema by id: with our codec, and with confluent-kafka's own client

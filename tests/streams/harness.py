@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from privaflow.schemas.codec import RegistryError, SchemaRegistry, parsed_schema, serde_for_topic
+from privaflow.schemas.detections import batch_records
 from privaflow.schemas.site import SiteConfig, parse_site_config
 from privaflow.schemas.topics import DETECTIONS, PARTNER_TABLES, ensure_topics, partner_topic_name
 from privaflow.schemas.topics import topic as schemas_topic
@@ -230,9 +231,12 @@ def write_config(site: dict[str, Any], path: Path) -> Path:
 # ---------------------------------------------------------------- producing
 
 
+FRAMES_PER_RECORD = 5  # as the edge sends them by default (edge.records.DEFAULT_BATCH_FRAMES)
+
+
 class DetectionsProducer:
-    """Produces FrameDetections (encoded with our serde) or raw bytes to a run's detections topic,
-    and remembers where each record landed."""
+    """Produces DetectionBatch records (encoded with our serde) or raw bytes to a run's detections
+    topic, and remembers where each record landed."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -244,8 +248,16 @@ class DetectionsProducer:
         self.delivered: dict[int, tuple[int, int]] = {}  # produce() sequence number -> (partition, offset)
         self.sent = 0
 
+    def record(self, record: dict[str, Any]) -> int:
+        return self.raw(record["camera_id"].encode(), self.serde.encode(record))
+
     def frame(self, frame: dict[str, Any]) -> int:
-        return self.raw(frame["camera_id"].encode(), self.serde.encode(frame))
+        """One frame (a dict with per-object detections) as a record of its own."""
+        return self.record(batch_records([frame], 1)[0])
+
+    def frames(self, frames: Iterable[dict[str, Any]], per_record: int = FRAMES_PER_RECORD) -> list[int]:
+        """Frames of any cameras in capture order, packed as the edges would send them."""
+        return [self.record(r) for r in batch_records(frames, per_record)]
 
     def raw(self, key: bytes | None, value: bytes | None) -> int:
         """Produce; returns a sequence number to look the record's partition/offset up after flush()."""

@@ -1,289 +1,271 @@
-"""The worker's batch engine without Kafka: replays are skipped, results do not depend on how the
-stream is cut into batches or where a worker died, ticks close idle cameras' windows exactly once.
+"""The worker's batch loop (`streams.loop.BatchLoop`, the real one) without Kafka: DetectionBatch
+records in, partner records out, equal to the in-process reference however the stream is cut into
+batches, wherever a worker died, whatever the consumer skipped; replays are skipped, ticks close
+idle cameras' windows exactly once, checkpoints write states before the marks that vouch for them.
 
 Requirement ids: T5 (statistics per place, direction, time), T9 (no loss, no double count on restart).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from privaflow.schemas.codec import AvroSerde  # noqa: E402
-from privaflow.streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
-from privaflow.streams.tables import ClosedWindow  # noqa: E402
-from privaflow_stack.simulate import simulate  # noqa: E402
-from tests.streams.harness import FakeRegistry, site_config  # noqa: E402
+from privaflow.streams.consume import CameraState, Incoming, Tick, upto_key
+from privaflow.streams.loop import BatchLoop
+from privaflow_stack.simulate import simulate
+from tests.streams.fakes import TICKS, Clock, MemoryConsumer, MemoryTable, Sent, close_idle, encode_log, make_loop
+from tests.streams.harness import FakeRegistry, interleave, latest_by_key, reference, site_config
 
-TOPIC, TICKS = "t.privaflow.detections.v1", "ticks"
 SITE = site_config()
+CAMERAS = ("campus", "gate")
+PARTITION = {"campus": 0, "gate": 1}
 REGISTRY: Any = FakeRegistry()
 
 
-def _serde() -> AvroSerde:
-    return AvroSerde(REGISTRY, "frame_detections", "privaflow.detections.v1-value")
+@pytest.fixture(scope="module")
+def frames() -> dict[str, list[dict[str, Any]]]:
+    return {cam: simulate(SITE, cam, duration_s=40, fps=10, n_objects=15, seed=i).frames
+            for i, cam in enumerate(CAMERAS)}
 
 
 @pytest.fixture(scope="module")
-def records() -> list[Incoming]:
-    """Two cameras' frames, encoded, as they would sit on partitions 0 and 1."""
-    serde = _serde()
-    out, offsets = [], {0: 0, 1: 0}
-    sims = {cam: simulate(SITE, cam, duration_s=40, fps=10, n_objects=15, seed=i)
-            for i, cam in enumerate(("campus", "gate"))}
-    frames = sorted((f for s in sims.values() for f in s.frames), key=lambda f: f["ts"])
-    for f in frames:
-        p = 0 if f["camera_id"] == "campus" else 1
-        out.append(Incoming(TOPIC, p, offsets[p], f["camera_id"].encode(), serde.encode(f)))
-        offsets[p] += 1
-    return out
+def log(frames: dict[str, list[dict[str, Any]]]) -> list[Incoming]:
+    """Two cameras' records (5 frames each), as they sit on partitions 0 and 1."""
+    return encode_log(interleave(frames), REGISTRY, PARTITION)
 
 
-def _engine() -> Engine:
-    decoder = Decoder(_serde())
-    decoder.fetch(decoder.serde.schema_id)
-    return Engine(SITE, decoder, TICKS)
-
-
-def _run(batches: list[list[Incoming]], table: dict[bytes, dict[str, Any]] | None = None,
-         engine: Engine | None = None) -> tuple[list[ClosedWindow], dict[bytes, dict[str, Any]]]:
-    """Apply batches as the agent does: the table gets each batch's states after the batch."""
-    table = {} if table is None else table
-    engine = engine if engine is not None else _engine()
-    closed: list[ClosedWindow] = []
-    for batch in batches:
-        out = engine.apply(batch, table.get)
-        closed += out.closed
-        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
-    return closed, table
+@pytest.fixture(scope="module")
+def expected(frames: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    return reference(SITE, frames)
 
 
 def _cut(records: list[Incoming], size: int) -> list[list[Incoming]]:
     return [records[i:i + size] for i in range(0, len(records), size)]
 
 
-def _read_back(by_offset: dict[tuple[int, int], Incoming], holes: dict[int, list[tuple[int, int]]]
-               ) -> list[Incoming]:
-    """What `streams.refetch` would read for `holes`."""
-    return [by_offset[(p, o)] for p, ranges in holes.items() for first, end in ranges for o in range(first, end)]
+async def _drive(loop: BatchLoop, batches: list[list[Incoming]]) -> None:
+    for batch in batches:
+        await loop.handle(batch)
 
 
-def _run_checkpointed(batches: list[list[Incoming]], table: dict[bytes, dict[str, Any]]
-                      ) -> tuple[Engine, list[ClosedWindow]]:
-    """Apply batches as the agent does, one a second, states written whenever a checkpoint is due."""
-    engine, checkpoints = _engine(), Checkpoints(interval_s=3.0)
-    engine.upto = {0: -1, 1: -1}
-    published: list[ClosedWindow] = []
-    for clock, batch in enumerate(batches):
-        out = engine.apply(batch, table.get)
-        published += out.closed
-        checkpoints.add(out, now=clock)
-        if checkpoints.due(now=clock):
-            table.update((key, value) for key, value, _ in checkpoints.take())
-    return engine, published
+def _run(log: list[Incoming], batches: list[list[Incoming]], **kw: Any) -> tuple[BatchLoop, Sent, Clock]:
+    """A worker's life: the batches, then silence until the idle timer closed the last windows."""
+    sent, clock = kw.pop("sent", None) or Sent(), kw.pop("clock", None) or Clock()
+    loop = make_loop(SITE, log, REGISTRY, sent=sent, clock=clock, **kw)
+
+    async def life() -> None:
+        await _drive(loop, batches)
+        for _ in range(2):  # a wake-up can read records back: then their cameras tick again
+            await close_idle(loop, clock, sent)
+
+    asyncio.run(life())
+    return loop, sent, clock
 
 
-def _assert_same_windows(published: list[ClosedWindow], reference: list[ClosedWindow]) -> None:
-    """Every window of the run without a crash, and a window published again only with the same value."""
-    by_key: dict[tuple[str, tuple[str, ...], int], ClosedWindow] = {}
-    for c in published:
-        assert by_key.setdefault(_key(c), c) == c, "a re-published window must be identical"
-    assert sorted(by_key.values(), key=_key) == sorted(reference, key=_key)
+def _assert_exact(sent: Sent, expected: dict[str, dict[str, dict[str, Any]]], once: bool = True) -> None:
+    for topic, records in sent.partner(REGISTRY).items():
+        seen: dict[str, dict[str, Any]] = {}
+        for k, v in records:
+            assert seen.setdefault(k, v) == v, f"{topic} {k}: published again with another value"
+        if once:
+            assert [k for k, n in Counter(k for k, _ in records).items() if n > 1] == [], f"{topic}: published twice"
+        assert latest_by_key(records) == expected.get(topic, {}), f"{topic}: differs from the reference"
 
 
-def _key(c: ClosedWindow) -> tuple[str, tuple[str, ...], int]:
-    return c.table, c.dims, c.window_start_ms
+def test_results_do_not_depend_on_batch_boundaries(log: list[Incoming], expected: Any) -> None:
+    tables = []
+    for size in (1, 7, 500):
+        loop, sent, _ = _run(log, _cut(log, size))
+        _assert_exact(sent, expected)
+        tables.append({k: v for k, v in loop.table.items() if not k.startswith(b"\x00")})  # type: ignore[attr-defined]
+    assert tables[0] == tables[1] == tables[2], "the same camera states whatever the batches"
+    assert sum(len(v) for v in expected.values()) > 50, "the scenes close plenty of windows"
 
 
-def test_results_do_not_depend_on_batch_boundaries(records: list[Incoming]) -> None:
-    small, small_state = _run(_cut(records, 7))
-    large, large_state = _run(_cut(records, 500))
-    one, _ = _run([records])
-    assert small and sorted(small, key=_key) == sorted(large, key=_key) == sorted(one, key=_key)
-    assert small_state == large_state
+def test_a_replayed_batch_is_skipped(log: list[Incoming]) -> None:
+    loop, _, _ = _run(log, _cut(log, 100))
+    before = dict(loop.table.items())
+    restarted = make_loop(SITE, log, REGISTRY, table=loop.table)  # type: ignore[arg-type]
+    out = asyncio.run(restarted.handle(log[:60]))
+    assert out.skipped == 60 and out.applied == 0 and not out.closed and not out.events
+    assert dict(restarted.table.items()) == before
 
 
-def test_each_window_closes_once(records: list[Incoming]) -> None:
-    closed, _ = _run(_cut(records, 50))
-    keys = [_key(c) for c in closed]
-    assert len(keys) == len(set(keys))
+def test_a_crash_before_writing_state_replays_to_the_same_windows(log: list[Incoming], expected: Any) -> None:
+    """Publish, then die before the state write (states written after every batch here); restart
+    from the last written state and from an older committed offset. Every window is published with
+    the value of the run without a crash."""
+    batches = _cut(log, 8)
+    sent, table = Sent(), MemoryTable()
+    first = make_loop(SITE, log, REGISTRY, table=table, sent=sent)
+    asyncio.run(_drive(first, batches[:10]))
+    first.write_checkpoint = lambda: None  # type: ignore[method-assign]  # the crash: no state for batch 10
+    asyncio.run(first.handle(batches[10]))
+    committed = {p: 5 for p in (0, 1)}  # the group's committed offsets lag the state
+    replay = [m for m in log if m.offset >= committed[m.partition]]
+    consumer = MemoryConsumer(log, {0, 1}, committed_at=committed)
+    _run(log, _cut(replay, 7), table=table, sent=sent, consumer=consumer)
+    _assert_exact(sent, expected, once=False)
 
 
-def test_a_replayed_batch_is_skipped(records: list[Incoming]) -> None:
-    _, table = _run(_cut(records, 100))
-    before = {k: dict(v) for k, v in table.items()}
-    engine = _engine()  # a restarted worker: nothing cached, state from the table
-    out = engine.apply(records[:300], table.get)
-    assert out.skipped == 300 and out.applied == 0 and not out.closed and not out.events
-    assert {k: st.to_state() for k, (st, _) in out.states.items()} == {}
-    assert table == before
-
-
-def test_a_crash_before_writing_state_replays_to_the_same_windows(records: list[Incoming]) -> None:
-    """Publish, then die before the state write; restart from the last written state and from an
-    older committed offset. Every window is published with the value of the run without a crash."""
-    reference, _ = _run(_cut(records, 40))
-    batches = _cut(records, 40)
-    table: dict[bytes, dict[str, Any]] = {}
-    published, _ = _run(batches[:10], table)
-    lost = _engine().apply(batches[10], table.get)  # published but never written: the crash
-    published += lost.closed
-    committed = 5 * 40  # the consumer's committed offset lags the state
-    again, _ = _run(_cut(records[committed:], 33), table)
-    published += again
-    _assert_same_windows(published, reference)
-
-
-def test_holes_the_consumer_leaves_are_found_and_filled_in_offset_order(records: list[Incoming]) -> None:
-    """faust's consumer can skip records after a restart (delivering 471..494, 542..799); the engine
-    names the missing ranges per partition, and with them read back the result is the full run's."""
-    reference, _ = _run(_cut(records, 40))
-    engine = _engine()
-    engine.upto = {0: -1, 1: -1}
-    table: dict[bytes, dict[str, Any]] = {}
-    closed: list[ClosedWindow] = []
-    by_offset = {(m.partition, m.offset): m for m in records}
-    skipped = {(0, o) for o in range(30, 55)} | {(1, o) for o in (0, 1, 2, 90)}
-    for batch in _cut(records, 40):
+def test_holes_the_consumer_leaves_are_read_back_and_passed_over(log: list[Incoming], expected: Any) -> None:
+    """faust's consumer can skip records after a restart (delivering 471..494, 542..799); the loop
+    reads the missing ranges back, tells the consumer to commit past them, and the result is the
+    full run's."""
+    skipped = {(0, o) for o in range(6, 11)} | {(1, o) for o in (0, 1, 2, 19)}
+    batches = []
+    for batch in _cut(log, 8):
         delivered = [m for m in batch if (m.partition, m.offset) not in skipped]
-        delivered += batch[:3]  # and some delivered twice
-        holes = engine.holes(delivered)
-        for p, ranges in holes.items():
-            for first, end in ranges:
-                assert first < end and all((p, o) in skipped for o in range(first, end))
-        refetched = _read_back(by_offset, holes)
-        out = engine.apply(engine.merge(delivered, refetched), table.get)
-        closed += out.closed
-        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
-    assert sorted(closed, key=_key) == sorted(reference, key=_key)
-    assert engine.upto == {p: max(m.offset for m in records if m.partition == p) for p in (0, 1)}
+        batches.append(delivered + batch[:3])  # and some delivered twice, out of order
+    missing = skipped - {(m.partition, m.offset) for b in batches for m in b}
+    loop, sent, _ = _run(log, batches)
+    _assert_exact(sent, expected)
+    passed = {(p, o) for p, first, last in loop.consumer.passed_over for o in range(first, last + 1)}  # type: ignore[attr-defined]
+    assert passed == missing and len(missing) >= 5
+    assert loop.engine.upto == {p: max(m.offset for m in log if m.partition == p) for p in (0, 1)}
+    assert loop.metrics.refetched._value.get() == len(missing)
 
 
-def test_a_crash_between_checkpoints_replays_from_the_marks(records: list[Incoming]) -> None:
-    """States are written every few batches only; a crash loses what came after the last checkpoint
-    while the consumer's committed offset is already past it. The restarted engine starts from the
-    marks, the records in between are read back, and every window is published with the value of
-    the run without a crash."""
-    reference, _ = _run(_cut(records, 40))
-    batches = _cut(records, 40)
-    table: dict[bytes, dict[str, Any]] = {}
-    engine, published = _run_checkpointed(batches[:11], table)
-    marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
-    assert marks != engine.upto, "the last batches were applied and published but not written"
+def test_a_crash_between_checkpoints_replays_from_the_marks(log: list[Incoming], expected: Any) -> None:
+    """States are written every few seconds only; a crash loses what came after the last checkpoint
+    while the consumer's committed offset is already past it. The restarted loop starts from the
+    marks, reads the records in between back, and every window is published with the value of the
+    run without a crash."""
+    sent, table, clock = Sent(), MemoryTable(), Clock()
+    first = make_loop(SITE, log, REGISTRY, table=table, sent=sent, clock=clock, checkpoint_s=3.0)
 
-    restarted = _engine()
-    restarted.upto = dict(marks)
-    by_offset = {(m.partition, m.offset): m for m in records}
-    read_back = 0
-    for batch in _cut(records[11 * 40:], 33):  # the consumer resumes where it had committed
-        holes = restarted.holes(batch)
-        refetched = _read_back(by_offset, holes)
-        read_back += len(refetched)
-        out = restarted.apply(restarted.merge(batch, refetched), table.get)
-        published += out.closed
-        table.update({k: st.to_state() for k, (st, _) in out.states.items()})
-    assert read_back == sum(engine.upto[p] - marks[p] for p in (0, 1))
-    _assert_same_windows(published, reference)
+    async def until_crash() -> None:
+        for batch in _cut(log, 8)[:11]:  # a batch a second
+            await first.handle(batch)
+            clock.now += 1.0
+
+    asyncio.run(until_crash())
+    marks = {p: table.data[upto_key(p)]["upto"] for p in (0, 1)}
+    assert marks != first.engine.upto, "the last batches were applied and published but not written"
+    resumed = {p: first.engine.upto[p] + 1 for p in (0, 1)}  # the group committed what it was delivered
+    consumer = MemoryConsumer(log, {0, 1}, committed_at=resumed)
+    rest = [m for m in log if m.offset >= resumed[m.partition]]
+    loop, sent, _ = _run(log, _cut(rest, 7), table=table, sent=sent, consumer=consumer)
+    assert sum(end - first_ for _, first_, end in loop.reader.reads) == sum(resumed[p] - marks[p] - 1 for p in (0, 1))  # type: ignore[attr-defined]
+    _assert_exact(sent, expected, once=False)
 
 
 def test_a_crash_between_checkpoints_with_nothing_after_it_is_read_back_on_a_wake_up_tick(
-        records: list[Incoming]) -> None:
+        log: list[Incoming], expected: Any) -> None:
     """The same crash at the very end: the consumer had committed everything, so after the restart
-    no record comes at all (a camera gone quiet). The worker's wake-up tick per partition, with
-    where the group resumed, is enough to read back everything above the marks."""
-    reference, _ = _run(_cut(records, 40))
-    table: dict[bytes, dict[str, Any]] = {}
-    batches = _cut(records, 40)
-    engine, published = _run_checkpointed(batches[:-2], table)
-    for batch in batches[-2:]:  # the crash: the last two applied and published, never written
-        published += engine.apply(batch, table.get).closed
-    marks = {p: table[upto_key(p)]["upto"] for p in (0, 1)}
-    resumed = {p: engine.upto[p] + 1 for p in (0, 1)}  # the group committed all it was delivered
+    no record comes at all (cameras gone quiet). The loop's wake-up tick per partition, with where
+    the group resumed, reads back everything above the marks."""
+    sent, table, clock = Sent(), MemoryTable(), Clock()
+    first = make_loop(SITE, log, REGISTRY, table=table, sent=sent, clock=clock, checkpoint_s=3.0)
+    batches = _cut(log, 8)
+
+    async def until_crash() -> None:
+        for batch in batches[:-2]:
+            await first.handle(batch)
+            clock.now += 1.0
+        first.write_checkpoint = lambda: None  # type: ignore[method-assign]  # the last two: applied, never written
+        for batch in batches[-2:]:
+            await first.handle(batch)
+            clock.now += 1.0
+
+    asyncio.run(until_crash())
+    marks = {p: table.data[upto_key(p)]["upto"] for p in (0, 1)}
+    resumed = {p: first.engine.upto[p] + 1 for p in (0, 1)}
     assert all(marks[p] + 1 < resumed[p] for p in (0, 1)), "the crash must leave records above the marks"
-
-    restarted = _engine()
-    restarted.upto = dict(marks)
-    wake = [Incoming(TICKS, p, 7, None, b"") for p in (0, 1)]
-    assert restarted.holes(wake) == {}, "without where the group resumed there is nothing to compare with"
-    holes = restarted.holes(wake, resumed)
-    assert holes == {p: [(marks[p] + 1, resumed[p])] for p in (0, 1)}
-    by_offset = {(m.partition, m.offset): m for m in records}
-    refetched = _read_back(by_offset, holes)
-    out = restarted.apply(restarted.merge(wake, refetched), table.get)
-    assert not out.dead, "a wake-up tick applies nothing and is no dead letter"
-    published += out.closed
-    assert restarted.upto == engine.upto
-    _assert_same_windows(published, reference)
+    consumer = MemoryConsumer(log, {0, 1}, committed_at=resumed)
+    loop, sent, _ = _run(log, [], table=table, sent=sent, consumer=consumer)  # nothing but the wake-up
+    assert sorted(loop.reader.reads) == [(p, marks[p] + 1, resumed[p]) for p in (0, 1)]  # type: ignore[attr-defined]
+    assert not sent.on("privaflow.detections.dlq.v2"), "a wake-up tick applies nothing and is no dead letter"
+    _assert_exact(sent, expected, once=False)
 
 
-def test_checkpoints_wait_their_interval_and_write_states_before_marks(records: list[Incoming]) -> None:
-    engine, checkpoints = _engine(), Checkpoints(interval_s=2.0)
-    engine.upto = {0: -1, 1: -1}
-    checkpoints.add(engine.apply(records[:30], {}.get), now=100.0)
-    checkpoints.add(engine.apply(records[30:60], {}.get), now=101.0)
-    assert not checkpoints.due(now=101.9)
-    assert checkpoints.due(now=102.0)
-    writes = checkpoints.take()
-    keys = [key for key, _, _ in writes]
-    assert keys == [b"campus", b"gate", upto_key(0), upto_key(1)], "one write per camera, marks last"
-    assert writes[0][1]["offsets"] == {"0": max(m.offset for m in records[:60] if m.partition == 0)}
-    assert [p for _, _, p in writes] == [0, 1, 0, 1], "each on its camera's changelog partition"
-    assert checkpoints.take() == [] and not checkpoints.due(now=1e9)
+def test_checkpoints_wait_their_interval_and_write_states_before_marks(log: list[Incoming]) -> None:
+    clock = Clock()
+    loop = make_loop(SITE, log, REGISTRY, clock=clock, checkpoint_s=2.0)
+    table: MemoryTable = loop.table  # type: ignore[assignment]
+
+    async def steps() -> None:
+        await loop.handle(log[:4])
+        first_marks = list(table.writes)
+        assert [k for k, _ in first_marks] == [upto_key(0), upto_key(1)], "a mark for each new partition at once"
+        clock.now += 1.0
+        await loop.handle(log[4:8])
+        clock.now += 0.9
+        await loop.handle(log[8:10])
+        assert table.writes == first_marks, "nothing before the interval has passed"
+        clock.now += 0.1
+        await loop.handle(log[10:12])
+        written = table.writes[len(first_marks):]
+        assert [k for k, _ in written] == [b"campus", b"gate", upto_key(0), upto_key(1)], \
+            "one write per camera, marks last"
+        assert [p for _, p in written] == [0, 1, 0, 1], "each on its camera's changelog partition"
+        assert table.data[b"campus"]["offsets"] == {"0": max(m.offset for m in log[:12] if m.partition == 0)}
+
+    asyncio.run(steps())
 
 
-def test_records_at_or_below_the_applied_mark_are_replays(records: list[Incoming]) -> None:
-    engine = _engine()
-    engine.upto = {0: 10, 1: 10}
-    batch = [m for m in records if m.offset <= 20]
-    assert engine.holes(batch) == {}
-    out = engine.apply(batch, {}.get)
-    assert out.skipped == 22 and out.applied == 20
-    assert out.upto == {0: 20, 1: 20}
-    assert engine.holes([m for m in records if m.offset in (25, 27)]) == {0: [(21, 25), (26, 27)],
-                                                                           1: [(21, 25), (26, 27)]}
+def test_records_at_or_below_the_applied_mark_are_replays(log: list[Incoming]) -> None:
+    table = MemoryTable()
+    for p in (0, 1):
+        table.write(upto_key(p), {"upto": 3}, p)
+    loop = make_loop(SITE, log, REGISTRY, table=table)
+    batch = [m for m in log if m.offset <= 6]
+    out = asyncio.run(loop.handle(batch))
+    assert out.skipped == 8 and out.applied == 6 and out.upto == {0: 6, 1: 6}
+    assert loop.reader.reads == [], "nothing above the mark is missing"  # type: ignore[attr-defined]
+    assert loop.engine.holes([m for m in log if m.offset in (9, 11)]) == {0: [(7, 9), (10, 11)],
+                                                                          1: [(7, 9), (10, 11)]}
 
 
-def test_state_round_trips_through_json(records: list[Incoming]) -> None:
-    import json
-
-    _, table = _run(_cut(records[:200], 50))
-    for key, state in table.items():
-        again = CameraState.from_state(SITE, key.decode(), json.loads(json.dumps(state))).to_state()
-        assert again == state
-
-
-def _tick(p: int, offset: int, tick: Tick) -> Incoming:
-    return Incoming(TICKS, p, offset, b"campus", tick.encode())
+def test_state_round_trips_through_json(log: list[Incoming]) -> None:
+    loop = make_loop(SITE, log, REGISTRY)
+    asyncio.run(_drive(loop, _cut(log[:40], 10)))
+    for key, state in loop.table.items():
+        if not key.startswith(b"\x00"):
+            again = CameraState.from_state(SITE, key.decode(), json.loads(json.dumps(state))).to_state()
+            assert again == state
 
 
-def test_ticks_close_an_idle_cameras_windows_once(records: list[Incoming]) -> None:
-    campus = [r for r in records if r.key == b"campus"]
-    engine = _engine()
-    closed, table = _run([campus], engine=engine)
-    state = CameraState.from_state(SITE, "campus", table[b"campus"])
+def test_ticks_close_an_idle_cameras_windows_once(log: list[Incoming], expected: Any) -> None:
+    campus = [m for m in log if m.key == b"campus"]
+    sent, clock = Sent(), Clock()
+    loop = make_loop(SITE, campus, REGISTRY, sent=sent, clock=clock)
+    asyncio.run(_drive(loop, _cut(campus, 10)))
+    state = CameraState.from_state(SITE, "campus", loop.table.get(b"campus"))  # type: ignore[arg-type]
     assert state.windows.open_windows(), "the last windows stay open while nothing else arrives"
     last = campus[-1].offset
 
-    stale = engine.apply([_tick(0, 0, Tick(last - 1, state.max_ts + 10**6))], table.get)
+    stale = asyncio.run(loop.handle([Incoming(TICKS, 0, 0, b"campus", Tick(last - 1, state.max_ts + 10**6).encode())]))
     assert stale.ticks == 0 and not stale.closed, "a tick overtaken by a record is ignored"
 
-    ticks = engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={0}, load=table.get)
+    assert asyncio.run(_idle(loop, clock, 1.0)) == [], "not silent long enough"
+    ticks = asyncio.run(_idle(loop, clock, loop.settings.idle_timeout_s))
     assert [(k, p) for k, p, _ in ticks] == [(b"campus", 0)]
-    assert ticks[0][2].offset == last and ticks[0][2].watermark_ms > state.max_ts
-    assert engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={1}, load=table.get) == []
+    tick = Tick.decode(ticks[0][2])
+    assert tick.offset == last and tick.watermark_ms > state.max_ts  # type: ignore[operator]
 
-    flush = Tick(last, state.max_ts + 10**6)
-    out = engine.apply([_tick(0, 1, flush)], table.get)
+    out = asyncio.run(loop.handle([Incoming(TICKS, 0, 1, b"campus", ticks[0][2])]))
     assert out.ticks == 1 and out.closed and sum(out.idle_closed.values()) == len(out.closed)
-    table.update({k: st.to_state() for k, (st, _) in out.states.items()})
-    assert not CameraState.from_state(SITE, "campus", table[b"campus"]).windows.open_windows()
-    replay = _engine().apply([_tick(0, 1, flush)], table.get)
-    assert not replay.closed, "a replayed tick closes nothing twice"
-    assert engine.idle_ticks(now=10**9, idle_timeout_s=2, partitions={0}, load=table.get) == [], \
-        "nothing left open: the camera stops ticking"
+    replay = make_loop(SITE, campus, REGISTRY, table=loop.table)  # type: ignore[arg-type]
+    again = asyncio.run(replay.handle([Incoming(TICKS, 0, 1, b"campus", ticks[0][2])]))
+    assert not again.closed, "a replayed tick closes nothing twice"
+    assert asyncio.run(_idle(loop, clock, 3600.0)) == [], "nothing left open: the camera stops ticking"
+    published = sent.partner(REGISTRY)
+    every = [k for records in published.values() for k, _ in records]
+    assert len(every) == len(set(every)), "each window once"
+    want = {k for topic in expected.values() for k in topic if "campus" in k}
+    assert want <= set(every)
 
-    reference, _ = _run([campus])
-    every = {_key(c) for c in closed + out.closed}
-    assert len(every) == len(closed) + len(out.closed)
-    assert {_key(c) for c in reference} <= every
+
+async def _idle(loop: BatchLoop, clock: Clock, seconds: float) -> list[tuple[bytes | None, int, bytes]]:
+    """Advance the clock, run the idle timer; returns the (key, partition, value) of camera ticks sent."""
+    sent: Sent = loop.send  # type: ignore[assignment]
+    before = len(sent.on(TICKS))
+    clock.now += seconds
+    await loop.tick_idle_cameras()
+    return [(k, p or 0, v or b"") for k, v, p, _ in sent.on(TICKS)[before:] if k is not None]

@@ -1,6 +1,6 @@
-"""Dead letters: records the worker cannot use go to privaflow.detections.dlq.v1 with the original
+"""Dead letters: records the worker cannot use go to privaflow.detections.dlq.v2 with the original
 bytes, the reason and where they came from; the worker carries on and the good records around
-them still count.
+them still count. A record (several frames of one camera) is used or refused as a whole.
 
 Requirement ids: T6 (the reason names the problem, never echoes a track id), T9 (nothing silently lost).
 """
@@ -8,18 +8,23 @@ Requirement ids: T6 (the reason names the problem, never echoes a track id), T9 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import struct
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 
-from privaflow.schemas.codec import AvroSerde, RegistryError  # noqa: E402
-from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome, frame_problem  # noqa: E402
-from privaflow.streams.publish import Publisher  # noqa: E402
-from privaflow.streams.settings import TopicNames  # noqa: E402
-from privaflow_stack.simulate import simulate  # noqa: E402
-from tests.streams.harness import (  # noqa: E402
+from privaflow.schemas.codec import AvroSerde, RegistryError, SchemaRegistry
+from privaflow.schemas.detections import batch_records
+from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome, batch_problem
+from privaflow.streams.publish import Publisher
+from privaflow.streams.settings import TopicNames
+from privaflow_stack.simulate import simulate
+from tests.streams.harness import (
+    REPO,
     TEST_SITE,
     DetectionsProducer,
     FakeRegistry,
@@ -47,6 +52,13 @@ def _frame(**changes: Any) -> dict[str, Any]:
     return frame
 
 
+def _record(**changes: Any) -> dict[str, Any]:
+    """A record of two frames, the second one spoiled by `changes`."""
+    good = _frame()
+    return batch_records([good, {**_frame(**changes), "ts": changes.get("ts", good["ts"] + 100), "frame_seq": 2}],
+                         5)[0]
+
+
 @pytest.mark.parametrize(("changes", "kind", "words"), [
     ({"site_id": "elsewhere"}, "site", "not this worker's site"),
     ({"camera_id": "ghost"}, "camera", "not in the site config"),
@@ -55,25 +67,47 @@ def _frame(**changes: Any) -> dict[str, Any]:
     ({"y1": float("nan")}, "box", "not inside 0..1"),
     ({"foot_y": -0.2}, "box", "foot point"),
     ({"confidence": 1.5}, "value", "confidence"),
+    ({"class_name": "car"}, "class", "is not one of the classes of camera 'campus'"),
     ({"frame_width": 0}, "value", "frame size"),
     ({"ts": 253_402_214_400_000}, "time", "ahead of this worker's clock"),  # 9999-12-31 would stall the watermark
 ])
 def test_semantically_invalid_records_are_named(changes: dict[str, Any], kind: str, words: str) -> None:
-    frame = _frame(**changes)
-    problem = frame_problem(frame, SITE.site_id, CAMERAS, frame["camera_id"])
+    if "site_id" in changes or "camera_id" in changes or "frame_width" in changes:
+        record = batch_records([_frame(**changes)], 5)[0]  # one value per record
+    else:
+        record = _record(**changes)
+    problem = batch_problem(record, SITE, record["camera_id"])
     assert problem is not None and problem[0] == kind and words in problem[1]
     assert "7" not in problem[1].replace("1.7", ""), "a reason never echoes the track id"
 
 
+@pytest.mark.parametrize(("spoil", "words"), [
+    (lambda r: r.update(frame_seq=r["frame_seq"][:1]), "column frame_seq has 1 entries for 2 frames"),
+    (lambda r: r.update(detection_counts=[1, 2]), "for 3 detections"),
+    (lambda r: r.update(detection_counts=[3, -1]), "negative detection count"),
+    (lambda r: r.update(x1=r["x1"][:1]), "column x1 has 1 entries for 2 detections"),
+    (lambda r: r.update(speed_kmh=[1.0]), "column speed_kmh has 1 entries"),
+    (lambda r: r.update(ts=r["ts"][::-1]), "not in capture order"),
+    (lambda r: r.update(ts=[], frame_seq=[], detected=[], detection_counts=[], **{c: [] for c in (
+        "track_id", "class_name", "confidence", "x1", "y1", "x2", "y2", "foot_x", "foot_y")}), "without frames"),
+])
+def test_columns_that_do_not_fit_together_are_a_layout_dead_letter(spoil: Any, words: str) -> None:
+    record = _record()
+    spoil(record)
+    problem = batch_problem(record, SITE, "campus")
+    assert problem is not None and problem[0] == "layout" and words in problem[1]
+
+
 def test_valid_records_pass_and_a_key_must_be_the_camera() -> None:
-    assert frame_problem(_frame(), SITE.site_id, CAMERAS, "campus") is None
-    assert frame_problem(_frame(x2=1.00001), SITE.site_id, CAMERAS, "campus") is None, "float32 rounding"
-    problem = frame_problem(_frame(), SITE.site_id, CAMERAS, "street")
+    record = _record()
+    assert batch_problem(record, SITE, "campus") is None
+    assert batch_problem(_record(x2=1.00001), SITE, "campus") is None, "float32 rounding"
+    problem = batch_problem(record, SITE, "street")
     assert problem is not None and problem[0] == "key"
 
 
 def _decoder() -> tuple[Decoder, AvroSerde]:
-    serde = AvroSerde(FakeRegistry(), "frame_detections", "privaflow.detections.v1-value")  # type: ignore[arg-type]
+    serde = AvroSerde(FakeRegistry(), "detection_batch", "privaflow.detections.v2-value")  # type: ignore[arg-type]
     decoder = Decoder(serde)
     decoder.fetch(serde.schema_id)
     return decoder, serde
@@ -81,30 +115,32 @@ def _decoder() -> tuple[Decoder, AvroSerde]:
 
 def test_engine_sends_undecodable_and_invalid_records_to_dead_letters() -> None:
     decoder, serde = _decoder()
-    good = serde.encode(_frame())
+    good = serde.encode(_record())
     body = good[5:]
     batch = [
         Incoming("t", 0, 0, b"campus", b"garbage"),
         Incoming("t", 0, 1, b"campus", b"\x00" + struct.pack(">I", 999_999) + body),
         Incoming("t", 0, 2, b"campus", b"\x01" + good[1:]),
-        Incoming("t", 0, 3, b"campus", serde.encode(_frame(x2=1.7))),
-        Incoming("t", 1, 0, b"ghost", serde.encode(_frame(camera_id="ghost"))),
+        Incoming("t", 0, 3, b"campus", serde.encode(_record(x2=1.7))),
+        Incoming("t", 1, 0, b"ghost", serde.encode(batch_records([_frame(camera_id="ghost")], 5)[0])),
         Incoming("t", 1, 1, None, good),
         Incoming("t", 0, 4, b"campus", good),
+        Incoming("t", 0, 5, b"campus", serde.encode(_record(class_name="car"))),
     ]
     assert decoder.unknown_ids(m.value for m in batch) == {999_999}
     decoder.fetch(999_999)  # not in the registry: remembered as missing, its records are dead letters
     out = Engine(SITE, decoder, "ticks").apply(batch, lambda key: None)
     dead = {(d.record.partition, d.record.offset): d for d in out.dead}
-    assert sorted(dead) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
+    assert sorted(dead) == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 5), (1, 0), (1, 1)]
     assert dead[(0, 0)].kind == "decode" and "shorter than" not in dead[(0, 0)].reason
     assert dead[(0, 1)].kind == "unknown_schema" and "999999" in dead[(0, 1)].reason
     assert "magic byte 1" in dead[(0, 2)].reason
     assert dead[(0, 3)].kind == "box"
     assert dead[(1, 0)].kind == "camera" or dead[(1, 0)].kind == "key"
     assert dead[(1, 1)].kind == "key"
-    assert out.applied == 1
-    assert out.states[b"campus"][0].to_state()["offsets"] == {"0": 4}, "dead letters of a camera still advance its mark"
+    assert dead[(0, 5)].kind == "class"
+    assert out.applied == 1 and out.frames == 2, "the one good record, both its frames"
+    assert out.states[b"campus"][0].to_state()["offsets"] == {"0": 5}, "dead letters of a camera still advance its mark"
     headers = dict(dead[(0, 3)].headers())
     assert headers["source_topic"] == b"t" and headers["source_partition"] == b"0"
     assert headers["source_offset"] == b"3" and b"not inside" in headers["error"]
@@ -115,7 +151,7 @@ def test_an_unreachable_registry_is_an_error_not_a_dead_letter() -> None:
         def schema_by_id(self, schema_id: int) -> Any:
             raise RegistryError("schema registry at http://x unreachable: ConnectError")
 
-    decoder = Decoder(AvroSerde(Down(), "frame_detections", "s"))  # type: ignore[arg-type]
+    decoder = Decoder(AvroSerde(Down(), "detection_batch", "s"))  # type: ignore[arg-type]
     with pytest.raises(RegistryError):
         decoder.fetch(1)
 
@@ -133,9 +169,9 @@ def test_publisher_writes_dead_letters_with_original_bytes_and_headers() -> None
 
     publisher = Publisher(send, FakeRegistry(), SITE, TopicNames("p."))  # type: ignore[arg-type]
     counts = asyncio.run(publisher.publish(out))
-    assert counts == {"p.privaflow.detections.dlq.v1": 1}
+    assert counts == {"p.privaflow.detections.dlq.v2": 1}
     topic, key, value, headers = sent[0]
-    assert (topic, key, value) == ("p.privaflow.detections.dlq.v1", b"campus", b"junk")
+    assert (topic, key, value) == ("p.privaflow.detections.dlq.v2", b"campus", b"junk")
     assert dict(headers)["source_offset"] == b"9" and dict(headers)["source_partition"] == b"2"
 
 
@@ -145,10 +181,17 @@ def test_dead_letters_on_the_real_broker(stack: Any, unique: str, tmp_path: Path
     run.create_topics()
     sim = simulate(run.site, "campus", duration_s=40, fps=10, n_objects=15, seed=3)
     producer = DetectionsProducer(run)
-    good = producer.serde.encode(sim.frames[0])
+    good = producer.serde.encode(batch_records(sim.frames[:1], 1)[0])
+    # a record of the retired v1 contract (one frame, per-object records) produced to the v2 topic
+    v1_schema = (REPO / "bench" / "v1" / "frame_detections.avsc").read_text()
+    v1_id = SchemaRegistry(run.registry_url).register(f"{run.prefix}privaflow.detections.v1-value", v1_schema)
+    v1_body = io.BytesIO()
+    fastavro.schemaless_writer(v1_body, fastavro.parse_schema(json.loads(v1_schema)), sim.frames[10])
     bad: dict[int, str] = {}
     for i, f in enumerate(sim.frames):
         producer.frame(f)
+        if i == 20:
+            bad[producer.raw(b"campus", b"\x00" + struct.pack(">I", v1_id) + v1_body.getvalue())] = "SchemaResolution"
         if i == 50:
             bad[producer.raw(b"campus", b"\x00\x01")] = "shorter than the 5-byte"
         if i == 75:

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from privaflow.schemas.topics import partner_topic_name  # noqa: E402
-from privaflow_stack.simulate import Simulation, simulate  # noqa: E402
-from tests.streams.harness import (  # noqa: E402
+from privaflow.schemas.detections import batch_records
+from privaflow.schemas.topics import partner_topic_name
+from privaflow_stack.simulate import Simulation, simulate
+from tests.streams.harness import (
+    FRAMES_PER_RECORD,
     TEST_SITE,
     DetectionsProducer,
     Run,
@@ -83,8 +85,7 @@ def _produced(run: Run, duration_s: float = 60) -> tuple[dict[str, Simulation], 
     run.create_topics()
     sims = _scenes(duration_s=duration_s)
     producer = DetectionsProducer(run)
-    for f in interleave({c: s.frames for c, s in sims.items()}):
-        producer.frame(f)
+    producer.frames(interleave({c: s.frames for c, s in sims.items()}))
     producer.flush()
     return sims, producer
 
@@ -102,7 +103,8 @@ def test_published_windows_equal_the_simulated_truth(stack: Any, unique: str, tm
         got = read_partner_tables(run, expected)
         _assert_matches(got, expected, sims, once=True)
         n_frames = sum(len(s.frames) for s in sims.values())
-        assert _metric(worker, 'privaflow_detection_records_total{outcome="applied"}') == n_frames
+        assert _metric(worker, 'privaflow_detection_records_total{outcome="applied"}') == producer.sent
+        assert _metric(worker, "privaflow_frames_total") == n_frames
         assert _metric(worker, "privaflow_late_records_total") == 0
         assert _metric(worker, 'privaflow_windows_closed_total{table="occupancy",trigger="idle"}') > 0, \
             "the last windows of a finished video close by the idle timer"
@@ -168,10 +170,12 @@ def test_sigkill_in_the_middle_loses_and_duplicates_nothing(stack: Any, unique: 
     producer = DetectionsProducer(run)
     config = write_config(TEST_SITE, tmp_path / "site.yaml")
 
+    records = batch_records(frames, FRAMES_PER_RECORD)
+
     def produce_live() -> None:  # ~150 frames/s: the whole scene takes ~12 s
-        for i, f in enumerate(frames):
-            producer.frame(f)
-            if i % 30 == 29:
+        for i, r in enumerate(records):
+            producer.record(r)
+            if i % 6 == 5:
                 producer.producer.flush(5)
                 time.sleep(0.2)
         producer.flush()
@@ -246,11 +250,11 @@ def test_records_the_consumer_skips_are_read_back(stack: Any, unique: str, tmp_p
     run = Run(unique, stack.bootstrap, stack.registry_url)
     run.create_topics()
     sims = _scenes(duration_s=60)
-    frames = interleave({c: s.frames for c, s in sims.items()})
-    half = len(frames) // 2
+    records = batch_records(interleave({c: s.frames for c, s in sims.items()}), FRAMES_PER_RECORD)
+    half = len(records) // 2
     producer = DetectionsProducer(run)
-    for f in frames[:half]:
-        producer.frame(f)
+    for r in records[:half]:
+        producer.record(r)
     producer.flush()
     config = write_config(TEST_SITE, tmp_path / "site.yaml")
     # the idle timer must not close windows while the second half is held back
@@ -263,14 +267,14 @@ def test_records_the_consumer_skips_are_read_back(stack: Any, unique: str, tmp_p
             time.sleep(0.3)
         assert _applied(first) == half
         assert first.stop() == 0
-        for f in frames[half:]:
-            producer.frame(f)
+        for r in records[half:]:
+            producer.record(r)
         producer.flush()
         first_of_second: dict[int, int] = {}
-        for seq in range(half, len(frames)):
+        for seq in range(half, len(records)):
             p, off = producer.delivered[seq]
             first_of_second[p] = min(off, first_of_second.get(p, off))
-        skip = 25
+        skip = 5
         ahead = [TopicPartition(run.names.detections, p, off + skip) for p, off in first_of_second.items()]
         admin = AdminClient({"bootstrap.servers": stack.bootstrap})
         admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(run.app_id, ahead)])[run.app_id].result(30)
