@@ -1,11 +1,12 @@
 """Load: how many cameras (10 fps x ~10 objects) one broker and two stream workers sustain here.
 
 For each camera count, a fresh topic namespace gets real-time traffic from pre-encoded simulated
-frames (so the producer costs little CPU), two `privaflow streams worker` processes share it, and
-the consumer-group lag is sampled every second. A count is *sustained* when the lag over the last
-third of the run stays below 5 s of input (offsets are committed every few seconds) and the
-workers catch up within 10 s once the traffic stops. Prints, per count: offered and
-consumed detections/s, their ratio, lag, and worker memory.
+frames packed as the edge packs them (DetectionBatch records of 5 frames, each sent when its last
+frame is captured; so the producer costs little CPU), two `privaflow streams worker` processes
+share it, and the consumer-group lag is sampled every second. A count is *sustained* when the lag
+over the last third of the run stays below 5 s of input (offsets are committed every few seconds)
+and the workers catch up within 10 s once the traffic stops. Prints, per count: offered and
+consumed detections/s, their ratio, lag (in records), and worker memory.
 
     .venv/bin/python bench/bench_load.py [--counts 50,100,200,400] [--seconds 45]
 """
@@ -24,18 +25,21 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
+from privaflow.schemas.detections import batch_records
 from privaflow.schemas.topics import DETECTIONS, ensure_topics, topic
 from privaflow_stack.local import LocalStack
-from privaflow_stack.simulate import REALISTIC, many_cameras
+from privaflow_stack.simulate import REALISTIC, T0_MS, many_cameras
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10.0
+FRAMES_PER_RECORD = 5  # the edge's default (edge.records.DEFAULT_BATCH_FRAMES)
 
 
 def rss_mib(pid: int) -> float:
@@ -59,12 +63,51 @@ def lag(admin: AdminClient, consumer: Consumer, group: str, name: str, partition
     return total
 
 
-def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> dict[str, float]:
-    site, frames = many_cameras(cameras, FPS, 10.0, seconds, REALISTIC, seed=cameras)
+def encoded_load(stack: LocalStack, cameras: int, seconds: float, chunk_s: float = 10.0
+                 ) -> tuple[Any, list[tuple[bytes, bytes, int]], int]:
+    """(site, [(key, value, when to send: the capture time of the record's last frame)], detections),
+    generated in chunks of event time to bound memory."""
     serde = serde_for_topic(SchemaRegistry(stack.registry_url), DETECTIONS)
-    payloads = [(f["camera_id"].encode(), serde.encode(f), f["ts"]) for f in frames]
-    n_det = sum(len(f["detections"]) for f in frames)
-    del frames
+    payloads: list[tuple[bytes, bytes, int]] = []
+    n_det, t, site = 0, 0.0, None
+    while t < seconds:
+        chunk = min(chunk_s, seconds - t)
+        site, frames = many_cameras(cameras, FPS, 10.0, chunk, REALISTIC, seed=cameras + int(t),
+                                    t0_ms=T0_MS + int(t * 1000))
+        n_det += sum(len(f["detections"]) for f in frames)
+        payloads += [(r["camera_id"].encode(), serde.encode(r), r["ts"][-1])
+                     for r in batch_records(frames, FRAMES_PER_RECORD)]
+        t += chunk
+    payloads.sort(key=lambda p: p[2])
+    return site, payloads, n_det
+
+
+def worker_metrics(port: int) -> dict[str, float]:
+    """The counters of a worker's /metrics that say what it did and what it cost."""
+    import httpx
+
+    wanted = ("privaflow_detections_total", "process_cpu_seconds_total")
+    out = dict.fromkeys(wanted, 0.0)
+    try:
+        for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name in wanted:
+                out[name] = float(value)
+    except Exception:  # a worker that does not answer: zeros say so
+        pass
+    return out
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path, profile: bool = False
+             ) -> dict[str, float]:
+    site, payloads, n_det = encoded_load(stack, cameras, seconds)
 
     unique = uuid.uuid4().hex[:6]
     prefix, app_id = f"load{unique}.", f"privaflow-streams-load{unique}"
@@ -75,10 +118,10 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
     env = {**os.environ, "PRIVAFLOW_BOOTSTRAP": stack.bootstrap, "PRIVAFLOW_REGISTRY_URL": stack.registry_url,
            "PRIVAFLOW_TOPIC_PREFIX": prefix, "PRIVAFLOW_STREAMS_APP_ID": app_id}
     workers = []
+    ports = [6300 + i + (cameras % 50) * 2 for i in range(2)]
     for i in range(2):
         cmd = [sys.executable, "-m", "privaflow", "streams", "worker", "--config", str(site_path),
-               "--web-port", str(6300 + i + (cameras % 50) * 2), "--data-dir", str(workdir / f"w{cameras}-{i}"),
-               "-l", "warn"]
+               "--web-port", str(ports[i]), "--data-dir", str(workdir / f"w{cameras}-{i}"), "-l", "warn"]
         log = open(workdir / f"worker-{cameras}-{i}.log", "wb")  # noqa: SIM115 (closed with the process)
         workers.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), log))
     admin = AdminClient({"bootstrap.servers": stack.bootstrap})
@@ -86,7 +129,14 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
     producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 20, "compression.type": "lz4",
                          "enable.idempotence": True, "acks": "all"})
     time.sleep(8)  # let both workers join the group before traffic starts
+    if profile:  # a sampling profile of the first worker while the traffic runs (py-spy, attached)
+        out = workdir / f"profile-{cameras}-0.txt"
+        subprocess.Popen(["py-spy", "record", "-p", str(workers[0][0].pid), "-d", str(int(seconds)), "-r", "50",
+                          "-f", "raw", "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
 
+    before = [worker_metrics(port) for port in ports]
+    busy0, total0 = cpu_busy()
     t0_ms = payloads[0][2]
     start = time.monotonic()
     samples: list[tuple[float, int]] = []
@@ -117,6 +167,16 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
     while lag(admin, probe, app_id, det.name, det.partitions) > 0 and time.monotonic() - drain_start < 120:
         time.sleep(0.5)
     drain_s = time.monotonic() - drain_start
+    after = [worker_metrics(port) for port in ports]
+    busy1, total1 = cpu_busy()
+    wall = produced_s + drain_s
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        dets = a["privaflow_detections_total"] - b["privaflow_detections_total"]
+        cpu = a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"]
+        print(f"  worker {i}: {dets:,.0f} detections applied, {cpu:.1f} s CPU ({cpu / wall:.0%} of a core), "
+              f"{cpu / max(dets, 1) * 1e6:.1f} us CPU per detection", flush=True)
+    print(f"  the machine was {(busy1 - busy0) / (total1 - total0):.0%} busy ({os.cpu_count()} cores, everything "
+          "on it)", flush=True)
     for p, log in workers:
         p.terminate()
         p.wait(30)
@@ -124,7 +184,7 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
     probe.close()
 
     tail = [lag_ for t, lag_ in samples if t >= produced_s * 2 / 3]
-    per_s = cameras * FPS
+    per_s = cameras * FPS / FRAMES_PER_RECORD  # records per second
     # lag is read from committed offsets, which Faust commits every few seconds: allow 5 s of input
     bounded = bool(tail) and max(tail) < 5 * per_s and drain_s < 10
     return {"cameras": cameras, "offered_det_s": n_det / produced_s, "consumed_det_s": n_det / (produced_s + drain_s),
@@ -134,9 +194,11 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--counts", default="50,100,200,300,400", help="camera counts to try, in order")
+    ap.add_argument("--counts", default="300,600,900,1200", help="camera counts to try, in order")
     ap.add_argument("--seconds", type=float, default=45.0, help="traffic per count")
     ap.add_argument("--keep", metavar="DIR", help="leave the workers' logs and state in a folder under DIR")
+    ap.add_argument("--profile", action="store_true", help="with --keep: record a sampling profile of the first "
+                    "worker during the traffic (needs py-spy: pip install py-spy), as collapsed stacks")
     args = ap.parse_args()
     stack = LocalStack()
     stack.up()
@@ -147,7 +209,7 @@ def main() -> None:
             else tempfile.TemporaryDirectory(prefix="privaflow-load-"))
     with work as tmp:
         for n in (int(x) for x in args.counts.split(",")):
-            r = run_step(stack, n, args.seconds, Path(tmp))
+            r = run_step(stack, n, args.seconds, Path(tmp), profile=args.profile and bool(args.keep))
             print(f"{n:7d} {r['offered_det_s']:13.0f} {r['consumed_det_s']:14.0f} "
                   f"{r['consumed_det_s'] / r['offered_det_s']:6.2f} {r['max_lag_records']:8.0f} "
                   f"{r['tail_lag_records']:8.0f} {r['drain_s']:7.1f} {r['peak_worker_rss_mib']:14.0f}  "

@@ -1,23 +1,28 @@
-"""Stream worker throughput and latency on the real local stack, side by side with a bare consumer.
+"""Stream worker throughput and latency on the real local stack, side by side with bare consumers.
 
     .venv/bin/privaflow stack up                 # once (or have PRIVAFLOW_BOOTSTRAP/_REGISTRY_URL set)
-    .venv/bin/python bench/bench_streams.py      # ~3-4 minutes on 2 cores
+    .venv/bin/python bench/bench_streams.py      # ~5 minutes on 2 cores
     .venv/bin/python bench/bench_streams.py --quick
 
-1. Load: `many_cameras` (200 cameras x 10 fps x ~10 objects in view) encoded with our AvroSerde and
-   pre-loaded into a fresh detections topic (own topic prefix and Faust app id per run).
-2. Bare: a plain aiokafka consumer reads the topic from the beginning and decodes every record with
-   the same AvroSerde; nothing else. That is the ceiling for any Python consumer on this machine.
-3. Faust floor: `bench/faust_floor.py`, a Faust agent that takes the same batches as the worker and
-   only decodes them. What any Faust worker costs before it does anything: the goal of 0.5 is out of
-   reach when this floor is below it.
-4. Worker: one `privaflow streams worker` process works through the same topic (decode, tracks,
+1. Load: `many_cameras` (200 cameras x 10 fps x ~10 objects in view), the same scenes written twice
+   into fresh topics (own topic prefix and Faust app id per run): as v1 records, one per frame
+   (`bench/v1.py`, the retired contract: the fixed yardstick), and as v2 DetectionBatch records of
+   5 frames each, as the edge sends them by default.
+2. Bare v1: a plain aiokafka consumer reads the v1 topic from the beginning and decodes every record
+   (writer schema from the registry, read into the local schema). The yardstick: what a bare Python
+   consumer did with the old contract on this machine.
+3. Bare v2: the same on the v2 topic with our AvroSerde.
+4. Faust floor (v2): `bench/faust_floor.py`, a Faust agent that takes the same batches as the worker
+   and only decodes them: what any Faust worker costs before it does anything (`--no-floor` skips it).
+5. Worker: one `privaflow streams worker` process works through the v2 topic (decode, tracks,
    windows, partner topics, changelog); detections/s from its /metrics between the first and the
-   last applied record. The figure that survives a change of machine is the ratio worker / bare.
-5. Latency: frames produced at a fixed rate with `ts` = now; after a warm-up, p50/p99 from capture
-   time to the table update that includes the frame, from the worker's histogram (delta over the
-   measured part only).
-6. Worker memory: peak and final RSS of the worker process.
+   last applied record. The figure that survives a change of machine is worker v2 / bare v1.
+6. Latency: 100 cameras x 10 fps, frames "captured" in real time (ts = the wall clock) and packed by
+   the edge's own `RecordBatcher` (5 frames or 500 ms); after a warm-up, p50/p99 from capture time to
+   the table update that includes the frame, from the worker's histogram (measured part only).
+7. Worker memory: peak and final RSS of the worker process.
+
+Ends with one line: `RESULT worker_v2_per_bare_v1=<ratio> p99_ms=<ms>`.
 """
 
 from __future__ import annotations
@@ -33,22 +38,25 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from v1 import V1Serde
 
+from privaflow.edge.records import RecordBatcher
 from privaflow.schemas.codec import SchemaRegistry, bootstrap_servers, registry_url, serde_for_topic
-from privaflow.schemas.topics import (
-    DETECTIONS,  # noqa: E402
-    ensure_topics,  # noqa: E402
-)
+from privaflow.schemas.detections import batch_records, frame_columns
+from privaflow.schemas.topics import DETECTIONS, Topic, ensure_topics
 from privaflow.streams.settings import TopicNames, WorkerSettings
 from privaflow.streams.worker import worker_topics
-from privaflow_stack.simulate import REALISTIC, many_cameras
+from privaflow_stack.simulate import REALISTIC, many_cameras, synthetic_site
 
 ROOT = Path(__file__).resolve().parents[1]
+FRAMES_PER_RECORD = 5  # the edge's default (edge.records.DEFAULT_BATCH_FRAMES)
+V1_SUBJECT = "bench.privaflow.detections.v1-value"  # the yardstick's own subject, shared by every run
 
 
 def log(msg: str) -> None:
@@ -58,45 +66,54 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------- load
 
 
-def preload(topic: str, n_cameras: int, duration_s: float, chunk_s: float = 10.0) -> tuple[Any, int, int]:
-    """Produce `duration_s` of event time for `n_cameras`, generated in chunks to bound memory.
-    Returns (site, records, detections)."""
+def preload(v1_topic: str, v2_topic: str, n_cameras: int, duration_s: float, chunk_s: float = 10.0
+            ) -> dict[str, int]:
+    """Produce `duration_s` of event time for `n_cameras` to both topics, generated in chunks to bound
+    memory. Returns frames, v2 records and detections."""
     from confluent_kafka import Producer
 
-    serde = serde_for_topic(SchemaRegistry(), DETECTIONS)
+    v1 = V1Serde(SchemaRegistry(), V1_SUBJECT)
+    v2 = serde_for_topic(SchemaRegistry(), DETECTIONS)
     producer = Producer({"bootstrap.servers": bootstrap_servers(), "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.kbytes": 1_048_576})  # lz4 as the edge
-    site, records, detections, t = None, 0, 0, 0.0
+
+    def produce(topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key=key)
+                return
+            except BufferError:
+                producer.poll(0.1)
+
+    n = {"frames": 0, "records": 0, "detections": 0}
+    t = 0.0
     started = time.perf_counter()
     while t < duration_s:
         chunk = min(chunk_s, duration_s - t)
-        site, frames = many_cameras(n_cameras, fps=10, objects_in_view=10, duration_s=chunk, noise=REALISTIC,
-                                    seed=int(t), t0_ms=1_767_225_600_000 + int(t * 1000))
+        _, frames = many_cameras(n_cameras, fps=10, objects_in_view=10, duration_s=chunk, noise=REALISTIC,
+                                 seed=int(t), t0_ms=1_767_225_600_000 + int(t * 1000))
         for f in frames:
-            while True:
-                try:
-                    producer.produce(topic, serde.encode(f), key=f["camera_id"].encode())
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-            detections += len(f["detections"])
-        records += len(frames)
+            produce(v1_topic, f["camera_id"].encode(), v1.encode(f))
+            n["detections"] += len(f["detections"])
+        for r in batch_records(frames, FRAMES_PER_RECORD):
+            produce(v2_topic, r["camera_id"].encode(), v2.encode(r))
+            n["records"] += 1
+        n["frames"] += len(frames)
         producer.poll(0)
         t += chunk
-        log(f"  loaded {t:5.0f}/{duration_s:.0f} s of event time: {records} records, {detections} detections "
-            f"({time.perf_counter() - started:.0f} s)")
+        log(f"  loaded {t:5.0f}/{duration_s:.0f} s of event time: {n['frames']} frames in {n['records']} v2 records, "
+            f"{n['detections']} detections ({time.perf_counter() - started:.0f} s)")
     assert producer.flush(120) == 0
-    return site, records, detections
+    return n
 
 
-# ---------------------------------------------------------------- bare consumer
+# ---------------------------------------------------------------- bare consumers
 
 
-async def bare_consume(topic: str, expected: int) -> tuple[float, int, int]:
-    """(seconds, records, detections) for a plain aiokafka consumer + AvroSerde.decode."""
+async def bare_consume(topic: str, expected: int, decode: Callable[[bytes], int]) -> tuple[float, int, int]:
+    """(seconds, records, detections) for a plain aiokafka consumer + `decode` (payload -> detections)."""
     from aiokafka import AIOKafkaConsumer
 
-    serde = serde_for_topic(SchemaRegistry(), DETECTIONS)
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers(), auto_offset_reset="earliest",
                          group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
     await c.start()
@@ -107,12 +124,11 @@ async def bare_consume(topic: str, expected: int) -> tuple[float, int, int]:
             batch = await c.getmany(timeout_ms=2000, max_records=5000)
             if not batch and t0 is not None:
                 break
-            for tp, msgs in batch.items():
+            for msgs in batch.values():
                 if t0 is None:
                     t0 = time.perf_counter()
                 for m in msgs:
-                    frame = serde.decode(m.value, tp.topic, tp.partition, m.offset)
-                    detections += len(frame["detections"])
+                    detections += decode(m.value)
                 records += len(msgs)
     finally:
         await c.stop()
@@ -221,27 +237,45 @@ def worker_throughput(w: Worker, expected: int, timeout: float) -> tuple[float, 
 # ---------------------------------------------------------------- latency
 
 
-def live_frames(site: Any, n_cameras: int, fps: float, seconds: float) -> list[dict[str, Any]]:
-    """`seconds` of frames of the first `n_cameras` cameras (their ts is replaced when produced)."""
-    _, frames = many_cameras(len(site.cameras), fps=fps, objects_in_view=10, duration_s=seconds, noise=REALISTIC,
-                             seed=99)
-    cams = {c.id for c in site.cameras[:n_cameras]}
-    return [f for f in frames if f["camera_id"] in cams]
+def live_frames(n_cameras: int, fps: float, seconds: float) -> list[dict[str, Any]]:
+    """`seconds` of frames of `n_cameras` cameras of the synthetic site (their ts is replaced when
+    "captured")."""
+    _, frames = many_cameras(n_cameras, fps=fps, objects_in_view=10, duration_s=seconds, noise=REALISTIC, seed=99)
+    return frames
 
 
 def paced_produce(topic: str, frames: list[dict[str, Any]]) -> int:
-    """Produce at the frames' own pace, with ts = the wall clock when produced."""
+    """Capture the frames at their own pace (ts = the wall clock then), pack them per camera with
+    the edge's `RecordBatcher` (its defaults) and produce each record when the edge would: when full,
+    or when its first frame has waited the batcher's limit. Returns the frames sent."""
     from confluent_kafka import Producer
 
     serde = serde_for_topic(SchemaRegistry(), DETECTIONS)
     producer = Producer({"bootstrap.servers": bootstrap_servers(), "linger.ms": 5, "compression.type": "lz4"})
+    batchers: dict[str, RecordBatcher] = {}
+
+    def send(record: dict[str, Any] | None) -> None:
+        if record is not None:
+            producer.produce(topic, serde.encode(record), key=record["camera_id"].encode())
+
     t0, first_ts = time.time(), frames[0]["ts"]
     for f in frames:
         delay = t0 + (f["ts"] - first_ts) / 1000.0 - time.time()
         if delay > 0:
             time.sleep(delay)
-        producer.produce(topic, serde.encode(dict(f, ts=int(time.time() * 1000))), key=f["camera_id"].encode())
+        for b in batchers.values():  # the edges' T-ms check, as each of them does per frame
+            if b.due():
+                send(b.take())
+        b = batchers.get(f["camera_id"])
+        if b is None:
+            b = batchers[f["camera_id"]] = RecordBatcher(f["site_id"], f["camera_id"])
+        frame = {**frame_columns(f["detections"]), "ts": int(time.time() * 1000), "frame_seq": f["frame_seq"],
+                 "detected": True, "frame_size": (f["frame_width"], f["frame_height"])}
+        for record in b.add(frame):
+            send(record)
         producer.poll(0)
+    for b in batchers.values():
+        send(b.take())
     producer.flush(30)
     return len(frames)
 
@@ -293,6 +327,7 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds at the fixed rate before measuring")
     ap.add_argument("--quick", action="store_true", help="20 s of load, 10 s of latency: a smoke test")
+    ap.add_argument("--no-floor", action="store_true", help="skip the Faust floor (saves a minute)")
     ap.add_argument("--keep-topics", action="store_true", help="leave the run's topics on the broker")
     ap.add_argument("--batch-max", type=int, default=None, help="passed to the worker")
     ap.add_argument("--batch-within", type=float, default=None, help="passed to the worker")
@@ -303,48 +338,57 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     prefix, app_id = f"bench{run}.", f"privaflow-streams-bench{run}"
     names = TopicNames(prefix)
+    v1_topic = f"{prefix}privaflow.detections.v1"
     tmp = Path(tempfile.mkdtemp(prefix="privaflow-bench-"))
     log(f"bench_streams: broker {bootstrap_servers()}, registry {registry_url()}, run {run}, logs in {tmp}")
     log(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} (other work skews absolute figures; "
-        "the ratio is measured side by side)")
-
-    from privaflow_stack.simulate import synthetic_site
+        "the ratios are measured side by side)")
 
     site = synthetic_site(args.cameras)
     config = tmp / "site.yaml"
     config.write_text(yaml.safe_dump(site.model_dump(mode="json")))
-    ensure_topics(bootstrap_servers(), worker_topics(WorkerSettings(site, app_id=app_id, topics=names)))
+    topics = worker_topics(WorkerSettings(site, app_id=app_id, topics=names))
+    det = next(t for t in topics if t.name == names.detections)
+    ensure_topics(bootstrap_servers(), [*topics, Topic(v1_topic, det.partitions, det.retention_ms, "delete", None)])
 
-    log(f"\n1. pre-loading {args.cameras} cameras x 10 fps x {args.duration:.0f} s into {names.detections}")
-    _, records, detections = preload(names.detections, args.cameras, args.duration)
-    log(f"   {records} records, {detections} detections ({detections / records:.1f} per record)")
+    log(f"\n1. pre-loading {args.cameras} cameras x 10 fps x {args.duration:.0f} s, as v1 records into {v1_topic} "
+        f"and as v2 records ({FRAMES_PER_RECORD} frames each) into {names.detections}")
+    n = preload(v1_topic, names.detections, args.cameras, args.duration)
+    log(f"   {n['frames']} frames ({n['frames']} v1 records, {n['records']} v2 records), {n['detections']} detections "
+        f"({n['detections'] / n['frames']:.1f} per frame)")
 
-    log("\n2. bare aiokafka consumer + AvroSerde.decode")
-    bare_s, bare_n, bare_d = asyncio.run(bare_consume(names.detections, records))
-    log(f"   {bare_n} records in {bare_s:.1f} s: {bare_n / bare_s:,.0f} records/s, {bare_d / bare_s:,.0f} detections/s")
+    log("\n2. bare aiokafka consumer + decode, v1 records (the yardstick)")
+    v1 = V1Serde(SchemaRegistry(), V1_SUBJECT)
+    bare1 = asyncio.run(bare_consume(v1_topic, n["frames"], lambda p: len(v1.decode(p)["detections"])))
+    log(f"   {bare1[1]} records in {bare1[0]:.1f} s: {bare1[2] / bare1[0]:,.0f} detections/s")
 
-    log("\n3. the Faust floor: an agent that takes the same batches and only decodes (no state, no output)")
-    floor_s, floor_n, floor_d = faust_floor(names.detections, records, tmp / "faust-floor.log")
-    log(f"   {floor_n} records in {floor_s:.1f} s: {floor_n / floor_s:,.0f} records/s, "
-        f"{floor_d / floor_s:,.0f} detections/s")
+    log("\n3. bare aiokafka consumer + decode, v2 records")
+    v2 = serde_for_topic(SchemaRegistry(), DETECTIONS)
+    bare2 = asyncio.run(bare_consume(names.detections, n["records"], lambda p: len(v2.decode(p)["track_id"])))
+    log(f"   {bare2[1]} records in {bare2[0]:.1f} s: {bare2[2] / bare2[0]:,.0f} detections/s")
 
-    log("\n4. one stream worker on the same topic")
+    floor = None
+    if not args.no_floor:
+        log("\n4. the Faust floor on v2: an agent that takes the same batches and only decodes (no state, no output)")
+        floor = faust_floor(names.detections, n["records"], tmp / "faust-floor.log")
+        log(f"   {floor[1]} records in {floor[0]:.1f} s: {floor[2] / floor[0]:,.0f} detections/s")
+
+    log("\n5. one stream worker on the v2 topic")
     extra = [*(["--batch-max", str(args.batch_max)] if args.batch_max else []),
              *(["--batch-within", str(args.batch_within)] if args.batch_within else [])]
     w = Worker(config, prefix, app_id, tmp / "worker-state", tmp / "worker.log", 6180 + int(run, 16) % 500, extra)
     try:
         w.wait_ready()
-        work_s, work_n, work_d = worker_throughput(w, records, timeout=1800)
-        log(f"   {work_n:.0f} records in {work_s:.1f} s: {work_n / work_s:,.0f} records/s, "
-            f"{work_d / work_s:,.0f} detections/s")
+        work_s, work_n, work_d = worker_throughput(w, n["records"], timeout=1800)
+        log(f"   {work_n:.0f} records in {work_s:.1f} s: {work_d / work_s:,.0f} detections/s")
         rss_backlog = w.rss()
 
         rate = args.latency_cameras * 10
-        log(f"\n5. latency: {args.latency_cameras} cameras x 10 fps = {rate} records/s "
-            f"for {args.warmup:.0f} + {args.latency_seconds:.0f} s (warm-up, measured), ts = now")
+        log(f"\n6. latency: {args.latency_cameras} cameras x 10 fps = {rate} frames/s for {args.warmup:.0f} + "
+            f"{args.latency_seconds:.0f} s (warm-up, measured), ts = capture time, packed as the edge does")
         # the first seconds are not steady state: the jump from the backlog's event time to now closes
         # every backlog window at once; measure after a warm-up at the same rate
-        frames = live_frames(site, args.latency_cameras, 10, args.warmup + args.latency_seconds)
+        frames = live_frames(args.latency_cameras, 10, args.warmup + args.latency_seconds)
         result: dict[str, int] = {}
         feeder = threading.Thread(target=lambda: result.update(sent=paced_produce(names.detections, frames)))
         feeder.start()
@@ -352,8 +396,9 @@ def main() -> None:
         before = histogram(w.metrics(), "privaflow_frame_to_table_seconds")
         feeder.join()
         sent = result["sent"]
+        frames_metric = "privaflow_frames_total"
         deadline = time.monotonic() + 60
-        while w.metrics().get(APPLIED, 0.0) < records + sent and time.monotonic() < deadline:
+        while w.metrics().get(frames_metric, 0.0) < n["frames"] + sent and time.monotonic() < deadline:
             time.sleep(0.25)
         after = histogram(w.metrics(), "privaflow_frame_to_table_seconds")
         p50, p99 = quantile(before, after, 0.50), quantile(before, after, 0.99)
@@ -364,16 +409,22 @@ def main() -> None:
         if not args.keep_topics:
             delete_topics(prefix, app_id)
 
-    bare_rate, work_rate = bare_d / bare_s, work_d / work_s
+    bare_v1 = bare1[2] / bare1[0]
+    rows = [("bare aiokafka consumer + decode, v1 records (yardstick)", bare_v1),
+            ("bare aiokafka consumer + decode, v2 records", bare2[2] / bare2[0])]
+    if floor:
+        rows.append(("Faust floor: an agent that takes the batches and only decodes, v2", floor[2] / floor[0]))
+    rows.append(("`privaflow streams worker`, v2 (tracks, windows, partner topics, changelog)", work_d / work_s))
     log("\nsummary")
-    log(f"  worker   {work_rate:>10,.0f} detections/s  ({work_n / work_s:,.0f} records/s)")
-    log(f"  bare     {bare_rate:>10,.0f} detections/s  ({bare_n / bare_s:,.0f} records/s)")
-    log(f"  floor    {floor_d / floor_s:>10,.0f} detections/s  (Faust delivering batches + decode, nothing else)")
-    log(f"  ratio    {work_rate / bare_rate:>10.2f}  (goal >= 0.5); Faust floor / bare "
-        f"{floor_d / floor_s / bare_rate:.2f}, worker / Faust floor {work_rate / (floor_d / floor_s):.2f}")
-    log(f"  latency  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms at {rate} records/s  (goal p99 < 1 s)")
+    log("| consumer | detections/s | of bare v1 |\n|:--|---:|---:|")
+    for label, rate_d in rows:
+        log(f"| {label} | {rate_d:,.0f} | {rate_d / bare_v1:.2f} |")
+    ratio = work_d / work_s / bare_v1
+    log(f"  ratio worker v2 / bare v1 {ratio:.2f} (goal >= 0.6)")
+    log(f"  latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms at {rate} frames/s  (goal p99 < 1 s)")
     log(f"  worker RSS: peak {w.peak_rss / 2**20:.0f} MiB, after backlog {rss_backlog / 2**20:.0f} MiB, "
         f"at end {rss_end / 2**20:.0f} MiB ({args.cameras} cameras)")
+    log(f"RESULT worker_v2_per_bare_v1={ratio:.2f} p99_ms={p99 * 1000:.0f}")
 
 
 if __name__ == "__main__":

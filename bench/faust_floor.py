@@ -45,7 +45,7 @@ def main() -> None:
         async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
             for e in events:
                 m = e.message
-                counts["detections"] += len(serde.decode(m.value, m.topic, m.partition, m.offset)["detections"])
+                counts["detections"] += len(serde.decode(m.value, m.topic, m.partition, m.offset)["track_id"])
             counts["records"] += len(events)
             if counts["start"] is None:
                 counts["start"] = (time.perf_counter(), counts["records"], counts["detections"])

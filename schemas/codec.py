@@ -87,7 +87,7 @@ class DecodeError(ValueError):
 # ---------------------------------------------------------------- schema files
 
 def schema_names() -> list[str]:
-    """Stems of every .avsc file, e.g. `frame_detections`, `partner_occupancy`."""
+    """Stems of every .avsc file, e.g. `detection_batch`, `partner_occupancy`."""
     return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
 
 
@@ -258,6 +258,7 @@ class AvroSerde:
         self.registry, self.schema_name, self.subject = registry, schema_name, subject
         self.schema = parsed_schema(schema_name)
         self._id: int | None = None
+        self._same: dict[int, bool] = {}  # writer schema id -> is it our own schema (no resolution needed)
 
     @property
     def schema_id(self) -> int:
@@ -275,7 +276,11 @@ class AvroSerde:
         try:
             schema_id, body = unframe(payload)
             writer = self.registry.schema_by_id(schema_id)
-            out = fastavro.schemaless_reader(io.BytesIO(body), writer, self.schema)
+            same = self._same.get(schema_id)
+            if same is None:
+                same = self._same[schema_id] = writer == self.schema
+            # a record written with our own schema needs no schema resolution (~10% of the decode)
+            out = fastavro.schemaless_reader(io.BytesIO(body), writer, None if same else self.schema)
             if not isinstance(out, dict):
                 raise ValueError(f"decoded a {type(out).__name__}, not a record")
         except RegistryError as e:

@@ -157,21 +157,24 @@ def layout_problem(record: Mapping[str, Any]) -> str | None:
     """Why a schema-valid record's columns do not fit together, or None: every per-frame column has
     one entry per frame, frame times do not go back, the counts are not negative and add up to the
     length of every per-detection column (present optional ones included)."""
-    frames = len(record["ts"])
+    ts = record["ts"]
+    frames = len(ts)
     if frames == 0:
         return "a batch without frames"
     for c in FRAME_COLUMNS[1:]:
         if len(record[c]) != frames:
             return f"column {c} has {len(record[c])} entries for {frames} frames"
-    ts = record["ts"]
-    if any(b < a for a, b in zip(ts, ts[1:], strict=False)):
+    if frames > 1 and ts != sorted(ts):
         return "frame times are not in capture order"
     counts = record["detection_counts"]
     if min(counts) < 0:
         return f"a negative detection count ({min(counts)})"
     n = sum(counts)
-    for c in DETECTION_COLUMNS + OPTIONAL_COLUMNS:
+    for c in _PER_DETECTION:
         values = record.get(c)
         if values is not None and len(values) != n:
             return f"column {c} has {len(values)} entries for {n} detections (the sum of detection_counts)"
     return None
+
+
+_PER_DETECTION = DETECTION_COLUMNS + OPTIONAL_COLUMNS

@@ -2,7 +2,8 @@
 
 People and vehicles walk or drive through a camera's configured lines and zones on straight or
 gently curved paths at varied speeds (some people pause), entering and leaving the frame; each
-frame becomes a FrameDetections record exactly as the stream workers receive it (all fields set).
+frame becomes a dict with per-object `detections` (all fields set), which
+`privaflow.schemas.detections.batch_records` packs into DetectionBatch records as the edge does.
 The truth is computed from the noise-free paths: per line/direction/class the number of objects
 that crossed (an object counts once per direction, as the product counts objects, not wiggles), per
 zone the entries and origin->destination transitions, and the dwell times.

@@ -34,11 +34,11 @@ from privaflow.streams.faust_compat import (
     faust_config,
     incoming,
     lose_for_fault_injection,
-    producer_send,
     shorten_fetch_wait,
 )
 from privaflow.streams.loop import BatchLoop
 from privaflow.streams.metrics import WorkerMetrics
+from privaflow.streams.output import KafkaOutput
 from privaflow.streams.publish import Publisher
 from privaflow.streams.refetch import PartitionReader
 from privaflow.streams.settings import WorkerSettings
@@ -74,13 +74,13 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     cameras = app.Table("camera-state", default=None, partitions=partitions, key_type=bytes,
                         help="per-camera tracks, open windows and applied offsets (JSON)")
     table = FaustTable(cameras)
-    send = producer_send(app)
+    output = KafkaOutput(settings.librdkafka())
     loop = BatchLoop(
         settings=settings,
         engine=Engine(settings.site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings)),
-        publisher=Publisher(send, registry, settings.site, names),
+        publisher=Publisher(output, registry, settings.site, names),
         reader=PartitionReader(settings.bootstrap, names.detections, settings.app_id, settings.aiokafka_auth()),
-        table=table, consumer=FaustConsumer(app, names.detections), send=send,
+        table=table, consumer=FaustConsumer(app, names.detections), output=output,
         ticks_topic=ticks_topic_name(settings), metrics=WorkerMetrics(),
         recent=RecentWindows(settings.recent_closed_s, settings.recent_closed_max))
 

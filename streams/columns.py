@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -63,14 +64,14 @@ class Columns:
                 return r.get(name)
         else:
             def col(name: str) -> Any:
-                return [v for r in records for v in r[name]]
+                return list(chain.from_iterable(r[name] for r in records))
 
             def opt(name: str) -> Any:
                 if all(r.get(name) is None for r in records):
                     return None
                 fill: Any = np.nan if name in _NUMBERS else None
-                return [v for r in records for v in (r[name] if r.get(name) is not None
-                                                     else [fill] * len(r["track_id"]))]
+                return list(chain.from_iterable(r[name] if r.get(name) is not None else [fill] * len(r["track_id"])
+                                                for r in records))
         return cls(
             ts=np.asarray(col("ts"), np.int64), counts=np.asarray(col("detection_counts"), np.int64),
             track_id=np.asarray(col("track_id"), np.int64), class_name=list(col("class_name")),
@@ -103,6 +104,35 @@ class Columns:
             foot_y=np.array([d["foot_y"] for d in dets], np.float64).reshape(-1),
             world_x_m=opt_num("world_x_m"), world_y_m=opt_num("world_y_m"), speed_kmh=opt_num("speed_kmh"),
             age_bracket=opt_label("age_bracket"), gender=opt_label("gender"))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """The frames of `parts`, one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def floats(name: str) -> FloatArray | None:
+            cols = [getattr(p, name) for p in parts]
+            if all(c is None for c in cols):
+                return None
+            return np.concatenate([np.full(len(p), np.nan) if c is None else c for p, c in zip(parts, cols,
+                                                                                               strict=True)])
+
+        def labels(name: str) -> list[str | None] | None:
+            cols = [getattr(p, name) for p in parts]
+            if all(c is None for c in cols):
+                return None
+            return [v for p, c in zip(parts, cols, strict=True) for v in (c if c is not None else [None] * len(p))]
+
+        return cls(
+            ts=np.concatenate([p.ts for p in parts]) if parts else np.zeros(0, np.int64),
+            counts=np.concatenate([p.counts for p in parts]) if parts else np.zeros(0, np.int64),
+            track_id=np.concatenate([p.track_id for p in parts]) if parts else np.zeros(0, np.int64),
+            class_name=[c for p in parts for c in p.class_name],
+            foot_x=np.concatenate([p.foot_x for p in parts]) if parts else np.zeros(0),
+            foot_y=np.concatenate([p.foot_y for p in parts]) if parts else np.zeros(0),
+            world_x_m=floats("world_x_m"), world_y_m=floats("world_y_m"), speed_kmh=floats("speed_kmh"),
+            age_bracket=labels("age_bracket"), gender=labels("gender"))
 
     def select(self, frames: NDArray[np.bool_]) -> Columns:
         """Only the frames where `frames` is true, with their detections."""

@@ -47,6 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ from privaflow.schemas.detections import layout_problem
 from privaflow.schemas.site import SiteConfig
 from privaflow.streams.columns import Columns
 from privaflow.streams.events import Crossing, ZoneVisit
-from privaflow.streams.tables import ClosedWindow, WindowStore
+from privaflow.streams.tables import ClosedWindow, WindowContext, WindowStore
 from privaflow.streams.tracks import TrackBook, TrackTable
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,11 @@ class CameraState:
         self.max_ts = max_ts
 
     @classmethod
-    def new(cls, site: SiteConfig, camera_id: str, tracks: TrackTable | None = None) -> CameraState:
+    def new(cls, site: SiteConfig, camera_id: str, tracks: TrackTable | None = None,
+            ctx: WindowContext | None = None) -> CameraState:
         book = TrackBook(site, camera_id, tracks)
         book.table.drop(camera_id)
-        return cls(camera_id, book, WindowStore(site))
+        return cls(camera_id, book, WindowStore(site, ctx))
 
     def to_state(self) -> dict[str, Any]:
         windows = self.windows.to_state()
@@ -137,11 +139,11 @@ class CameraState:
 
     @classmethod
     def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any],
-                   tracks: TrackTable | None = None) -> CameraState:
+                   tracks: TrackTable | None = None, ctx: WindowContext | None = None) -> CameraState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"camera state version {state.get('version')!r} is not {STATE_VERSION}")
         return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"], tracks),
-                   WindowStore.from_state(site, state["windows"]),
+                   WindowStore.from_state(site, state["windows"], ctx),
                    {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"])
 
 
@@ -338,6 +340,17 @@ class Engine:
         self.cameras = frozenset(c.id for c in site.cameras)
         self.classes = {c.id: frozenset(c.classes) for c in site.cameras}
         self.tracks = TrackTable(site)  # every cached camera's tracks
+        self._slot = {c.id: self.tracks.camera(c.id).slot for c in site.cameras}
+        # (camera slot, class code): does the camera count the class? Codes of the site's classes
+        # only; any other name is no class of any camera
+        self._class_code = {name: int(self.tracks.class_codes([name])[0])
+                            for name in sorted({n for c in site.cameras for n in c.classes})}
+        self._allowed = np.zeros((len(site.cameras), max(self._class_code.values(), default=0) + 2), bool)
+        for c in site.cameras:
+            for name in c.classes:
+                self._allowed[self._slot[c.id], self._class_code[name]] = True
+        self._allowed[:, -1] = False  # where code -1 (unknown) lands
+        self.windows_ctx = WindowContext.of(site)
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
         self.activity: dict[bytes, tuple[int, int, float]] = {}
@@ -371,8 +384,8 @@ class Engine:
         if st is None:
             cam = key.decode()
             raw = load(key)
-            st = (CameraState.new(self.site, cam, self.tracks) if raw is None
-                  else CameraState.from_state(self.site, cam, raw, self.tracks))
+            st = (CameraState.new(self.site, cam, self.tracks, self.windows_ctx) if raw is None
+                  else CameraState.from_state(self.site, cam, raw, self.tracks, self.windows_ctx))
             self._cache[key] = st
         return st
 
@@ -494,53 +507,74 @@ class Engine:
             records.append((m, record))
         return st, records, last_i, ticks
 
-    def _usable(self, st: CameraState, records: list[tuple[Incoming, dict[str, Any]]], out: Outcome
-                ) -> list[tuple[Incoming, dict[str, Any]]]:
-        """The records whose detections all hold values in range and classes of the camera (checked
-        for the camera's records at once); the others become dead letters."""
-        if len(records) == 1:
-            cols: Mapping[str, Any] = records[0][1]
-        else:
-            cols = {c: [v for _, r in records for v in r[c]] for c in _VALUE_COLUMNS}
-        classes = self.classes[st.camera_id]
-        names = (records[0][1]["class_name"] if len(records) == 1
-                 else [c for _, r in records for c in r["class_name"]])
-        if _values_ok(cols).all() and classes.issuperset(names):
-            return records
-        good = []
-        for m, r in records:
-            problem = detection_problem(r, classes)
-            if problem:
-                out.dead.append(DeadLetter(m, *problem))
-            else:
-                good.append((m, r))
-        return good
-
     def _observe(self, work: list[tuple[bytes, CameraState, list[tuple[Incoming, dict[str, Any]]], int | None]],
                  out: Outcome) -> None:
-        """Every camera's usable records through the track table at once, then into its windows."""
-        todo: list[tuple[CameraState, Columns, int]] = []
-        for _key, st, records, _last in work:
-            if records:
-                records = self._usable(st, records, out)
-            if records:
-                todo.append((st, Columns.from_records([r for _, r in records]), len(records)))
+        """Every camera's decoded records through one value check and one `TrackTable.observe_batch`
+        (the records of a camera one after the other), then into each camera's windows."""
+        todo = [(st, recs) for _key, st, recs, _last in work if recs]
         if not todo:
             return
-        results = self.tracks.observe([(st.camera_id, cols) for st, cols, _ in todo])
-        for (st, cols, n_records), events in zip(todo, results, strict=True):
-            st.windows.add(events)
-            ts = cols.ts.tolist()
-            out.frame_ts.extend(ts)
-            newest = max(ts)
+        records = [r for _, recs in todo for _, r in recs]
+        cols = Columns.from_records(records)
+        codes, bad = self._check_values(todo, records, cols)
+        if bad:  # rare: those records go to the dead letters, the batch is built again without them
+            kept = []
+            for st, recs in todo:
+                good = []
+                for m, r in recs:
+                    if id(r) in bad:
+                        out.dead.append(DeadLetter(m, *bad[id(r)]))
+                    else:
+                        good.append((m, r))
+                if good:
+                    kept.append((st, good))
+            todo = kept
+            if not todo:
+                return
+            records = [r for _, recs in todo for _, r in recs]
+            cols = Columns.from_records(records)
+            codes = None
+        cams = [(st.camera_id, sum(len(r["ts"]) for _, r in recs)) for st, recs in todo]
+        observed = self.tracks.observe_batch(cols, cams, codes=codes)
+        ts = cols.ts.tolist()
+        out.frame_ts.extend(ts)
+        out.detections += len(cols)
+        out.frames += cols.frames
+        out.applied += len(records)
+        at = 0
+        for (st, _recs), (_cam, n_frames), seen in zip(todo, cams, observed, strict=True):
+            newest = max(ts[at:at + n_frames])
+            at += n_frames
             if st.max_ts is None or newest > st.max_ts:
                 st.max_ts = newest
-            out.detections += len(cols)
-            out.frames += cols.frames
-            out.applied += n_records
-            out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
-            if st.max_ts is not None:
-                out.closed.extend(st.windows.close(st.max_ts))
+            st.windows.add(seen.events)
+            if seen.occupancy is not None:
+                st.windows.add((seen.occupancy,))
+            out.events.extend(e for e in seen.events if isinstance(e, Crossing | ZoneVisit))
+            out.closed.extend(st.windows.close(st.max_ts))
+
+    def _check_values(self, todo: list[tuple[CameraState, list[tuple[Incoming, dict[str, Any]]]]],
+                      records: list[dict[str, Any]], cols: Columns
+                      ) -> tuple[NDArray[np.int32] | None, dict[int, tuple[str, str]]]:
+        """(class codes, id(record) -> (kind, reason) for the records with a detection whose values
+        are out of range or whose class is not one of its camera's), for the whole batch at once."""
+        values = ({c: list(chain.from_iterable(r[c] for r in records)) for c in _VALUE_COLUMNS}
+                  if len(records) > 1 else records[0])
+        ok = _values_ok(values)
+        codes = np.fromiter(map(self._class_code.get, cols.class_name, repeat(-1)), np.int32, len(cols))
+        counts = [len(r["track_id"]) for r in records]
+        slots = np.repeat(np.array([self._slot[st.camera_id] for st, recs in todo for _ in recs], np.int64), counts)
+        ok &= self._allowed[slots, codes] & (codes >= 0)
+        if ok.all():
+            return codes, {}
+        bad: dict[int, tuple[str, str]] = {}
+        ends = np.cumsum(counts)
+        for i in sorted(set(np.searchsorted(ends, np.flatnonzero(~ok), side="right").tolist())):
+            r = records[i]
+            problem = detection_problem(r, self.classes[r["camera_id"]])
+            assert problem is not None
+            bad[id(r)] = problem
+        return None, bad
 
     def _tick(self, st: CameraState, m: Incoming, out: Outcome) -> bool:
         try:

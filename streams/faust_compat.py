@@ -184,12 +184,6 @@ def lose_for_fault_injection(app: faust.App, events: Sequence[Any], topic: str, 
     return kept
 
 
-def producer_send(app: faust.App) -> Callable[..., Awaitable[Awaitable[Any]]]:
-    """Faust's producer as `streams.publish.SendFn`: (topic, key, value, partition, timestamp,
-    headers) -> awaitable of the broker's ack."""
-    return lambda *a: app.producer.send(*a)
-
-
 class Worker(faust.Worker):
     """faust's worker with a graceful stop that writes pending state first and a root logger that
     keeps the chosen level."""

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from privaflow.streams.consume import Checkpoints, Engine, Incoming, Outcome, upto_key
 from privaflow.streams.metrics import WorkerMetrics
-from privaflow.streams.publish import Publisher, SendFn
+from privaflow.streams.output import Output
+from privaflow.streams.publish import Publisher
 from privaflow.streams.settings import WorkerSettings
 from privaflow.streams.tables import ClosedWindow, WindowStore
 from privaflow.streams.views import RecentWindows
@@ -96,7 +97,7 @@ class BatchLoop:
     reader: Reader
     table: StateTable
     consumer: GroupConsumer
-    send: SendFn
+    output: Output
     ticks_topic: str
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     recent: RecentWindows = field(default_factory=RecentWindows)
@@ -236,9 +237,9 @@ class BatchLoop:
             self.engine.seed_activity(self.table.items(), owned, now)
             self.seeded_generation = generation
             for p in owned:  # no camera key: applies nothing
-                await self.send(self.ticks_topic, None, b"", p, None, None)
+                self.output.produce(self.ticks_topic, None, b"", p)
         for key, partition, tick in self.engine.idle_ticks(now, self.settings.idle_timeout_s, owned, self.table.get):
-            await self.send(self.ticks_topic, key, tick.encode(), partition, None, None)
+            self.output.produce(self.ticks_topic, key, tick.encode(), partition)
 
     def backlog(self, partition: int) -> bool:
         """Do records of this partition wait to be consumed? (Ticks could overtake them.)"""

@@ -1,6 +1,7 @@
 """Producing what a batch produced: partner records, internal events and dead letters.
 
-`publish` returns only when the broker has acknowledged every record, and the worker writes camera
+`publish` returns only when the broker has acknowledged every record (through `streams.output`,
+librdkafka), and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
 records are keyed `table|site|dims|window_start` on compacted topics, and replaying the same
 records yields the same windows, so a re-publication replaces a record with an identical one.
@@ -9,28 +10,23 @@ Events and dead letters are at-least-once (a crash at the wrong moment may repea
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
 from privaflow.streams.consume import Outcome
 from privaflow.streams.events import Crossing, to_avro
+from privaflow.streams.output import Output
 from privaflow.streams.partners import records_for_partners
 from privaflow.streams.settings import TopicNames
 
-# faust's Producer.send: (topic, key, value, partition, timestamp, headers) -> awaitable of the ack
-SendFn = Callable[[str, bytes | None, bytes | None, int | None, float | None, Any], Awaitable[Awaitable[Any]]]
-
 
 class Publisher:
-    """Encodes with our AvroSerde (value) and a plain string key, sends, and awaits the acks."""
+    """Encodes with our AvroSerde (value) and a plain string key, produces, and awaits the acks."""
 
-    def __init__(self, send: SendFn, registry: SchemaRegistry, site: SiteConfig, topics: TopicNames) -> None:
-        self._send, self.site, self.topics = send, site, topics
+    def __init__(self, output: Output, registry: SchemaRegistry, site: SiteConfig, topics: TopicNames) -> None:
+        self.output, self.site, self.topics = output, site, topics
         self._serdes: dict[str, AvroSerde] = {
             t.name: serde_for_topic(registry, t.name) for t in all_topics() if t.value_schema}
 
@@ -40,27 +36,25 @@ class Publisher:
             _ = serde.schema_id
 
     async def publish(self, outcome: Outcome) -> Counter[str]:
-        """Send everything in `outcome`; returns records sent per (physical) topic."""
-        pending: list[Awaitable[Any]] = []
+        """Produce everything in `outcome` and wait for the acks; returns records sent per
+        (physical) topic."""
         sent: Counter[str] = Counter()
-
-        async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-            pending.append(await self._send(topic, key, value, None, None, headers))
-            sent[topic] += 1
-
+        produce = self.output.produce
         for canonical, records in records_for_partners(outcome.closed, self.site).items():
             serde, topic = self._serdes[canonical], self.topics.prefix + canonical
             for key, value in records:
-                await send(topic, key.encode(), serde.encode(value))
+                produce(topic, key.encode(), serde.encode(value))
+            sent[topic] += len(records)
         for ev in outcome.events:
             canonical = LINE_CROSSINGS if isinstance(ev, Crossing) else ZONE_EVENTS
-            payload = self._serdes[canonical].encode(to_avro(ev))
-            await send(self.topics.prefix + canonical, ev.camera_id.encode(), payload)
+            produce(self.topics.prefix + canonical, ev.camera_id.encode(), self._serdes[canonical].encode(to_avro(ev)))
+            sent[self.topics.prefix + canonical] += 1
         for dead in outcome.dead:
             dkey, dvalue = dead.record.key, dead.record.value
             # Kafka clients refuse a record with neither key nor value; its dead letter keeps an empty
             # value (the headers say why and where it came from)
-            await send(self.topics.dlq, dkey, b"" if dkey is None and dvalue is None else dvalue, dead.headers())
-        if pending:
-            await asyncio.gather(*pending)
+            produce(self.topics.dlq, dkey, b"" if dkey is None and dvalue is None else dvalue, headers=dead.headers())
+            sent[self.topics.dlq] += 1
+        if sent:
+            await self.output.flush()
         return sent

@@ -73,7 +73,7 @@ class WorkerSettings:
     batch_max: int = 2000
     batch_within_s: float = 0.2
     # camera states go to the table (changelog) at most this often; a crash replays at most this much
-    checkpoint_s: float = 2.0
+    checkpoint_s: float = 5.0
     # processing-time fallback: a camera silent this long (wall clock) has its open windows closed
     idle_timeout_s: float = 60.0
     idle_check_s: float | None = None  # default: half the idle timeout, between 0.5 and 5 s

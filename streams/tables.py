@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
-from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
+from privaflow.streams.events import Crossing, Event, OccupancyFrames, OccupancySample, ZoneVisit
 
 UNKNOWN = "unknown"
 STATE_VERSION = 1
@@ -68,12 +68,17 @@ class WindowContext:
 
 # an event -> the cell it feeds (dims) and the value it adds, or None when it does not feed the table
 Feed = Callable[[Any], "tuple[Dims, Any] | None"]
+# a block of events and the table's window length (ms) -> for each cell it feeds: (dims, window
+# start, a partial cell holding the block's contribution, how many events that is)
+BlockFeed = Callable[[Any, int], "Iterable[tuple[Dims, int, Cell, int]]"]
 
 
 @dataclass(frozen=True)
 class TableSpec:
     """Everything about one partner table. `feeds` maps an event type to how it feeds the table;
-    `empty`/`add`/`stats` are the cell's aggregate; `rebuild` adapts a restored cell to a changed
+    `empty`/`add`/`stats` are the cell's aggregate; `blocks` maps a block type (many events at
+    once, e.g. `OccupancyFrames`) to how it feeds the table, `merge` adds a block's partial cell
+    to a cell (the result equals adding its events one by one); `rebuild` adapts a restored cell to a changed
     config (or returns it unchanged); `places` names the config items of a camera that feed it (empty:
     the camera does not feed it); `partner_fields` turns a closed cell's statistics into the partner
     record's fields other than site, dimensions and window, with threshold k applied, as
@@ -93,6 +98,8 @@ class TableSpec:
     k_anonymous: bool = True  # False: published without a k threshold (the crowding level, G5)
     notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
     rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
+    blocks: Mapping[type, BlockFeed] = field(default_factory=dict)
+    merge: Callable[[Cell, Cell, WindowContext], None] | None = None
 
     @property
     def topic(self) -> str:
@@ -229,6 +236,30 @@ def _occupancy_add(cell: Cell, present: int, _ctx: WindowContext) -> None:
     hist[present] += 1
 
 
+def _occupancy_block(block: OccupancyFrames, size_ms: int) -> Iterator[tuple[Dims, int, Cell, int]]:
+    """A block of per-frame head counts -> per zone and window, the histogram of its frames."""
+    hists: dict[tuple[int, int], list[int]] = {}
+    for t, row in zip(block.ts_ms, block.present, strict=True):
+        start = t - t % size_ms
+        for k, present in enumerate(row):
+            hist = hists.get((k, start))
+            if hist is None:
+                hist = hists[(k, start)] = []
+            if present >= len(hist):
+                hist.extend([0] * (present + 1 - len(hist)))
+            hist[present] += 1
+    for (k, start), hist in hists.items():
+        yield (block.zone_ids[k],), start, [hist], sum(hist)
+
+
+def _occupancy_merge(cell: Cell, part: Cell, _ctx: WindowContext) -> None:
+    hist, more = cell[0], part[0]
+    if len(more) > len(hist):
+        hist.extend([0] * (len(more) - len(hist)))
+    for present, frames in enumerate(more):
+        hist[present] += frames
+
+
 def _occupancy_stats(cell: Cell, dims: Dims, ctx: WindowContext) -> dict[str, Any]:
     hist: list[int] = cell[0]
     samples = sum(hist)
@@ -316,6 +347,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         name="occupancy", label="Occupancy", schema="partner_occupancy",
         dims=(Dim("zone_id", "zone"),),
         feeds={OccupancySample: lambda e: ((e.zone_id,), e.present)},
+        blocks={OccupancyFrames: _occupancy_block}, merge=_occupancy_merge,
         empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_zones_of,
         partner_fields=_occupancy_fields,
         suppression="not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
@@ -372,9 +404,9 @@ class WindowStore:
     windows, `close(watermark)` returns each window exactly once when the watermark has passed its
     end plus grace, and forgets it."""
 
-    def __init__(self, site: SiteConfig) -> None:
+    def __init__(self, site: SiteConfig, ctx: WindowContext | None = None) -> None:
         self.site_id = site.site_id
-        self._ctx = WindowContext.of(site)
+        self._ctx = ctx or WindowContext.of(site)
         self._size_ms = {t: s.window_s(site) * 1000 for t, s in SPECS.items()}
         self._grace_ms = int(site.windows.grace_s) * 1000
         self._windows: dict[str, dict[int, _Window]] = {t: {} for t in TABLES}
@@ -383,23 +415,27 @@ class WindowStore:
         self.max_event_ts: int | None = None  # newest event time added; a natural watermark source
         # per event type: the tables it may feed, how, and how a value joins a cell
         self._routes: dict[type, list[tuple[str, Feed, Callable[[Cell, Any, WindowContext], None]]]] = {}
+        self._blocks: dict[type, list[tuple[str, BlockFeed, Callable[[Cell, Cell, WindowContext], None]]]] = {}
         for spec in SPECS.values():
             for etype, feed in spec.feeds.items():
                 self._routes.setdefault(etype, []).append((spec.name, feed, spec.add))
+            for btype, block_feed in spec.blocks.items():
+                assert spec.merge is not None, f"{spec.name}: a block feed needs `merge`"
+                self._blocks.setdefault(btype, []).append((spec.name, block_feed, spec.merge))
 
     @property
     def watermark_ms(self) -> int | None:
         """The highest watermark passed to `close` so far."""
         return self._watermark
 
-    def _cell(self, table: str, dims: Dims, ts: int) -> Cell | None:
+    def _cell(self, table: str, dims: Dims, ts: int, events: int = 1) -> Cell | None:
         size = self._size_ms[table]
         start = ts - ts % size
         windows = self._windows[table]
         win = windows.get(start)
         if win is None:
             if self._watermark is not None and start + size + self._grace_ms <= self._watermark:
-                self.late_dropped[table] += 1  # its window has been published already
+                self.late_dropped[table] += events  # its window has been published already
                 return None
             win = windows[start] = _Window(start + size)
         cell = win.cells.get(dims)
@@ -414,7 +450,12 @@ class WindowStore:
         for ev in events:
             route = routes.get(type(ev))
             if route is None:
-                raise TypeError(f"WindowStore cannot aggregate {type(ev).__name__}")
+                if type(ev) not in self._blocks:
+                    raise TypeError(f"WindowStore cannot aggregate {type(ev).__name__}")
+                latest = self._add_block(ev)
+                if latest is not None and (max_ts is None or latest > max_ts):
+                    max_ts = latest
+                continue
             ts = ev.ts_ms
             if max_ts is None or ts > max_ts:
                 max_ts = ts
@@ -425,6 +466,15 @@ class WindowStore:
                     if cell is not None:
                         add(cell, fed[1], ctx)
         self.max_event_ts = max_ts
+
+    def _add_block(self, block: Any) -> int | None:
+        """A block of events (e.g. `OccupancyFrames`) into every table it feeds; its newest time."""
+        for table, feed, merge in self._blocks[type(block)]:
+            for dims, start, part, n in feed(block, self._size_ms[table]):
+                cell = self._cell(table, dims, start, n)
+                if cell is not None:
+                    merge(cell, part, self._ctx)
+        return max(block.ts_ms, default=None)
 
     # ------------------------------------------------------------------ results
 
@@ -465,12 +515,12 @@ class WindowStore:
                 "max_event_ts": self.max_event_ts, "late_dropped": dict(self.late_dropped), "cells": cells}
 
     @classmethod
-    def from_state(cls, site: SiteConfig, state: dict[str, Any]) -> WindowStore:
+    def from_state(cls, site: SiteConfig, state: dict[str, Any], ctx: WindowContext | None = None) -> WindowStore:
         """Rebuild from `to_state()`. Restored windows keep their own bounds even if the configured
         window lengths have changed since."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"window state version {state.get('version')!r} is not {STATE_VERSION}")
-        store = cls(site)
+        store = cls(site, ctx)
         store._watermark = state["watermark"]
         store.max_event_ts = state["max_event_ts"]
         store.late_dropped.update({t: int(n) for t, n in state["late_dropped"].items() if t in SPECS})

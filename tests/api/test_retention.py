@@ -60,10 +60,10 @@ def read_from_beginning(bootstrap: str, topic: str) -> list[int]:
 
 def test_old_detections_are_gone_from_the_broker_after_a_short_retention(stack, unique, kit, sample_record) -> None:
     name = f"test.retention.detections.{unique}"
-    long = Topic(name, 1, 7 * DAY_MS, "delete", "frame_detections")
+    long = Topic(name, 1, 7 * DAY_MS, "delete", "detection_batch")
     assert ensure_topics(stack.bootstrap, [long]) == [name]
 
-    serde = AvroSerde(SchemaRegistry(stack.registry_url), "frame_detections", f"{name}-value")
+    serde = AvroSerde(SchemaRegistry(stack.registry_url), "detection_batch", f"{name}-value")
     p = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True})
     for _ in range(20):
         p.produce(name, key=b"cam", value=serde.encode(sample_record(3)))
@@ -72,7 +72,7 @@ def test_old_detections_are_gone_from_the_broker_after_a_short_retention(stack, 
 
     # now the short retention, through the same code path `privaflow retention apply` uses; small
     # segments so the records do not sit in one active segment
-    short = Topic(name, 1, 2000, "delete", "frame_detections", extra_config={"segment.ms": "1000"})
+    short = Topic(name, 1, 2000, "delete", "detection_batch", extra_config={"segment.ms": "1000"})
     assert apply_retention(stack.bootstrap, [short]) == {name: "2000"}
     cfg = topic_config(stack.bootstrap, name)
     assert cfg["retention.ms"] == "2000" and cfg["segment.ms"] == "1000"

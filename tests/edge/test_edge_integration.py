@@ -20,8 +20,8 @@ from privaflow.edge.privacy import PrivacyFilter
 from privaflow.edge.publish import KafkaSink
 from privaflow.edge.records import COCO_IDS
 from privaflow.edge.tracking import box_iou
-from privaflow.schemas.detections import record_frames
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
+from privaflow.schemas.detections import record_frames
 from privaflow.schemas.site import Camera
 from privaflow.schemas.topics import DETECTIONS
 from tests.conftest import media_path

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from privaflow.edge.publish import UNKNOWN_ID, KafkaSink
 from privaflow.edge.spool import DiskSpool
-from privaflow.schemas.detections import SCHEMA_NAME
 from privaflow.schemas.codec import (
     IncompatibleSchemaError,
     RegistryAuthError,
@@ -30,6 +29,7 @@ from privaflow.schemas.codec import (
     parsed_schema,
     unframe,
 )
+from privaflow.schemas.detections import SCHEMA_NAME
 
 
 def rec(i: int, size: int = 100) -> bytes:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from privaflow.edge.publish import KafkaSink  # noqa: E402
-from privaflow.schemas.codec import SchemaRegistry  # noqa: E402
-from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name  # noqa: E402
-from privaflow_stack.simulate import simulate  # noqa: E402
-from tests.streams.harness import (  # noqa: E402
+from privaflow.edge.publish import KafkaSink
+from privaflow.schemas.codec import SchemaRegistry
+from privaflow.schemas.detections import batch_records
+from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
+from privaflow_stack.simulate import simulate
+from tests.streams.harness import (
+    FRAMES_PER_RECORD,
     TEST_SITE,
     Run,
     WorkerProcess,
@@ -73,9 +75,14 @@ def _assert_exact(got: dict[str, list[tuple[str, dict[str, Any]]]],
             assert latest[k] == v, f"{table} {k}: {latest[k]} != {v}"
 
 
-def _publish(sink: KafkaSink, frames: list[dict[str, Any]]) -> None:
-    for f in frames:
-        sink.publish(f)
+def _records(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Frames of any cameras in capture order -> records in the order the edges would send them."""
+    return batch_records(frames, FRAMES_PER_RECORD)
+
+
+def _publish(sink: KafkaSink, records: list[dict[str, Any]]) -> None:
+    for r in records:
+        sink.publish(r)
         sink.poll()
 
 
@@ -141,11 +148,11 @@ def test_a_stalled_worker_fails_its_liveness_check_and_a_restart_loses_nothing(s
                      env={**stall, "PRIVAFLOW_FAULT_STALL_AFTER_BATCHES": "1"})
     try:
         worker.wait_ready()
-        ordered = interleave(frames)
-        for part in (ordered[:50], ordered[50:]):  # the first batch is taken, then the worker stalls
-            for f in part:
-                sinks[f["camera_id"]].publish(f)
-                sinks[f["camera_id"]].poll()
+        ordered = _records(interleave(frames))
+        for part in (ordered[:10], ordered[10:]):  # the first batch is taken, then the worker stalls
+            for r in part:
+                sinks[r["camera_id"]].publish(r)
+                sinks[r["camera_id"]].poll()
             _drain(*sinks.values(), close=False)
             deadline = time.monotonic() + 30
             while "taking no more batches" not in worker.log_path.read_text():
@@ -188,15 +195,15 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
                             max_in_flight=20) for cam in CAMERAS}
     try:
         worker.wait_ready()
-        ordered = interleave(frames)
+        ordered = _records(interleave(frames))
         third = len(ordered) // 3
         for part, outage in ((ordered[:third], False), (ordered[third:2 * third], True), (ordered[2 * third:], False)):
             if outage:
                 stack.stop_kafka(kill=True)
                 t_down = time.monotonic()
-            for f in part:
-                sinks[f["camera_id"]].publish(f)
-                sinks[f["camera_id"]].poll()
+            for r in part:
+                sinks[r["camera_id"]].publish(r)
+                sinks[r["camera_id"]].poll()
             if outage:
                 spooled = sum(s.depth for s in sinks.values())
                 while time.monotonic() - t_down < 30:
@@ -208,7 +215,7 @@ def test_broker_down_30s_loses_no_detection_and_publishes_every_window_once(stac
         assert spooled > 0, "nothing was spooled while the broker was down"
         assert all(s.stats.dropped == 0 for s in sinks.values())
 
-        # every detection record arrived, exactly once
+        # every detections record arrived, exactly once
         n = len(ordered)
         recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= n, timeout=120)
         assert len(recs) == n
@@ -239,13 +246,13 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
     kills = 0
     try:
         worker.wait_ready()
-        ordered = interleave(frames)
+        ordered = _records(interleave(frames))
         started = last_kill = time.monotonic()
-        per_frame = 70.0 / len(ordered)
-        for i, f in enumerate(ordered):
-            sinks[f["camera_id"]].publish(f)
-            sinks[f["camera_id"]].poll()
-            due = started + i * per_frame
+        per_record = 70.0 / len(ordered)
+        for i, r in enumerate(ordered):
+            sinks[r["camera_id"]].publish(r)
+            sinks[r["camera_id"]].poll()
+            due = started + i * per_record
             if due > time.monotonic():
                 time.sleep(due - time.monotonic())
             if time.monotonic() - last_kill >= 20:
@@ -266,20 +273,20 @@ def test_worker_sigkilled_every_20s_still_publishes_the_truth(stack, unique: str
 def test_registry_down_edge_keeps_producing_with_its_cached_schema_id(stack, unique: str, tmp_path: Path) -> None:
     run = Run(unique, stack.bootstrap, stack.registry_url)
     run.create_topics()
-    frames = interleave(_frames(10.0, seed=5))
+    records = _records(interleave(_frames(10.0, seed=5)))
     sink = KafkaSink(tmp_path / "spool", "sim", topic=run.names.detections,
                      registry=SchemaRegistry(stack.registry_url, retries=0, timeout=2))
     try:
-        _publish(sink, frames[:50])
+        _publish(sink, records[:10])
         _drain(sink)
         stack.stop_registry()
         # a restarted agent finds the id in its spool folder's cache
         sink = KafkaSink(tmp_path / "spool", "sim", topic=run.names.detections,
                          registry=SchemaRegistry(stack.registry_url, retries=0, timeout=2))
-        _publish(sink, frames[50:])
+        _publish(sink, records[10:])
         _drain(sink)
-        recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= len(frames), timeout=60)
-        assert len(recs) == len(frames)
+        recs = read_topic(stack.bootstrap, run.names.detections, lambda r: len(r) >= len(records), timeout=60)
+        assert len(recs) == len(records)
         assert all(m.value()[:5] == recs[0].value()[:5] for m in recs)  # one schema id throughout
     finally:
         _close_quietly(sink)

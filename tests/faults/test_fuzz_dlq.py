@@ -1,16 +1,17 @@
 """Fuzzed bad input through a real worker on the real broker (issue: bad input).
 
 Hypothesis generates a few thousand records the worker cannot use (random bytes, short or wrongly
-framed payloads, unknown schema ids, truncated or garbled Avro, and well-formed records that break
-the contract: box or foot point outside 0..1, NaN confidence, a foreign site or camera, a key that is
-not the camera, a null value) with valid frames of two simulated cameras in between. One worker
+framed payloads, unknown schema ids, truncated or garbled Avro, and well-formed DetectionBatch
+records that break the contract: box or foot point outside 0..1, NaN confidence, a class the camera
+does not count, columns that do not fit together, a foreign site or camera, a key that is not the
+camera, a null value) with valid records of two simulated cameras in between. One worker
 reads them all. Every bad record must come out on the dead-letter topic exactly once, unchanged and
 with a reason naming its problem and where it came from; no good record may end up there; the
 worker must stay up and account for every record in its metrics.
 
 Garbled payloads (bit flips, overwrites, length varints, random tails after a valid header) are
 sometimes still valid records; an in-process oracle (our serde and `frame_problem`, the worker's own
-rules) says which, and the worker must agree with it record for record. Every other kind is bad by
+rules: `batch_problem`) says which, and the worker must agree with it record for record. Every other kind is bad by
 construction, and the test checks that the oracle agrees before anything is sent.
 
 Requirement ids: T9 (nothing silently lost), T6 (a reason names the problem, not a person).
@@ -33,21 +34,25 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from privaflow.schemas.codec import AvroSerde, DecodeError  # noqa: E402
-from privaflow.streams.consume import frame_problem  # noqa: E402
-from privaflow_stack.simulate import simulate  # noqa: E402
-from tests.streams.harness import (  # noqa: E402
+from privaflow.schemas.codec import AvroSerde, DecodeError
+from privaflow.schemas.detections import DETECTION_COLUMNS, batch_records
+from privaflow.streams.consume import batch_problem
+from privaflow_stack.simulate import simulate
+from tests.streams.harness import (
+    FRAMES_PER_RECORD,
     TEST_SITE,
     DetectionsProducer,
     Run,
     WorkerProcess,
     interleave,
     read_topic,
+    site_config,
     write_config,
 )
 
 FUZZ_CASES = 3000
 CAMERAS = frozenset(c["id"] for c in TEST_SITE["cameras"])
+SITE = site_config()
 CAMERA_KEYS = sorted(c.encode() for c in CAMERAS)
 # float32 values (Avro `float`; bounds exact in float32) outside the worker's 0..1 tolerance of 1e-4
 OUTSIDE = (st.floats(min_value=1 + 2**-7, width=32) | st.floats(max_value=-(2**-7), width=32) | st.just(math.nan))
@@ -68,7 +73,7 @@ class Case:
 
 
 def cases(serde: AvroSerde, templates: list[dict[str, Any]]) -> st.SearchStrategy[Case]:
-    """Every kind of bad record; `templates` are valid frames (with detections) to spoil."""
+    """Every kind of bad record; `templates` are valid records (with detections) to spoil."""
     encoded = [serde.encode(t) for t in templates]
     any_key = st.sampled_from(CAMERA_KEYS) | st.none() | st.binary(max_size=12)
 
@@ -119,39 +124,60 @@ def cases(serde: AvroSerde, templates: list[dict[str, Any]]) -> st.SearchStrateg
     def spoiled(kind: str, words: tuple[str, ...], change: Any) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: st.DrawFn) -> Case:
-            frame = draw(st.sampled_from(templates))
-            frame = {**frame, "detections": [dict(d) for d in frame["detections"]]}
-            key = change(draw, frame)
-            return Case(kind, frame["camera_id"].encode() if key is ... else key, serde.encode(frame), words)
+            record = draw(st.sampled_from(templates))
+            record = {k: list(v) if isinstance(v, list) else v for k, v in record.items()}
+            key = change(draw, record)
+            return Case(kind, record["camera_id"].encode() if key is ... else key, serde.encode(record), words)
         return build()
 
-    def box(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        det = draw(st.sampled_from(frame["detections"]))
-        det[draw(st.sampled_from(["x1", "y1", "x2", "y2"]))] = draw(OUTSIDE)
+    def detection(draw: st.DrawFn, record: dict[str, Any]) -> int:
+        return draw(st.integers(0, len(record["track_id"]) - 1))
+
+    def box(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record[draw(st.sampled_from(["x1", "y1", "x2", "y2"]))][detection(draw, record)] = draw(OUTSIDE)
         return ...
 
-    def foot(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        draw(st.sampled_from(frame["detections"]))[draw(st.sampled_from(["foot_x", "foot_y"]))] = draw(OUTSIDE)
+    def foot(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record[draw(st.sampled_from(["foot_x", "foot_y"]))][detection(draw, record)] = draw(OUTSIDE)
         return ...
 
-    def confidence(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        draw(st.sampled_from(frame["detections"]))["confidence"] = draw(BAD_CONFIDENCE)
+    def confidence(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record["confidence"][detection(draw, record)] = draw(BAD_CONFIDENCE)
         return ...
 
-    def frame_size(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        frame[draw(st.sampled_from(["frame_width", "frame_height"]))] = draw(st.integers(-(2**31), 0))
+    def foreign_class(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        classes = set(SITE.camera(record["camera_id"]).classes)
+        record["class_name"][detection(draw, record)] = draw(st.text(max_size=20).filter(lambda c: c not in classes))
         return ...
 
-    def site(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        frame["site_id"] = draw(st.text(max_size=40).filter(lambda s: s != TEST_SITE["site_id"]))
+    def layout(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        op = draw(st.sampled_from(["count", "column", "frames", "order"]))
+        if op == "count":
+            i = draw(st.integers(0, len(record["detection_counts"]) - 1))
+            record["detection_counts"][i] += draw(st.sampled_from([-100, -1, 1, 7]))
+        elif op == "column":
+            c = draw(st.sampled_from(DETECTION_COLUMNS))
+            record[c] = record[c][:-1] if draw(st.booleans()) else record[c] + record[c][:1]
+        elif op == "frames":
+            record["detected"] = record["detected"] + [True]
+        else:
+            record["ts"] = sorted(record["ts"], reverse=True) if len(record["ts"]) > 1 else [record["ts"][0], 0]
         return ...
 
-    def camera(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        frame["camera_id"] = draw(st.text(max_size=40).filter(lambda s: s not in CAMERAS))
+    def frame_size(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record[draw(st.sampled_from(["frame_width", "frame_height"]))] = draw(st.integers(-(2**31), 0))
+        return ...
+
+    def site(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record["site_id"] = draw(st.text(max_size=40).filter(lambda s: s != TEST_SITE["site_id"]))
+        return ...
+
+    def camera(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        record["camera_id"] = draw(st.text(max_size=40).filter(lambda s: s not in CAMERAS))
         return ...  # keyed by its own (unknown) camera id, as an edge would
 
-    def key(draw: st.DrawFn, frame: dict[str, Any]) -> Any:
-        frame["camera_id"] = cam = draw(st.sampled_from(sorted(CAMERAS)))
+    def key(draw: st.DrawFn, record: dict[str, Any]) -> Any:
+        cam = record["camera_id"]
         return draw(any_key.filter(lambda k: k != cam.encode()))
 
     @st.composite
@@ -163,6 +189,8 @@ def cases(serde: AvroSerde, templates: list[dict[str, Any]]) -> st.SearchStrateg
         spoiled("box", ("not inside 0..1",), box),
         spoiled("foot", ("foot point",), foot),
         spoiled("confidence", ("confidence",), confidence),
+        spoiled("class", ("is not one of the classes of camera",), foreign_class),
+        spoiled("layout", ("entries for", "not in capture order", "negative detection count"), layout),
         spoiled("frame_size", ("frame size",), frame_size),
         spoiled("site", ("not this worker's site",), site),
         spoiled("camera", ("not in the site config",), camera),
@@ -189,11 +217,11 @@ def usable(serde: AvroSerde, key: bytes | None, value: bytes | None) -> bool:
     if value is None:
         return False
     try:
-        frame = serde.decode(value)
+        record = serde.decode(value)
     except DecodeError:
         return False
     cam = None if key is None else key.decode("utf-8", "replace")
-    return frame_problem(frame, TEST_SITE["site_id"], CAMERAS, cam) is None
+    return batch_problem(record, SITE, cam) is None
 
 
 def metric(worker: WorkerProcess, name: str, **labels: str) -> float:
@@ -244,25 +272,25 @@ def test_fuzzed_bad_records_all_land_in_the_dead_letter_topic(stack: Any, unique
     serde = producer.serde
     sims = {cam: simulate(run.site, cam, duration_s=60, fps=10, n_objects=12, seed=i)
             for i, cam in enumerate(("campus", "street"))}
-    valid = interleave({cam: s.frames for cam, s in sims.items()})
-    templates = [f for f in simulate(run.site, "campus", duration_s=20, fps=5, n_objects=8, seed=99).frames
-                 if f["detections"]][:40]
+    valid = batch_records(interleave({cam: s.frames for cam, s in sims.items()}), FRAMES_PER_RECORD)
+    templates = batch_records([f for f in simulate(run.site, "campus", duration_s=20, fps=5, n_objects=8,
+                                                   seed=99).frames if f["detections"]], 3)[:40]
     fuzz = draw_cases(cases(serde, templates), FUZZ_CASES)
     assert len(fuzz) == FUZZ_CASES
 
-    # the oracle must agree that everything but a garbled record is bad, and every frame good
+    # the oracle must agree that everything but a garbled record is bad, and every valid record good
     verdict = [usable(serde, c.key, c.value) for c in fuzz]
     wrongly_usable = [c for c, ok in zip(fuzz, verdict, strict=True) if ok and c.kind != "garbled"]
     assert not wrongly_usable, f"bad by construction, yet usable: {wrongly_usable[:3]}"
-    assert all(usable(serde, f["camera_id"].encode(), serde.encode(f)) for f in valid)
+    assert all(usable(serde, r["camera_id"].encode(), serde.encode(r)) for r in valid)
 
-    # a few fuzzed records after every valid frame, so the worker must keep going between them
+    # a few fuzzed records after every valid one, so the worker must keep going between them
     bad: dict[int, Case] = {}
     good: set[int] = set()
-    per_frame = math.ceil(len(fuzz) / len(valid))
-    for i, f in enumerate(valid):
-        good.add(producer.frame(f))
-        for c, ok in zip(fuzz[i * per_frame:(i + 1) * per_frame], verdict[i * per_frame:(i + 1) * per_frame],
+    per_record = math.ceil(len(fuzz) / len(valid))
+    for i, r in enumerate(valid):
+        good.add(producer.record(r))
+        for c, ok in zip(fuzz[i * per_record:(i + 1) * per_record], verdict[i * per_record:(i + 1) * per_record],
                          strict=True):
             seq = producer.raw(c.key, c.value)
             if ok:
@@ -310,7 +338,7 @@ def test_fuzzed_bad_records_all_land_in_the_dead_letter_topic(stack: Any, unique
         run.delete_topics()
     kinds = dict(sorted(Counter(c.kind for c in bad.values()).items()))
     print(f"\n{len(fuzz)} fuzzed records ({len(bad)} bad: {kinds}, {len(fuzz) - len(bad)} garbled but usable)"
-          f" among {len(valid)} valid frames")
+          f" among {len(valid)} valid records")
 
 
 @pytest.mark.integration

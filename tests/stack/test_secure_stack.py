@@ -150,7 +150,7 @@ def no_registry_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_registry_refuses_anonymous_callers(secure: LocalStack, unique: str, no_registry_env: None) -> None:
     with pytest.raises(RegistryAuthError, match="needs credentials"):
-        _registry(secure, None).register(f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+        _registry(secure, None).register(f"test.secure.{unique}-value", load_schema_json("detection_batch"))
     # reading is refused too, on the plain HTTP API
     assert httpx.get(secure.registry_url + "/subjects", timeout=10).status_code == 401
 
@@ -158,7 +158,7 @@ def test_registry_refuses_anonymous_callers(secure: LocalStack, unique: str, no_
 def test_registry_refuses_a_wrong_password(secure: LocalStack, unique: str) -> None:
     with pytest.raises(RegistryAuthError, match="wrong credentials for user 'edge'"):
         _registry(secure, "edge", password="not-the-password").register(
-            f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+            f"test.secure.{unique}-value", load_schema_json("detection_batch"))
 
 
 def test_partner_may_not_register_schemas(secure: LocalStack, unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,23 +168,23 @@ def test_partner_may_not_register_schemas(secure: LocalStack, unique: str, monke
     monkeypatch.setenv("PRIVAFLOW_REGISTRY_PASSWORD", password)
     reg = SchemaRegistry(secure.registry_url, retries=0)
     with pytest.raises(RegistryAuthError, match="user 'partner-city' may not register schemas"):
-        reg.register(f"test.secure.{unique}-value", load_schema_json("frame_detections"))
+        reg.register(f"test.secure.{unique}-value", load_schema_json("detection_batch"))
     assert f"test.secure.{unique}-value" not in reg.subjects()
 
 
 def test_edge_registers_and_partner_reads_back(secure: LocalStack, unique: str, sample_record) -> None:
     subject = f"test.secure.{unique}-value"
-    edge = AvroSerde(_registry(secure, "edge"), "frame_detections", subject)
+    edge = AvroSerde(_registry(secure, "edge"), "detection_batch", subject)
     payload = edge.encode(sample_record(2))
-    assert _registry(secure, "edge").register(subject, load_schema_json("frame_detections")) == edge.schema_id
+    assert _registry(secure, "edge").register(subject, load_schema_json("detection_batch")) == edge.schema_id
 
     # a partner reads the schema by id: with our codec, and with confluent-kafka's own client
-    partner = AvroSerde(_registry(secure, "partner-city"), "frame_detections", subject)
-    assert [d["track_id"] for d in partner.decode(payload)["detections"]] == [0, 1]
+    partner = AvroSerde(_registry(secure, "partner-city"), "detection_batch", subject)
+    assert partner.decode(payload)["track_id"] == [0, 1]
     user, password = secure.registry_auth("partner-city") or ("", "")
     confluent = SchemaRegistryClient({"url": secure.registry_url, "basic.auth.user.info": f"{user}:{password}",
                                       "timeout": 10})
-    assert "FrameDetections" in confluent.get_schema(edge.schema_id).schema_str
+    assert "DetectionBatch" in confluent.get_schema(edge.schema_id).schema_str
 
 
 def test_streams_registers_schemas(secure: LocalStack, unique: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from fastavro.validation import validate
 
 from privaflow.schemas.codec import parsed_schema
+from privaflow.schemas.detections import SCHEMA_NAME, batch_records, layout_problem, record_frames
 from privaflow.schemas.site import load_site_config, parse_site_config
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tracks import TrackBook
@@ -40,17 +41,23 @@ def test_same_seed_same_scene_other_seed_other_scene() -> None:
     assert a.frames != c.frames
 
 
-def test_frames_are_valid_frame_detections_records() -> None:
-    """What the simulator emits is exactly what the edge agent publishes (frame_detections.avsc)."""
+def test_frames_pack_into_valid_detection_batch_records() -> None:
+    """What the simulator emits, packed as the edge packs frames, is what the edge agent publishes
+    (detection_batch.avsc), and unpacks to the same frames."""
     site = parse_site_config({**SITE.model_dump(), "cameras": [
         {**c.model_dump(), "attributes": True, "homography": [[30, 0, 0], [0, 20, 0], [0, 0, 1]]}
         for c in SITE.cameras]}, "<test>")
     sim = simulate(site, "campus", 30, 10, 10, HEAVY, seed=4)
-    schema = parsed_schema("frame_detections")
+    schema = parsed_schema(SCHEMA_NAME)
     assert len(sim.frames) == 300
     assert [f["ts"] for f in sim.frames] == sorted(f["ts"] for f in sim.frames)
+    records = batch_records(sim.frames, 5)
+    assert len(records) == 60
+    for r in records:
+        validate(r, schema, raise_errors=True)
+        assert layout_problem(r) is None
+    assert [f for r in records for f in record_frames(r)] == sim.frames
     for f in sim.frames:
-        validate(f, schema, raise_errors=True)
         for d in f["detections"]:
             assert 0 <= d["foot_x"] <= 1 and 0 <= d["foot_y"] <= 1
             assert d["x1"] <= d["foot_x"] <= d["x2"] and d["y1"] <= d["foot_y"] == d["y2"]

@@ -5,7 +5,6 @@ With them the tests drive the worker's real batch loop, records in and partner r
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,17 +116,18 @@ class MemoryReader:
 
 
 class Sent:
-    """The producer: every record sent, acknowledged at once."""
+    """The producer (`streams.output.Output`): every record produced, acknowledged at once."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
+        self.flushes = 0
 
-    async def __call__(self, topic_name: str, key: bytes | None, value: bytes | None, partition: int | None,
-                       timestamp: float | None, headers: Any) -> asyncio.Future[None]:
+    def produce(self, topic_name: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+                headers: Any = None) -> None:
         self.records.append((topic_name, key, value, partition, headers))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+
+    async def flush(self) -> None:
+        self.flushes += 1
 
     def on(self, topic_name: str) -> list[tuple[bytes | None, bytes | None, int | None, Any]]:
         return [(k, v, p, h) for t, k, v, p, h in self.records if t == topic_name]
@@ -156,7 +156,7 @@ def make_loop(site: SiteConfig, log: list[Incoming], registry: FakeRegistry, *, 
     return BatchLoop(settings=settings, engine=Engine(site, decoder, TICKS),
                      publisher=Publisher(sent, registry, site, settings.topics),  # type: ignore[arg-type]
                      reader=MemoryReader(log, consumer), table=table if table is not None else MemoryTable(),
-                     consumer=consumer, send=sent, ticks_topic=TICKS, clock=clock or Clock())
+                     consumer=consumer, output=sent, ticks_topic=TICKS, clock=clock or Clock())
 
 
 async def close_idle(loop: BatchLoop, clock: Clock, sent: Sent) -> None:

@@ -264,7 +264,7 @@ def test_ticks_close_an_idle_cameras_windows_once(log: list[Incoming], expected:
 
 async def _idle(loop: BatchLoop, clock: Clock, seconds: float) -> list[tuple[bytes | None, int, bytes]]:
     """Advance the clock, run the idle timer; returns the (key, partition, value) of camera ticks sent."""
-    sent: Sent = loop.send  # type: ignore[assignment]
+    sent: Sent = loop.output  # type: ignore[assignment]
     before = len(sent.on(TICKS))
     clock.now += seconds
     await loop.tick_idle_cameras()

@@ -23,6 +23,7 @@ from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome, batch_
 from privaflow.streams.publish import Publisher
 from privaflow.streams.settings import TopicNames
 from privaflow_stack.simulate import simulate
+from tests.streams.fakes import Sent
 from tests.streams.harness import (
     REPO,
     TEST_SITE,
@@ -159,18 +160,11 @@ def test_an_unreachable_registry_is_an_error_not_a_dead_letter() -> None:
 def test_publisher_writes_dead_letters_with_original_bytes_and_headers() -> None:
     decoder, _ = _decoder()
     out: Outcome = Engine(SITE, decoder, "ticks").apply([Incoming("src", 2, 9, b"campus", b"junk")], lambda k: None)
-    sent: list[tuple[Any, ...]] = []
-
-    async def send(topic: str, key: Any, value: Any, partition: Any, ts: Any, headers: Any) -> Any:
-        sent.append((topic, key, value, headers))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    publisher = Publisher(send, FakeRegistry(), SITE, TopicNames("p."))  # type: ignore[arg-type]
+    sent = Sent()
+    publisher = Publisher(sent, FakeRegistry(), SITE, TopicNames("p."))  # type: ignore[arg-type]
     counts = asyncio.run(publisher.publish(out))
-    assert counts == {"p.privaflow.detections.dlq.v2": 1}
-    topic, key, value, headers = sent[0]
+    assert counts == {"p.privaflow.detections.dlq.v2": 1} and sent.flushes == 1, "published, then acknowledged"
+    topic, key, value, _, headers = sent.records[0]
     assert (topic, key, value) == ("p.privaflow.detections.dlq.v2", b"campus", b"junk")
     assert dict(headers)["source_offset"] == b"9" and dict(headers)["source_partition"] == b"2"
 
