@@ -558,8 +558,9 @@ class Engine:
                       ) -> tuple[NDArray[np.int32] | None, dict[int, tuple[str, str]]]:
         """(class codes, id(record) -> (kind, reason) for the records with a detection whose values
         are out of range or whose class is not one of its camera's), for the whole batch at once."""
-        values = ({c: list(chain.from_iterable(r[c] for r in records)) for c in _VALUE_COLUMNS}
-                  if len(records) > 1 else records[0])
+        values: dict[str, Any] = {"foot_x": cols.foot_x, "foot_y": cols.foot_y}  # already arrays
+        for c in ("x1", "y1", "x2", "y2", "confidence"):
+            values[c] = list(chain.from_iterable(r[c] for r in records)) if len(records) > 1 else records[0][c]
         ok = _values_ok(values)
         codes = np.fromiter(map(self._class_code.get, cols.class_name, repeat(-1)), np.int32, len(cols))
         counts = [len(r["track_id"]) for r in records]

@@ -66,13 +66,14 @@ class KafkaOutput:
                 break
             except BufferError:  # librdkafka's queue is full: let deliveries drain it
                 self._producer.poll(0.05)
-        self._producer.poll(0)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._refused.append(f"{msg.topic()}: {err.str()}")
 
     async def flush(self) -> None:
+        # delivery reports are served here (flush polls), not per record: a poll per record cost
+        # as much as the record
         while await asyncio.to_thread(self._producer.flush, 1.0):
             pass  # still waiting for acks (a broker that is away: its records are retried meanwhile)
         if self._refused:

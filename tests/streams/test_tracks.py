@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from privaflow.schemas.codec import epoch_ms, parsed_schema
 from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
+from privaflow.streams.columns import Columns
 from privaflow.streams.events import Crossing, OccupancySample, ZoneVisit, to_avro
 from privaflow.streams.geometry import points_in_polygon
 from privaflow.streams.tables import WindowStore
-from privaflow.streams.tracks import SEGMENT_MARGIN, TrackBook
+from privaflow.streams.tracks import SEGMENT_MARGIN, TrackBook, TrackTable
 from privaflow_stack.simulate import HEAVY, NO_NOISE, REALISTIC, Noise, count_error, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -456,3 +457,61 @@ def test_counts_match_ground_truth(scene: str, noise: Noise, line_limit: float, 
     line_err, flow_err = pipeline_errors(site, scene, noise, 500, seed=11)
     assert line_err <= line_limit
     assert flow_err <= flow_limit
+
+
+# ---------------------------------------------------------------------------------------------- many cameras at once
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_many_cameras_in_one_pass_equal_each_camera_frame_by_frame(seed: int) -> None:
+    """A worker passes every camera of a Kafka batch through one TrackTable call, cut wherever the
+    batches happen to end: each camera's events (and their order) and state are those of its own
+    frames one by one. Covers T5, T9 (results do not depend on batching)."""
+    import random
+
+    site = parse_site_config({**JUNCTION, "cameras": [*JUNCTION["cameras"], {"id": "north", "source": 1}],
+                              "zones": [*JUNCTION["zones"], {"id": "yard", "camera": "north", "polygon": WEST}],
+                              "counting": {"min_track_frames": 3, "track_expiry_s": 2}}, "<test>")
+    frames = {cam: simulate(site, cam, 40, 10, 25, HEAVY, seed=seed + i).frames
+              for i, cam in enumerate(("junction", "north"))}
+    rng = random.Random(seed)
+    frames["north"] = [f for i, f in enumerate(frames["north"]) if not 100 <= i < 140]  # a camera pauses
+    expected = {}
+    for cam, fs in frames.items():
+        book = TrackBook(site, cam)
+        expected[cam] = [e for f in fs for e in book.observe(f)] + book.expire_all()
+    table = TrackTable(site)
+    got: dict[str, list[Any]] = {cam: [] for cam in frames}
+    at = dict.fromkeys(frames, 0)
+    while any(at[c] < len(frames[c]) for c in frames):
+        batch = []
+        for cam in rng.sample(sorted(frames), 2):
+            if at[cam] < len(frames[cam]) and rng.random() < 0.8:
+                k = rng.randint(1, 30)
+                batch.append((cam, Columns.from_frames(frames[cam][at[cam]:at[cam] + k])))
+                at[cam] += k
+        for (cam, _), events in zip(batch, table.observe(batch), strict=True):
+            got[cam] += events
+    for cam in frames:
+        assert got[cam] + table.expire(cam, 2**62) == expected[cam], cam
+
+
+def test_state_written_by_version_1_is_read_and_carries_on_identically() -> None:
+    """A worker of the previous version wrote a dict per track; this one writes a list per field and
+    still reads the old form (what the changelog holds after an upgrade)."""
+    site = load_site_config(ROOT / "examples" / "site.yaml")
+    sim = simulate(site, "campus", 60, 10, 30, REALISTIC, seed=8)
+    book = TrackBook(site, "campus")
+    book.observe_many(sim.frames[:300])
+    state = book.to_state()
+    assert state["version"] == 2 and isinstance(state["tracks"]["id"], list)
+    t = state["tracks"]
+    v1 = {**state, "version": 1, "tracks": [
+        {**{f: t[f][i] for f in t if f != "pending"}, "pending": t["pending"].get(str(t["id"][i]), [])}
+        for i in range(len(t["id"]))]}
+    old = TrackBook.from_state(site, "campus", json.loads(json.dumps(v1)))
+    assert old.to_state() == state
+    assert old.observe_many(sim.frames[300:]) + old.expire_all() == book.observe_many(sim.frames[300:]) + \
+        book.expire_all()
+    with pytest.raises(ValueError, match="neither 2 nor 1"):
+        TrackBook.from_state(site, "campus", {**state, "version": 3})
