@@ -1,4 +1,4 @@
-"""`privaflow edge`: run the edge agent for one camera (also `python -m edge.cli`)."""
+"""`privaflow edge`: run the edge agent for one camera (also `python -m privaflow.edge.cli`)."""
 
 from __future__ import annotations
 

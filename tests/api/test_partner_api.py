@@ -287,7 +287,7 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
     port = _free_port()
     env = {**os.environ, f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}": "s3cret", "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
            "PRIVAFLOW_REGISTRY_URL": stack.registry_url}
-    proc = subprocess.Popen([sys.executable, "-c", "from privaflow.api import api; api()", "serve",
+    proc = subprocess.Popen([sys.executable, "-c", "from privaflow.partner.api import api; api()", "serve",
                              "--config", str(cfg), "--port", str(port)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
