@@ -50,7 +50,7 @@ Exit 0: all clean; 1: a schema breaks a rule; 2: a file cannot be read or is not
 
 \b
 A partner schema is one record whose fields are only (each may also be a union with null,
-except window bounds and suppressed):
+except window bounds, suppressed and bin lists):
   window_start, window_end      long with logicalType timestamp-millis
   window_length_s               int or long
   {dims}

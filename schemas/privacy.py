@@ -14,12 +14,13 @@ a closed window needs, each field by its name and the one type its rule allows:
 | statistic         | STATISTICS (mean_speed_kmh, median_dwell_s, ...)         | int, long, float or double  |
 | bin list          | bin_upper_s / bin_counts                                 | array of float / of count   |
 
-Every rule except window bounds and flags also allows the type as a union with null. Anything else
-is refused: other names, nested records, maps, bytes, fixed, other arrays, unions of two non-null
-types, named-type references, logical types outside the window bounds, and any attribute Avro does
-not define (a `"privacy"` marker on a field or a type says the schema was meant to carry something a
-partner may not get). A schema that is not a record, or not JSON-shaped at all, gets a violation
-too: the check never raises. Each violation is `"<record>.<field>: <rule broken>"`.
+Every rule except window bounds, flags and bin lists also allows the type as a union with null.
+Anything else is refused: other names, nested records, maps, bytes, fixed, other arrays, unions of
+two non-null types, named-type references, logical types outside the window bounds, and attributes
+beyond what these types need (name, type, doc, default; namespace on the record; symbols and
+default on an enum): a `"privacy"` marker on a field or a type says the schema was meant to carry
+something a partner may not get. A schema that is not a record, or not JSON-shaped at all, gets a
+violation too: the check never raises. Each violation is `"<record>.<field>: <rule broken>"`.
 
     >>> partner_schema_violations({"type": "record", "name": "R", "fields": [
     ...     {"name": "window_start", "type": {"type": "long", "logicalType": "timestamp-millis"}},
