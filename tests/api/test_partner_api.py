@@ -71,11 +71,11 @@ def served(stack, kit, produce_partner):
     dwell = {"site_id": site_id, "zone_id": "lobby", "window_start": kit.T0, "window_end": kit.T0 + 300_000,
              "bin_upper_s": [5.0, 15.0, float("inf")], "bin_counts": [12, None, 0], "suppressed": True,
              "median_dwell_s": 4.5}
-    attrs = {"site_id": site_id, "place_id": "door", "age_bracket": "20-29", "gender": "female",
+    attrs = {"site_id": site_id, "place_id": "door", "age_bracket": "age_20_29", "gender": "female",
              "window_start": kit.T0, "window_end": kit.T0 + 900_000, "count": 11, "suppressed": False}
     items += [("occupancy", kit.key("occupancy", occ, ("queue",)), occ),
               ("dwell", kit.key("dwell", dwell, ("lobby",)), dwell),
-              ("attributes", kit.key("attributes", attrs, ("door", "20-29", "female")), attrs)]
+              ("attributes", kit.key("attributes", attrs, ("door", "age_20_29", "female")), attrs)]
     produce_partner(items)
 
     site = parse_site_config(kit.site_dict(site_id))
@@ -134,7 +134,7 @@ def test_dwell_arrays_and_the_retailers_tables(served, kit) -> None:
     line = get(client, "dwell", RETAILER_TOKEN, format="csv").text.splitlines()[1]
     assert '"[12,null,0]"' in line
     attrs = get(client, "attributes", RETAILER_TOKEN).json()["rows"]
-    assert [(a["place_id"], a["age_bracket"], a["gender"], a["count"]) for a in attrs] == [("door", "20-29",
+    assert [(a["place_id"], a["age_bracket"], a["gender"], a["count"]) for a in attrs] == [("door", "age_20_29",
                                                                                          "female", 11)]
 
 

@@ -66,7 +66,7 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
               "dwell": {"site_id": "s", "zone_id": "z", "window_start": 0, "window_end": 1,
                         "bin_upper_s": [5.0, float("inf")], "bin_counts": [1, None], "suppressed": True,
                         "median_dwell_s": 2.5},
-              "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "20-29", "gender": "male",
+              "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "age_20_29", "gender": "male",
                              "window_start": 0, "window_end": 1, "count": 7, "suppressed": False}}[table]
     row = json.loads(json.dumps(json_row(table, sample), allow_nan=False))
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)

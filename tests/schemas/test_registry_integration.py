@@ -113,3 +113,33 @@ def test_schemas_check_cli_reports_compatibility(stack) -> None:
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "privaflow.detections.v1-value" in r.stdout and "compatible" in r.stdout
+
+
+def _as_v1(stem: str) -> str:
+    """The schema as it was before its categorical fields became enums (v1: plain strings)."""
+    schema = json.loads(load_schema_json(stem))
+    for f in schema["fields"]:
+        if isinstance(f["type"], dict) and f["type"].get("type") == "enum" and f["name"] != "crowding_level":
+            f["type"] = "string"
+    return json.dumps(schema)
+
+
+@pytest.mark.parametrize("stem", ["partner_traffic_volume", "partner_attributes"])
+def test_string_to_enum_is_refused_by_the_registry_so_the_topic_version_moves(stack, unique: str,
+                                                                             stem: str) -> None:
+    """Why traffic-volume and attributes moved to .v2 topics (schemas/topics.py): under the old
+    subject the registry refuses the enum schema (Avro cannot read a string as an enum, in either
+    direction), so the change goes to a new subject instead of overriding the compatibility rule."""
+    from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name, topic
+
+    reg = SchemaRegistry(stack.registry_url)
+    old_subject = f"test.v1.{unique}-value"
+    reg.register(old_subject, _as_v1(stem))
+    assert reg.is_compatible(old_subject, load_schema_json(stem)) is False
+    with pytest.raises(IncompatibleSchemaError, match="ENUM not compatible with writer type: STRING"):
+        reg.register(old_subject, load_schema_json(stem))
+
+    table = next(t for t, s in PARTNER_TABLES.items() if s == stem)
+    new = topic(partner_topic_name(table))
+    assert new.name.endswith(".v2") and new.value_subject != old_subject
+    assert reg.register(f"test.v2.{unique}-value", load_schema_json(stem)) > 0
