@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.vocabulary import partner_symbols
 from privaflow.schemas.topics import partner_topic_name
 from privaflow.streams.tables import SPECS, ClosedWindow
 
@@ -44,7 +45,7 @@ def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
     value = {"site_id": closed.site_id, **dict(zip(spec.dim_names, closed.dims, strict=True)),
              "window_start": closed.window_start_ms, "window_end": closed.window_end_ms,
              **spec.partner_fields(closed.agg, k)}
-    return partner_key(closed), value
+    return partner_key(closed), partner_symbols(value)
 
 
 def strictest_k(site: SiteConfig) -> dict[str, int]:
