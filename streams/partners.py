@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.vocabulary import partner_symbols
 from privaflow.schemas.topics import partner_topic_name
+from privaflow.schemas.vocabulary import partner_symbols
 from privaflow.streams.tables import SPECS, ClosedWindow
 
 
