@@ -21,6 +21,7 @@ from schemas.topics import DETECTIONS, partner_topic_name
 from stack.local import LocalStack, Ports
 from stack.local import home as default_home
 from stack.security import registry_auth_properties
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory, stack) -> Iterator[LocalSta
     (h / "stack").symlink_to(default_home() / "stack")
     old = os.environ.get("PRIVAFLOW_HOME")
     os.environ["PRIVAFLOW_HOME"] = str(h)
-    s = LocalStack(Ports(29092, 29093, 28081, 29081), secure=True)
+    s = LocalStack(Ports(*free_ports(4)), secure=True)
     try:
         s.up()
         yield s
