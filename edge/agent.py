@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.attributes import AttributeEstimator, ColourVotes, FaceAgeGender, person_attributes, vehicle_colours
 from edge.capture import Capture
-from edge.detect import Detector, load_detector
+from edge.detect import Detector, DetectorSpec, load_detector
 from edge.detections import Detections
 from edge.health import HealthServer, Metrics
 from edge.privacy import PrivacyFilter, PseudonymousIds
@@ -33,13 +33,19 @@ from schemas.site import Camera
 log = logging.getLogger(__name__)
 
 
-def build_detector(camera: Camera) -> Detector:
-    """The camera's configured detector, keeping only the classes it counts."""
+def detector_spec(camera: Camera) -> DetectorSpec:
+    """The camera's detector settings as the edge's own spec (validated; no model is loaded)."""
     spec: dict[str, Any] = camera.detector.model_dump(exclude_none=True)
     spec["classes"] = class_ids(camera.classes)
     if spec.get("kind") == "nanodet":
         spec.pop("input_size", None)  # NanoDet's input size is fixed by the bundled model
-    return load_detector(spec)
+    return DetectorSpec.from_mapping(spec)
+
+
+def build_detector(camera: Camera) -> Detector:
+    """The camera's configured detector, keeping only the classes it counts. Errors (DetectorError,
+    ValueError naming the `detector.` field, FileNotFoundError) are raised here, before any frame."""
+    return load_detector(detector_spec(camera))
 
 
 @dataclass

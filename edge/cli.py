@@ -74,9 +74,13 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
     from edge.agent import Agent, build_detector
     from edge.publish import AvroFileSink, KafkaSink, Sink
 
+    from edge.detect import DetectorError
+
     try:
         detector = build_detector(camera)
-    except (ValueError, FileNotFoundError) as e:
+    except DetectorError as e:  # names the model file and what was expected
+        raise click.ClickException(f"{config_path}: camera {camera.id}: detector: {e}") from None
+    except (ValueError, FileNotFoundError) as e:  # names the `detector.` field
         raise click.ClickException(f"{config_path}: cameras[{camera.id}].{e}") from None
     out: Sink
     if sink == "kafka":

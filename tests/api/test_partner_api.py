@@ -79,8 +79,8 @@ def served(stack, kit, produce_partner):
 
     site = parse_site_config(kit.site_dict(site_id))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}", CITY_TOKEN)
-        mp.setenv(f"PRIVAFLOW_TEST_TOKEN_RETAILER_{site_id}", RETAILER_TOKEN)
+        mp.setenv(kit.token_env("city", site_id), CITY_TOKEN)
+        mp.setenv(kit.token_env("retailer", site_id), RETAILER_TOKEN)
         store = PartnerStore(site_id, stack.bootstrap, kafka_config={})
         app = make_app(site, store)  # tokens read from the environment, as `api serve` does
     with BackgroundServer(app) as server:
@@ -246,7 +246,7 @@ def test_operator_endpoints_need_no_token_and_show_no_secrets(served, kit) -> No
     assert [(p["id"], p["tables"]) for p in site["partners"]] == [
         ("city", ["traffic_volume", "occupancy"]), ("retailer", ["dwell", "attributes"]), ("press", ["occupancy"])]
     text = client.get("/api/v1/operator/site").text
-    for secret in (CITY_TOKEN, RETAILER_TOKEN, "token_env", "PRIVAFLOW_TEST_TOKEN", "rtsp://"):
+    for secret in (CITY_TOKEN, RETAILER_TOKEN, "token_env", "PRIVAFLOW_TOKEN_TEST", "rtsp://"):
         assert secret not in text
 
 
@@ -284,7 +284,7 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
     cfg = tmp_path / "site.yaml"
     cfg.write_text(yaml.safe_dump(kit.site_dict(site_id)))
     port = _free_port()
-    env = {**os.environ, f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}": "s3cret", "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
+    env = {**os.environ, kit.token_env("city", site_id): "s3cret-s3cret-s3cret", "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
            "PRIVAFLOW_REGISTRY_URL": stack.registry_url}
     proc = subprocess.Popen([sys.executable, "-c", "from privaflow.api import api; api()", "serve",
                              "--config", str(cfg), "--port", str(port)],
@@ -294,7 +294,7 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
 
         def rows() -> list | None:
             try:
-                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume", headers={"Authorization": "Bearer s3cret"})
+                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume", headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
                 return None

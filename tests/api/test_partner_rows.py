@@ -90,13 +90,13 @@ def test_store_keeps_the_latest_value_per_key_of_its_site_and_honours_tombstones
 
 def test_tokens_come_from_the_named_environment_variables_only() -> None:
     site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0}], "partners": [
-        {"id": "a", "tables": ["occupancy"], "token_env": "TOK_A"},
-        {"id": "b", "tables": ["dwell"], "token_env": "TOK_B"},
+        {"id": "a", "tables": ["occupancy"], "token_env": "PRIVAFLOW_TOKEN_A"},
+        {"id": "b", "tables": ["dwell"], "token_env": "PRIVAFLOW_TOKEN_B"},
         {"id": "c", "tables": ["dwell"]}]})
-    tokens = partner_tokens(site, {"TOK_A": "alpha", "TOK_B": "  "})
+    tokens = partner_tokens(site, {"PRIVAFLOW_TOKEN_A": "alpha", "PRIVAFLOW_TOKEN_B": "  "})
     assert {t: p.id for t, p in tokens.items()} == {"alpha": "a"}
     with pytest.raises(ConfigError, match="share a bearer token"):
-        partner_tokens(site, {"TOK_A": "same", "TOK_B": "same"})
+        partner_tokens(site, {"PRIVAFLOW_TOKEN_A": "same", "PRIVAFLOW_TOKEN_B": "same"})
 
 
 def test_instants_parse_as_iso_or_epoch_ms() -> None:
