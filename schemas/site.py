@@ -94,6 +94,12 @@ class DetectorSpec(_Model):
     iou: float = Field(0.5, ge=0.0, le=1.0)
     decoded: bool = Field(False, description="yolox only: the export decodes boxes itself")
 
+    @model_validator(mode="after")
+    def _path(self) -> DetectorSpec:
+        if self.kind == "yolo" and not self.path:
+            raise ValueError("path: expected the path of your ONNX export (required for kind 'yolo')")
+        return self
+
 
 class Camera(_Model):
     """One camera: where its video comes from and what privacy rules apply before detection."""
