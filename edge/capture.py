@@ -248,9 +248,9 @@ class _ImageFolder:
             self.skipped -= 1
             raise _Corrupt  # counted as corrupt frames, as if read in order
         if self.pending is not None:
-            image, self.pending = self.pending, None
+            first, self.pending = self.pending, None
             pos_ms = (self.i - 1) * self.period_ms
-            return image, int(self.start_ms + pos_ms), pos_ms / 1000.0
+            return first, int(self.start_ms + pos_ms), pos_ms / 1000.0
         if self.i >= len(self.files):
             return None
         path, pos_ms = self.files[self.i], self.i * self.period_ms

@@ -72,9 +72,8 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
         pace = max_frames is None and source_kind(src) in ("file", "images")
 
     from edge.agent import Agent, build_detector
-    from edge.publish import AvroFileSink, KafkaSink, Sink
-
     from edge.detect import DetectorError
+    from edge.publish import AvroFileSink, KafkaSink, Sink
 
     try:
         detector = build_detector(camera)

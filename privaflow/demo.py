@@ -160,7 +160,7 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
     if missing:
         raise click.ClickException(f"sample footage missing ({', '.join(map(str, missing))}): run `make media`")
 
-    tokens = {p.token_env: f"demo-token-{p.id}" for p in site.partners if p.token_env}
+    tokens = {p.token_env: f"privaflow-demo-token-{p.id}" for p in site.partners if p.token_env}
     children = [
         Child("worker", _cli("streams", "worker", "--config", str(cfg_path), "--web-port", str(worker_port),
                              "--data-dir", str(run_dir / "worker")), run_dir / "worker.log"),

@@ -316,7 +316,8 @@ class SiteConfig(_Model):
                 problems.append(f"lines.{i}.id: {line.id!r} is also a zone id; expected lines and zones to "
                                 "have different ids")
         cams = {c.id for c in self.cameras}
-        for kind, items in (("lines", self.lines), ("zones", self.zones)):
+        placed: list[tuple[str, Sequence[Line | Zone]]] = [("lines", self.lines), ("zones", self.zones)]
+        for kind, items in placed:
             for i, item in enumerate(items):
                 if item.camera not in cams:
                     problems.append(f"{kind}.{i}.camera: {kind} {item.id!r} names camera {item.camera!r}, which "

@@ -209,9 +209,8 @@ def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | froze
         return "key", f"record key {key!r} is not its camera_id {cam!r} (records must be keyed by camera)"
     ahead_ms = ts_ms(frame["ts"]) - time.time() * 1000
     if ahead_ms > max_ahead_ms:
-        return "time", (f"frame time {frame['ts']} is {ahead_ms / 1000:.0f} s ahead of this worker's clock "
-                        f"(at most {max_ahead_ms / 1000:g} s allowed: windows.max_clock_skew_s; is the edge's "
-                        "clock set?)")
+        return "time", (f"frame time {frame['ts']} is more than {max_ahead_ms / 1000:g} s ahead of this worker's "
+                        "clock (windows.max_clock_skew_s; is the edge's clock set?)")
     if frame["frame_width"] <= 0 or frame["frame_height"] <= 0:
         return "value", f"frame size {frame['frame_width']}x{frame['frame_height']} is not positive"
     lo, hi = -COORD_EPS, 1.0 + COORD_EPS

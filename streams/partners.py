@@ -29,8 +29,15 @@ from streams.tables import ClosedWindow
 
 
 def partner_key(closed: ClosedWindow) -> str:
-    """Stable key, so a republished window replaces itself on the compacted topic."""
-    return f"{closed.table}|{closed.site_id}|{'|'.join(closed.dims)}|{closed.window_start_ms}"
+    """Stable key, so a republished window replaces itself on the compacted topic. The window length is
+    in it: after a change of the site's windows, a 300-s window starting where a published 60-s window
+    started is another record, not a replacement."""
+    return (f"{closed.table}|{closed.site_id}|{'|'.join(closed.dims)}|{closed.window_start_ms}|"
+            f"{window_length_s(closed)}")
+
+
+def window_length_s(closed: ClosedWindow) -> int:
+    return (closed.window_end_ms - closed.window_start_ms) // 1000
 
 
 def _counted(agg: dict[str, Any], k: int) -> tuple[int | None, bool]:
@@ -45,7 +52,8 @@ def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"k-anonymity threshold must be at least 1, got {k}")
     agg, dims = closed.agg, closed.dims
     base: dict[str, Any] = {"site_id": closed.site_id}
-    window = {"window_start": closed.window_start_ms, "window_end": closed.window_end_ms}
+    window = {"window_start": closed.window_start_ms, "window_end": closed.window_end_ms,
+              "window_length_s": window_length_s(closed)}
     value: dict[str, Any]
     if closed.table == "traffic_volume":
         count, suppressed = _counted(agg, k)

@@ -75,15 +75,16 @@ def traffic(site_id: str, w: int, line: str, direction: str, cls: str, count: in
 
 
 def partner_key(table: str, record: dict[str, Any], dims: tuple[str, ...]) -> str:
-    """The key streams/partners.py writes: `table|site|dims|window_start`."""
-    return f"{table}|{record['site_id']}|{'|'.join(dims)}|{record['window_start']}"
+    """The key streams/partners.py writes: `table|site|dims|window_start|window_length_s`."""
+    length_s = (record["window_end"] - record["window_start"]) // 1000
+    return f"{table}|{record['site_id']}|{'|'.join(dims)}|{record['window_start']}|{length_s}"
 
 
 @pytest.fixture(scope="session")
 def kit() -> SimpleNamespace:
     """The helpers above, for test modules (conftest modules are not importable by name here)."""
-    return SimpleNamespace(wait_for=wait_for, site_dict=site_dict, traffic=traffic, key=partner_key, token_env=token_env,
-                           T0=T0, WINDOW_MS=WINDOW_MS)
+    return SimpleNamespace(wait_for=wait_for, site_dict=site_dict, traffic=traffic, key=partner_key,
+                           token_env=token_env, T0=T0, WINDOW_MS=WINDOW_MS)
 
 
 @pytest.fixture(scope="session")

@@ -294,7 +294,8 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
 
         def rows() -> list | None:
             try:
-                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume", headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
+                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume",
+                                 headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
                 return None

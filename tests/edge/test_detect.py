@@ -362,8 +362,10 @@ def test_a_file_that_is_not_onnx_is_refused_naming_the_file(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("flavour", "output", "expected"), [
-    ("v8", np.zeros((6, 100), np.float32), r"shape \[6, 100\]; a YOLO v8 export gives \[1, 4\+classes, anchors\]"),
-    ("v5", np.zeros((1, 100, 4), np.float32), r"shape \[1, 100, 4\]; a YOLO v5 export gives \[1, anchors, 5\+classes\]"),
+    ("v8", np.zeros((6, 100), np.float32),
+     r"shape \[6, 100\]; a YOLO v8 export gives \[1, 4\+classes, anchors\]"),
+    ("v5", np.zeros((1, 100, 4), np.float32),
+     r"shape \[1, 100, 4\]; a YOLO v5 export gives \[1, anchors, 5\+classes\]"),
     ("v8", np.zeros((1, 2, 3, 4), np.float32), r"shape \[1, 2, 3, 4\]"),
 ])
 def test_a_wrong_output_layout_is_an_error_at_start_not_on_the_first_frame(

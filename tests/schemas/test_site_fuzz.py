@@ -117,8 +117,9 @@ class Gen:
                 b = (min(1, max(0, a[0] + length * math.cos(ang))), min(1, max(0, a[1] + length * math.sin(ang))))
                 if math.dist(a, b) < 0.02:
                     b = (1 - a[0], 1 - a[1]) if math.dist(a, (1 - a[0], 1 - a[1])) >= 0.02 else (0.0, 0.0)
+                points = [self.point(f"lines.{n}.points", *a), self.point(f"lines.{n}.points", *b)]
                 line: dict[str, Any] = {"id": self.ident(f"lines.{n}.id", f"line{i}-{j}"), "camera": f"cam{i}",
-                                        "points": [self.point(f"lines.{n}.points", *a), self.point(f"lines.{n}.points", *b)]}
+                                        "points": points}
                 if r.random() < 0.5:
                     line["directions"] = self.pick(f"lines.{n}.directions", ["in", "out"],
                                                    [["in", "in"], ["a|b", "c"], ["x"], "in,out", [1, 2]])
@@ -142,13 +143,16 @@ class Gen:
                 data["windows"]["max_clock_skew_s"] = self.number("windows.max_clock_skew_s", r.randint(0, 3600))
         else:
             expiry = r.uniform(0.5, 20)  # default grace 30 s
-        data["counting"] = {"track_expiry_s": self.number("counting.track_expiry_s", round(expiry, 2), [0, -5, INF, NAN, 1e9]),
-                            "min_track_frames": self.number("counting.min_track_frames", r.randint(1, 8)),
-                            "hysteresis": self.number("counting.hysteresis", r.uniform(0, 0.1), [-0.1, 0.9, NAN]),
-                            "dwell_bins_s": self.pick("counting.dwell_bins_s", sorted(r.sample(range(1, 600), r.randint(1, 8))),
-                                                      [[], [30, -5, NAN, 30], [5, 5], [INF], [0], list(range(1, 60)), "5,15"])}
+        bins = sorted(r.sample(range(1, 600), r.randint(1, 8)))
+        data["counting"] = {
+            "track_expiry_s": self.number("counting.track_expiry_s", round(expiry, 2), [0, -5, INF, NAN, 1e9]),
+            "min_track_frames": self.number("counting.min_track_frames", r.randint(1, 8)),
+            "hysteresis": self.number("counting.hysteresis", r.uniform(0, 0.1), [-0.1, 0.9, NAN]),
+            "dwell_bins_s": self.pick("counting.dwell_bins_s", bins,
+                                      [[], [30, -5, NAN, 30], [5, 5], [INF], [0], list(range(1, 60)), "5,15"])}
         if r.random() < 0.5:
-            data["retention"] = {k: self.number(f"retention.{k}", r.choice([0.5, 1, 7, 30, 365]), [INF, 1e-9, 0, -1, NAN, 1e6])
+            data["retention"] = {k: self.number(f"retention.{k}", r.choice([0.5, 1, 7, 30, 365]),
+                                                [INF, 1e-9, 0, -1, NAN, 1e6])
                                  for k in ("detections_days", "partner_days")}
         partners = []
         for i in range(r.randint(0, 3)):

@@ -327,8 +327,9 @@ def test_one_frame_from_the_future_costs_one_record_not_the_cameras_counts() -> 
 def test_the_accepted_clock_skew_is_configurable() -> None:
     import time
 
-    from schemas.site import parse_site_config
     from streams_worker_harness import TEST_SITE
+
+    from schemas.site import parse_site_config
 
     now = int(time.time() * 1000)
     frames = simulate(SITE, "campus", duration_s=5, fps=10, n_objects=2, seed=1, t0_ms=now + 9 * 60_000).frames
