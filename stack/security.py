@@ -89,16 +89,16 @@ def registry_auth_properties(credentials: dict[str, str], users: list[str]) -> s
 
 def load_or_create_credentials(path: Path, users: list[str]) -> dict[str, str]:
     """user -> password, generated once and kept (mode 0600) beside the stack's data."""
+    from stack.local import write_private
+
     creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
     for u in ["admin", *users]:
         if u not in creds:
             creds[u] = secrets.token_urlsafe(18)
             changed = True
-    if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(creds, indent=2))
+    if changed or (path.exists() and path.stat().st_mode & 0o077):
+        write_private(path, json.dumps(creds, indent=2))
     return creds
 
 

@@ -91,7 +91,7 @@ def _dying_java(tmp_path: Path) -> Path:
     """A `java` that answers -version and formats storage, then the broker itself dies at once."""
     fake = tmp_path / "java"
     fake.write_text('#!/bin/sh\nif [ "$1" = "-version" ]; then echo \'openjdk version "25"\' >&2; exit 0; fi\n'
-                    'case "$*" in *StorageTool*) exit 0;; esac\n'
+                    'case "$*" in *storage-format.args*) exit 0;; esac\n'
                     'echo "fake JVM refuses to run"; exit 1\n')
     fake.chmod(0o755)
     return fake
