@@ -64,26 +64,34 @@ def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
 
 def registry_role(user: str) -> str | None:
     """The Apicurio role of a user on the registry's HTTP API, or None for no access at all.
-    streams is admin because it also sets compatibility rules; `registry` (the registry's own Kafka
-    identity) and `admin` (the broker's) never call the HTTP API."""
+    streams is admin because it also sets compatibility rules; api (the partner HTTP API, which decodes
+    partner records) and partners only read; `registry` (the registry's own Kafka identity) and `admin`
+    (the broker's) never call the HTTP API. Kubernetes users are named `privaflow-<role>`."""
     if user.startswith("partner-"):
         return "sr-readonly"
-    return {"edge": "sr-developer", "streams": "sr-admin"}.get(user)
+    return {"edge": "sr-developer", "streams": "sr-admin", "api": "sr-readonly"}.get(user.removeprefix("privaflow-"))
+
+
+# Apicurio's HTTP API behind Basic auth with role-based authorization; anonymous callers get nothing
+# (Apicurio's own default, apicurio.auth.anonymous-read-access.enabled=false, is left alone)
+REGISTRY_AUTH = ("quarkus.http.auth.basic=true", "apicurio.auth.role-based-authorization=true")
+
+
+def registry_user_lines(user: str, password: str) -> list[str]:
+    """The embedded user and its role, in Quarkus properties."""
+    return [f"quarkus.security.users.embedded.users.{user}={password}",
+            f"quarkus.security.users.embedded.roles.{user}={registry_role(user)}"]
 
 
 def registry_auth_properties(credentials: dict[str, str], users: list[str]) -> str:
     """Quarkus config that puts Apicurio's HTTP API behind Basic auth with role-based authorization,
     with one embedded user per user that has a registry role. Passwords are stored as Quarkus's
     default digest, hex SHA-512 of `user:Quarkus:password`."""
-    lines = ["# written by `privaflow stack up --secure`; regenerated on every start",
-             "quarkus.http.auth.basic=true", "apicurio.auth.role-based-authorization=true"]
+    lines = ["# written by `privaflow stack up --secure`; regenerated on every start", *REGISTRY_AUTH]
     for user in users:
-        role = registry_role(user)
-        if role is None:
+        if registry_role(user) is None:
             continue
-        digest = hashlib.sha512(f"{user}:Quarkus:{credentials[user]}".encode()).hexdigest()
-        lines += [f"quarkus.security.users.embedded.users.{user}={digest}",
-                  f"quarkus.security.users.embedded.roles.{user}={role}"]
+        lines += registry_user_lines(user, hashlib.sha512(f"{user}:Quarkus:{credentials[user]}".encode()).hexdigest())
     return "\n".join(lines) + "\n"
 
 
