@@ -71,7 +71,7 @@ def traffic(site_id: str, w: int, line: str, direction: str, cls: str, count: in
     return {"site_id": site_id, "line_id": line, "direction": direction, "class_name": cls,
             "window_start": T0 + w * WINDOW_MS, "window_end": T0 + (w + 1) * WINDOW_MS,
             "count": count, "suppressed": count is None, "mean_speed_kmh": speed,
-            "p85_speed_kmh": None if speed is None else speed + 5}
+            "p85_speed_kmh": None if speed is None else speed + 5, "window_length_s": WINDOW_MS // 1000}
 
 
 def partner_key(table: str, record: dict[str, Any], dims: tuple[str, ...]) -> str:
