@@ -40,6 +40,9 @@ class Topic:
         return cfg
 
 
+# the stream workers' Faust app id: prefix of their consumer group and their own topics (and so of their ACLs)
+STREAMS_APP_ID = "privaflow-streams"
+
 DETECTIONS = "privaflow.detections.v1"
 DETECTIONS_DLQ = "privaflow.detections.dlq.v1"
 LINE_CROSSINGS = "privaflow.events.line-crossings.v1"

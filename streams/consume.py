@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 COORD_EPS = 1e-4  # float32 rounding of normalised coordinates at the edge may overshoot 0..1 slightly
 MISSING_SCHEMA_RETRY_S = 60.0
-MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000  # edge clocks may be off, but not by a day
+# how far ahead of the worker's clock a frame may be; the site sets it (windows.max_clock_skew_s)
+DEFAULT_MAX_CLOCK_AHEAD_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +195,11 @@ class Checkpoints:
         self._since = None
 
 
-def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None
-                  ) -> tuple[str, str] | None:
-    """(kind, reason) when a schema-valid record is semantically unusable, else None."""
+def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None,
+                  max_ahead_ms: int = DEFAULT_MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+    """(kind, reason) when a schema-valid record is semantically unusable, else None. A frame more than
+    `max_ahead_ms` ahead of this worker's clock is unusable: accepted, it would move its camera's
+    watermark past every later real frame, and those would be skipped as replays."""
     if frame["site_id"] != site_id:
         return "site", f"site_id {frame['site_id']!r} is not this worker's site {site_id!r}"
     cam = frame["camera_id"]
@@ -204,9 +207,10 @@ def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | froze
         return "camera", f"camera {cam!r} is not in the site config"
     if key != cam:
         return "key", f"record key {key!r} is not its camera_id {cam!r} (records must be keyed by camera)"
-    if epoch_ms(frame["ts"]) > time.time() * 1000 + MAX_CLOCK_AHEAD_MS:
-        # a frame from the future would move the camera's watermark past every later real frame
-        return "time", f"frame time {frame['ts']} is more than a day ahead of this worker's clock"
+    ahead_ms = epoch_ms(frame["ts"]) - time.time() * 1000
+    if ahead_ms > max_ahead_ms:
+        return "time", (f"frame time {frame['ts']} is more than {max_ahead_ms / 1000:g} s ahead of this worker's "
+                        "clock (windows.max_clock_skew_s; is the edge's clock set?)")
     if frame["frame_width"] <= 0 or frame["frame_height"] <= 0:
         return "value", f"frame size {frame['frame_width']}x{frame['frame_height']} is not positive"
     lo, hi = -COORD_EPS, 1.0 + COORD_EPS
@@ -282,6 +286,7 @@ class Engine:
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)
+        self.max_ahead_ms = site.windows.max_clock_skew_s * 1000
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
         self.activity: dict[bytes, tuple[int, int, float]] = {}
@@ -380,7 +385,7 @@ class Engine:
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = frame_problem(frame, self.site.site_id, self.cameras, cam)
+            problem = frame_problem(frame, self.site.site_id, self.cameras, cam, self.max_ahead_ms)
             kind, reason = problem or ("key", f"record key {cam!r} is not a camera of the site config")
             out.dead.append(DeadLetter(m, kind, reason))
 
@@ -410,7 +415,7 @@ class Engine:
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = frame_problem(frame, self.site.site_id, self.cameras, cam)
+            problem = frame_problem(frame, self.site.site_id, self.cameras, cam, self.max_ahead_ms)
             if problem:
                 out.dead.append(DeadLetter(m, *problem))
                 continue

@@ -78,7 +78,7 @@ def test_the_partner_consumer_prints_our_record(stack, kit, produce_partner) -> 
     assert ours == [{"key": key, "site_id": site_id, "line_id": "stop-line", "direction": "northbound",
                      "class_name": "car", "window_start": "2024-05-01T08:00:00+00:00",
                      "window_end": "2024-05-01T08:01:00+00:00", "count": 17, "suppressed": False,
-                     "mean_speed_kmh": 42.5, "p85_speed_kmh": 47.5}]
+                     "mean_speed_kmh": 42.5, "p85_speed_kmh": 47.5, "window_length_s": 60}]
 
 
 def test_the_max_messages_knob_stops_the_consumer(stack, kit, produce_partner) -> None:

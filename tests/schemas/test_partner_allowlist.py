@@ -151,7 +151,10 @@ def forbidden_field(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         items = draw(st.sampled_from(["string", "bytes", {"type": "array", "items": "long"}, NAMED_RECORD,
                                       {"type": "map", "values": "long"}, ["null", "string"], ["long", "float"]]))
         return {"name": name, "type": {"type": "array", "items": items}, "doc": "x"}, how
-    t = draw(forbidden_types)
+    # a type forbidden in general may be the one a declared bin list is allowed to have
+    t = draw(forbidden_types.filter(lambda t: not (
+        (name == BIN_COUNTS and t in ({"type": "array", "items": "int"}, {"type": "array", "items": "long"}))
+        or (name == BIN_EDGES and t in ({"type": "array", "items": "float"}, {"type": "array", "items": "double"})))))
     if name in WINDOW_BOUNDS and t == LONG_MS:
         t = "long"
     return {"name": name, "type": t, "doc": "x"}, how

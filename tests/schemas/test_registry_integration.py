@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -143,3 +144,41 @@ def test_string_to_enum_is_refused_by_the_registry_so_the_topic_version_moves(st
     new = topic(partner_topic_name(table))
     assert new.name.endswith(".v2") and new.value_subject != old_subject
     assert reg.register(f"test.v2.{unique}-value", load_schema_json(stem)) > 0
+
+
+def test_many_clients_registering_the_same_new_subjects_at_once_all_succeed(stack, unique: str) -> None:
+    """Issue 13 finding 1: `make demo` starts two edge agents and a worker that register the same
+    subjects at once on an empty registry; Apicurio answers the second client that creates a subject's
+    rule with 409 "A rule named 'COMPATIBILITY' already exists", which must count as success. Each
+    thread has its own client (its own connections), all released at the same instant; subjects are
+    new, so the registry is empty for them."""
+    import threading
+
+    clients = 12
+    subjects = [f"test.race.{unique}.{i}-value" for i in range(5)]
+    schema = load_schema_json("partner_traffic_volume")
+    start = threading.Barrier(clients)
+    ids: dict[str, set[int]] = {s: set() for s in subjects}
+    failures: list[str] = []
+
+    def register() -> None:
+        reg = SchemaRegistry(stack.registry_url)
+        try:
+            start.wait()
+            for s in subjects:
+                ids[s].add(reg.register(s, schema))
+        except Exception as e:  # collected: an exception in a thread would not fail the test
+            failures.append(f"{type(e).__name__}: {e}")
+        finally:
+            reg.close()
+
+    threads = [threading.Thread(target=register) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    assert all(len(found) == 1 for found in ids.values()), ids  # one schema id per subject, whoever won
+    http = httpx.Client(timeout=10)
+    for s in subjects:
+        assert http.get(f"{stack.registry_url}/config/{s}").json()["compatibilityLevel"] == "BACKWARD"

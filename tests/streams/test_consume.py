@@ -12,6 +12,7 @@ import pytest
 
 from privaflow.schemas.codec import AvroSerde  # noqa: E402
 from privaflow.streams.consume import CameraState, Checkpoints, Decoder, Engine, Incoming, Tick, upto_key  # noqa: E402
+from privaflow.streams.events import Crossing  # noqa: E402
 from privaflow.streams.tables import ClosedWindow  # noqa: E402
 from privaflow_stack.simulate import simulate  # noqa: E402
 from tests.streams.harness import FakeRegistry, site_config  # noqa: E402
@@ -287,3 +288,48 @@ def test_ticks_close_an_idle_cameras_windows_once(records: list[Incoming]) -> No
     every = {_key(c) for c in closed + out.closed}
     assert len(every) == len(closed) + len(out.closed)
     assert {_key(c) for c in reference} <= every
+
+
+# ---------------------------------------------------------------- issue 13 finding 6: clock skew
+
+
+def _crossings_with(frames: list[dict[str, Any]], site: Any = SITE) -> tuple[list[tuple[Any, ...]], Any]:
+    serde = _serde()
+    batch = [Incoming(TOPIC, 0, i, b"campus", serde.encode(f)) for i, f in enumerate(frames)]
+    decoder = Decoder(serde)
+    decoder.fetch(serde.schema_id)
+    out = Engine(site, decoder, TICKS).apply(batch, {}.get)
+    return [(e.line_id, e.direction, e.ts_ms) for e in out.events if isinstance(e, Crossing)], out
+
+
+def test_one_frame_from_the_future_costs_one_record_not_the_cameras_counts() -> None:
+    """One frame stamped 23 h ahead (an edge whose clock jumped) used to be accepted: the camera's
+    next frames were then older than its newest and skipped as replays, and nothing was counted. It is
+    a dead letter now, and every other frame counts as if it had never been sent."""
+    import time
+
+    now = int(time.time() * 1000)
+    frames = simulate(SITE, "campus", duration_s=30, fps=10, n_objects=12, seed=5, t0_ms=now - 60_000).frames
+    reference, _ = _crossings_with(frames)
+    assert len(reference) >= 5
+    for ahead_ms in (23 * 3600_000, 10 * 60_000):  # beyond the default of 5 minutes
+        future = dict(frames[50], ts=now + ahead_ms)
+        got, out = _crossings_with(frames[:50] + [future] + frames[50:])
+        assert got == reference, f"{ahead_ms} ms ahead"
+        assert [(d.kind, d.record.offset) for d in out.dead] == [("time", 50)]
+        assert "ahead of this worker's clock" in out.dead[0].reason and "max_clock_skew_s" in out.dead[0].reason
+
+
+def test_the_accepted_clock_skew_is_configurable() -> None:
+    import time
+
+    from privaflow.schemas.site import parse_site_config
+    from tests.streams.harness import TEST_SITE
+
+    now = int(time.time() * 1000)
+    frames = simulate(SITE, "campus", duration_s=5, fps=10, n_objects=2, seed=1, t0_ms=now + 9 * 60_000).frames
+    _, strict = _crossings_with(frames)
+    assert {d.kind for d in strict.dead} == {"time"} and strict.applied == 0
+    lenient = parse_site_config({**TEST_SITE, "windows": {**TEST_SITE.get("windows", {}), "max_clock_skew_s": 900}})
+    _, out = _crossings_with(frames, lenient)
+    assert out.dead == [] and out.applied == len(frames)
