@@ -23,7 +23,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import ValidationError
 
-from privaflow.edge.detections import Detections, make_detections
+from privaflow.edge.detections import Detections, box_iou, make_detections
 from privaflow.schemas.site import DetectorSpec
 
 BUNDLED_NANODET = Path(__file__).parent / "models" / "nanodet-g-416.onnx"
@@ -84,11 +84,7 @@ def nms(xyxy: Floats, scores: Floats, class_id: npt.NDArray[np.integer], iou_thr
     suppress each other; a box is dropped when its IoU with a kept better box exceeds the threshold."""
     order = np.argsort(-scores, kind="stable")
     b = xyxy[order]
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(b[:, None, :2], b[None, :, :2])
-    rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    iou = box_iou(b, b)
     cls = class_id[order]
     suppresses = (iou > iou_threshold) & (cls[:, None] == cls[None, :])
     keep = np.ones(len(order), bool)
@@ -121,7 +117,7 @@ def select(
     return make_detections(resize.to_frame(xyxy[kept], frame_shape), scores[kept], class_id[kept])
 
 
-def _session(model_path: str | Path, threads: int) -> ort.InferenceSession:
+def onnx_session(model_path: str | Path, threads: int) -> ort.InferenceSession:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -147,7 +143,7 @@ def _session(model_path: str | Path, threads: int) -> ort.InferenceSession:
 
 
 def _static_hw(session: ort.InferenceSession) -> tuple[int, int] | None:
-    shape = session.get_inputs()[0].shape  # rank 4, checked by _session
+    shape = session.get_inputs()[0].shape  # rank 4, checked by onnx_session
     h, w = shape[2], shape[3]
     return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
@@ -184,7 +180,7 @@ class NanoDetDetector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.classes = frozenset(classes) if classes is not None else None
-        self._session = _session(model_path or BUNDLED_NANODET, threads)
+        self._session = onnx_session(model_path or BUNDLED_NANODET, threads)
         self._input = self._session.get_inputs()[0].name
         self._size = _static_hw(self._session) or (416, 416)
         h, w = self._size
@@ -280,7 +276,7 @@ class YoloDetector:
         self.iou_threshold = iou_threshold
         self.flavour = flavour
         self.decoded = decoded
-        self._session = _session(model_path, threads)
+        self._session = onnx_session(model_path, threads)
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
