@@ -35,12 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def build_detector(camera: Camera) -> Detector:
-    """The camera's configured detector, keeping only the classes it counts."""
-    spec: dict[str, Any] = camera.detector.model_dump(exclude_none=True)
-    spec["classes"] = class_ids(camera.classes)
-    if spec.get("kind") == "nanodet":
-        spec.pop("input_size", None)  # NanoDet's input size is fixed by the bundled model
-    return load_detector(spec)
+    """The camera's configured detector, keeping only the classes it counts. Errors (DetectorError,
+    ValueError naming the `detector.` field, FileNotFoundError) are raised here, before any frame."""
+    return load_detector(camera.detector, classes=class_ids(camera.classes))
 
 
 @dataclass

@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from privaflow.edge.detect import _session
+from privaflow.edge.detect import onnx_session
 from privaflow.edge.detections import Detections
 
-COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
+# the closed vocabularies (GENDERS in the gender network's output order, COLOURS in the histogram's)
+from privaflow.schemas.vocabulary import AGE_BRACKETS, COLOURS, GENDERS
+
 Labels = tuple[str | None, str | None]  # (age bracket, gender)
-AGE_BRACKETS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
-GENDERS = ("female", "male")  # in the gender network's output order
 VEHICLE_CLASSES = frozenset({1, 2, 3, 5, 7})  # COCO bicycle, car, motorcycle, bus, truck
 
 # OpenCV hue runs 0..179; upper bounds of each hue band for saturated, bright-enough pixels.
@@ -210,9 +210,9 @@ class FaceAgeGender:
                  threads: int = 1, models_dir: str | Path = MODELS) -> None:
         self.min_face_score, self.min_face_px, self.search_px = min_face_score, min_face_px, search_px
         models = Path(models_dir)
-        self._faces = _session(models / "centerface.onnx", threads)
-        self._age = _session(models / "dlib-age-v1.onnx", threads)
-        self._gender = _session(models / "dlib-gender-v1.onnx", threads)
+        self._faces = onnx_session(models / "centerface.onnx", threads)
+        self._age = onnx_session(models / "dlib-age-v1.onnx", threads)
+        self._gender = onnx_session(models / "dlib-gender-v1.onnx", threads)
 
     def __call__(self, frame_bgr: np.ndarray, box_xyxy: npt.NDArray[np.float32]) -> Labels:
         h, w = frame_bgr.shape[:2]

@@ -233,8 +233,24 @@ class _ImageFolder:
         if not self.files:
             raise CaptureError(f"{path}: image folder holds no {'/'.join(sorted(IMAGE_SUFFIXES))} files")
         self.period_ms, self.i, self.start_ms = 1000.0 / fps, 0, time.time() * 1000.0
+        # like a video's first frame: a folder whose pictures are all unreadable is an error, not "0 frames"
+        self.pending: np.ndarray | None = None
+        while self.i < len(self.files) and self.pending is None:
+            self.pending = cv2.imread(str(self.files[self.i]), cv2.IMREAD_COLOR)
+            self.i += 1
+        if self.pending is None:
+            raise CaptureError(f"{path}: none of its {len(self.files)} image files can be decoded (corrupt, or "
+                               "not the format their names say)")
+        self.skipped = self.i - 1  # unreadable files before the first good one
 
     def read(self) -> tuple[np.ndarray, int, float] | None:
+        if self.skipped:
+            self.skipped -= 1
+            raise _Corrupt  # counted as corrupt frames, as if read in order
+        if self.pending is not None:
+            first, self.pending = self.pending, None
+            pos_ms = (self.i - 1) * self.period_ms
+            return first, int(self.start_ms + pos_ms), pos_ms / 1000.0
         if self.i >= len(self.files):
             return None
         path, pos_ms = self.files[self.i], self.i * self.period_ms

@@ -1,4 +1,4 @@
-"""`privaflow edge`: run the edge agent for one camera (also `python -m edge.cli`)."""
+"""`privaflow edge`: run the edge agent for one camera (also `python -m privaflow.edge.cli`)."""
 
 from __future__ import annotations
 
@@ -80,11 +80,14 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, batch_
         pace = max_frames is None and source_kind(src) in ("file", "images")
 
     from privaflow.edge.agent import Agent, build_detector
+    from privaflow.edge.detect import DetectorError
     from privaflow.edge.publish import AvroFileSink, KafkaSink, Sink
 
     try:
         detector = build_detector(camera)
-    except (ValueError, FileNotFoundError) as e:
+    except DetectorError as e:  # names the model file and what was expected
+        raise click.ClickException(f"{config_path}: camera {camera.id}: detector: {e}") from None
+    except (ValueError, FileNotFoundError) as e:  # names the `detector.` field
         raise click.ClickException(f"{config_path}: cameras[{camera.id}].{e}") from None
     out: Sink
     if sink == "kafka":

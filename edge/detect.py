@@ -13,7 +13,7 @@ NMS are vectorised numpy; nothing is downloaded: the default model ships in edge
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from pydantic import ValidationError
 
-from privaflow.edge.detections import Detections, make_detections
+from privaflow.edge.detections import Detections, box_iou, make_detections
+from privaflow.schemas.site import DetectorSpec
 
 BUNDLED_NANODET = Path(__file__).parent / "models" / "nanodet-g-416.onnx"
 Flavour = Literal["v5", "v8", "yolox"]
-Kind = Literal["nanodet", "yolo"]
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.intp]
 
@@ -36,6 +37,11 @@ MAX_CANDIDATES = 2000
 
 class Detector(Protocol):
     def __call__(self, frame_bgr: np.ndarray) -> Detections: ...
+
+
+class DetectorError(ValueError):
+    """A model that cannot serve as the configured detector; says which file and what was expected.
+    Raised when the detector is built, never on the first frame."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,7 @@ def nms(xyxy: Floats, scores: Floats, class_id: npt.NDArray[np.integer], iou_thr
     suppress each other; a box is dropped when its IoU with a kept better box exceeds the threshold."""
     order = np.argsort(-scores, kind="stable")
     b = xyxy[order]
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(b[:, None, :2], b[None, :, :2])
-    rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    iou = box_iou(b, b)
     cls = class_id[order]
     suppresses = (iou > iou_threshold) & (cls[:, None] == cls[None, :])
     keep = np.ones(len(order), bool)
@@ -115,7 +117,7 @@ def select(
     return make_detections(resize.to_frame(xyxy[kept], frame_shape), scores[kept], class_id[kept])
 
 
-def _session(model_path: str | Path, threads: int) -> ort.InferenceSession:
+def onnx_session(model_path: str | Path, threads: int) -> ort.InferenceSession:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -124,13 +126,30 @@ def _session(model_path: str | Path, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, InvalidGraph, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DetectorError(f"{path}: not a model onnxruntime can load ({type(e).__name__}: {reason[:300]}); "
+                            "expected an ONNX export of the detector") from None
+    inputs = session.get_inputs()
+    shape = list(inputs[0].shape) if inputs else []
+    channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))  # 3, or dynamic
+    if len(inputs) != 1 or not channels_ok:
+        got = ", ".join(f"{i.name} {list(i.shape)}" for i in inputs) or "none"
+        raise DetectorError(f"{path}: the model's inputs are {got}; expected one image input of shape "
+                            "[1, 3, height, width]")
+    return session
 
 
 def _static_hw(session: ort.InferenceSession) -> tuple[int, int] | None:
-    shape = session.get_inputs()[0].shape
+    shape = session.get_inputs()[0].shape  # rank 4, checked by onnx_session
     h, w = shape[2], shape[3]
     return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def _blank(size: tuple[int, int]) -> np.ndarray:
+    return np.zeros((size[0], size[1], 3), np.uint8)
 
 
 class NanoDetDetector:
@@ -161,7 +180,7 @@ class NanoDetDetector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.classes = frozenset(classes) if classes is not None else None
-        self._session = _session(model_path or BUNDLED_NANODET, threads)
+        self._session = onnx_session(model_path or BUNDLED_NANODET, threads)
         self._input = self._session.get_inputs()[0].name
         self._size = _static_hw(self._session) or (416, 416)
         h, w = self._size
@@ -174,6 +193,25 @@ class NanoDetDetector:
         self._centres = np.concatenate(centres).astype(np.float32)
         self._strides = np.concatenate(strides).astype(np.float32)
         self._bins = np.arange(self.BINS, dtype=np.float32)
+        self._path = Path(model_path or BUNDLED_NANODET)
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """The model must give NanoDet's six head outputs; found now, not on the first frame."""
+        names = [o.name for o in self._session.get_outputs()]
+        missing = [n for n in self.OUTPUTS if n not in names]
+        expected = f"NanoDet's outputs {', '.join(self.OUTPUTS)} (cls [1, cells, 80], reg [1, cells, 44])"
+        if missing:
+            raise DetectorError(f"{self._path}: outputs are {names}; expected {expected}")
+        h, w = self._size
+        x = np.zeros((1, 3, h, w), np.float32)
+        outs = self._session.run(list(self.OUTPUTS), {self._input: x})
+        for s, cls, reg in zip(self.STRIDES, outs[:3], outs[3:], strict=True):
+            cells = (h // s) * (w // s)
+            if cls.shape != (1, cells, 80) or reg.shape != (1, cells, 4 * self.BINS):
+                raise DetectorError(f"{self._path}: stride {s} outputs have shapes {list(cls.shape)} and "
+                                    f"{list(reg.shape)}; expected {expected} with {cells} cells at "
+                                    f"{h}x{w}")
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         # Letterbox with black borders as NanoDet's own keep-ratio transform does: on vtest.avi
@@ -238,27 +276,53 @@ class YoloDetector:
         self.iou_threshold = iou_threshold
         self.flavour = flavour
         self.decoded = decoded
-        self._session = _session(model_path, threads)
+        self._session = onnx_session(model_path, threads)
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self._path = Path(model_path)
         static = _static_hw(self._session)
         if input_size is not None and static is not None and tuple(input_size) != static:
-            raise ValueError(f"input_size {tuple(input_size)} differs from the model's fixed input {static}")
+            raise DetectorError(f"{self._path}: detector.input_size {list(input_size)} differs from the model's "
+                                f"fixed input {list(static)} (height, width); leave input_size out, the model "
+                                "fixes it")
         self._size = static or ((int(input_size[0]), int(input_size[1])) if input_size else (640, 640))
         self._class_map = dict(class_map) if class_map is not None else None
         self.classes = frozenset(classes) if classes is not None else None
         if flavour == "yolox" and not decoded:
             self._grid, self._grid_stride = _yolox_grid(self._size)
+        self._check_output()
 
-    def __call__(self, frame_bgr: np.ndarray) -> Detections:
-        yolox = self.flavour == "yolox"
-        image, resize = fit(frame_bgr, self._size, keep_ratio=True, centre=not yolox)
-        if yolox:
+    def _check_output(self) -> None:
+        """One inference on a blank picture: a wrong output layout is an error now, not on the first frame."""
+        layout = {"v8": "[1, 4+classes, anchors] or [1, anchors, 4+classes]",
+                  "v5": "[1, anchors, 5+classes]", "yolox": "[1, anchors, 5+classes]"}[self.flavour]
+        try:
+            out = np.asarray(self._run(_blank(self._size)))
+        except Exception as e:  # the model itself failed on an input of the size it declares
+            raise DetectorError(f"{self._path}: inference on a blank {self._size[0]}x{self._size[1]} picture "
+                                f"failed ({type(e).__name__}: {str(e).strip()[:300]})") from None
+        # v8: the shorter axis holds 4 box values and the class scores; v5/yolox: rows of 5 + classes
+        ok = out.ndim == 3 and out.shape[0] == 1 and (
+            min(out.shape[1:]) >= 5 if self.flavour == "v8" else out.shape[2] >= 6)
+        if not ok:
+            raise DetectorError(f"{self._path}: first output has shape {list(out.shape)}; a YOLO {self.flavour} "
+                                f"export gives {layout}")
+        try:
+            self._decode(out[0].astype(np.float32))
+        except ValueError as e:
+            raise DetectorError(f"{self._path}: {e}") from None
+
+    def _run(self, image: np.ndarray) -> Any:
+        if self.flavour == "yolox":
             x = image.transpose(2, 0, 1)[None].astype(self._dtype)
         else:
             x = (image[:, :, ::-1].transpose(2, 0, 1)[None] / 255.0).astype(self._dtype)
-        out = np.asarray(self._session.run(None, {self._input: np.ascontiguousarray(x)})[0][0], np.float32)
+        return self._session.run(None, {self._input: np.ascontiguousarray(x)})[0]
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        image, resize = fit(frame_bgr, self._size, keep_ratio=True, centre=self.flavour != "yolox")
+        out = np.asarray(self._run(image)[0], np.float32)
         xywh, scores, model_class = self._decode(out)
         class_id = self._to_coco(model_class)
         keep = class_id >= 0
@@ -286,7 +350,7 @@ class YoloDetector:
             if len(out) != len(self._grid):
                 raise ValueError(
                     f"YOLOX output has {len(out)} rows but a {self._size} input has {len(self._grid)} "
-                    "grid cells; if the export decodes boxes itself, set decoded=True"
+                    "grid cells; if the export decodes boxes itself, set detector.decoded=True"
                 )
             s = self._grid_stride[:, None]
             xywh = np.concatenate([(xywh[:, :2] + self._grid) * s, np.exp(xywh[:, 2:]) * s], axis=1)
@@ -316,96 +380,27 @@ def _yolox_grid(size: tuple[int, int], strides: tuple[int, ...] = (8, 16, 32)) -
     return np.concatenate(cells).astype(np.float32), np.concatenate(cell_strides).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class DetectorSpec:
-    """Which detector to build; validated on construction, each error names its field.
-
-    kind "nanodet" uses the bundled model unless `path` is given; kind "yolo" needs `path` and
-    `flavour`. `input_size` is (height, width); `class_map` maps model ids to COCO ids; `classes`
-    keeps only those COCO ids.
-    """
-
-    kind: Kind = "nanodet"
-    path: str | None = None
-    input_size: tuple[int, int] | None = None
-    flavour: Flavour = "v8"
-    class_map: Mapping[int, int] | None = None
-    conf: float = 0.35
-    iou: float = 0.5
-    classes: frozenset[int] | None = None
-    decoded: bool = False
-    threads: int = 2
-
-    def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"detector.{name}: expected {expected}, got {getattr(self, name)!r}")
-
-        if self.kind not in get_args(Kind):
-            raise bad("kind", f"one of {get_args(Kind)}")
-        if self.kind == "yolo" and not self.path:
-            raise bad("path", "the path of an ONNX model (required for kind 'yolo')")
-        if self.flavour not in get_args(Flavour):
-            raise bad("flavour", f"one of {get_args(Flavour)}")
-        if self.input_size is not None and not (
-            isinstance(self.input_size, tuple)
-            and len(self.input_size) == 2
-            and all(isinstance(v, int) and v > 0 for v in self.input_size)
-        ):
-            raise bad("input_size", "[height, width] of positive integers")
-        for name in ("conf", "iou"):
-            if not isinstance(getattr(self, name), int | float) or not 0 <= getattr(self, name) <= 1:
-                raise bad(name, "a number between 0 and 1")
-        if self.class_map is not None and not all(
-            isinstance(k, int) and isinstance(v, int) and k >= 0 and v >= 0 for k, v in self.class_map.items()
-        ):
-            raise bad("class_map", "a mapping of model class id -> COCO class id (non-negative ints)")
-        if self.classes is not None and not all(isinstance(c, int) and c >= 0 for c in self.classes):
-            raise bad("classes", "a list of COCO class ids")
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise bad("threads", "a positive integer")
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> DetectorSpec:
-        """Build from a YAML/JSON-like mapping; unknown keys are an error, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"detector.{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
-        values = dict(raw)
-        for name, convert in _READERS.items():
-            if values.get(name) is not None:
-                try:
-                    values[name] = convert(values[name])
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"detector.{name}: cannot be read ({exc})") from exc
-        return cls(**values)
-
-
-# YAML/JSON give lists and, for JSON object keys, strings; turn them into the spec's types.
-_READERS: dict[str, Any] = {
-    "input_size": tuple,
-    "classes": frozenset,
-    "class_map": lambda m: {int(k): int(v) for k, v in dict(m).items()},
-}
-
-
-def load_detector(spec: DetectorSpec | Mapping[str, Any]) -> Detector:
-    """Build the detector a spec describes; ValueError naming the field if it is wrong."""
+def load_detector(spec: DetectorSpec | Mapping[str, Any], classes: Iterable[int] | None = None,
+                  threads: int = 2) -> Detector:
+    """Build the detector a site config's `detector` section describes (or a mapping of it), keeping
+    only the COCO class ids in `classes`. ValueError naming the `detector.` field if it is wrong,
+    DetectorError naming the model file if the model is."""
     if not isinstance(spec, DetectorSpec):
-        spec = DetectorSpec.from_mapping(spec)
+        try:
+            spec = DetectorSpec.model_validate(dict(spec))
+        except ValidationError as e:
+            first = e.errors()[0]
+            field, msg = ".".join(str(p) for p in first["loc"]), first["msg"].removeprefix("Value error, ")
+            if not field and ":" in msg:  # a check of the whole section names its field in its message
+                field, msg = (s.strip() for s in msg.split(":", 1))
+            raise ValueError(f"detector.{field}: {msg} (got {first.get('input')!r})") from None
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    keep = None if classes is None else frozenset(int(c) for c in classes)
     if spec.path is not None and not Path(spec.path).is_file():
         raise ValueError(f"detector.path: model file not found: {spec.path}")
-    if spec.kind == "nanodet":
-        return NanoDetDetector(spec.path, spec.conf, spec.iou, spec.classes, spec.threads)
-    assert spec.path is not None  # checked by DetectorSpec
-    return YoloDetector(
-        spec.path,
-        spec.input_size,
-        spec.class_map,
-        spec.conf,
-        spec.iou,
-        spec.flavour,
-        spec.classes,
-        spec.threads,
-        spec.decoded,
-    )
+    if spec.kind == "nanodet":  # NanoDet's input size is fixed by the model
+        return NanoDetDetector(spec.path, spec.conf, spec.iou, keep, threads)
+    assert spec.path is not None  # the site config refuses kind yolo without a path
+    return YoloDetector(spec.path, spec.input_size, spec.class_map, spec.conf, spec.iou, spec.flavour, keep, threads,
+                        spec.decoded)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from supervision import Detections
 
-__all__ = ["Detections", "make_detections"]
+__all__ = ["Detections", "box_iou", "make_detections"]
 
 
 def make_detections(xyxy: npt.ArrayLike, confidence: npt.ArrayLike, class_id: npt.ArrayLike) -> Detections:
@@ -26,3 +26,14 @@ def make_detections(xyxy: npt.ArrayLike, confidence: npt.ArrayLike, class_id: np
         confidence=np.asarray(confidence, dtype=np.float32).reshape(-1),
         class_id=np.asarray(class_id, dtype=np.int32).reshape(-1),
     )
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(n, m) IoU of xyxy boxes."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    out: npt.NDArray[np.float64] = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return out

@@ -30,19 +30,8 @@ import numpy.typing as npt
 
 from privaflow.edge.detections import Detections
 from privaflow.schemas.detections import BatchBuilder
+from privaflow.schemas.vocabulary import OBJECT_CLASSES as COCO_CLASSES  # COCO 2017, in model id order
 
-# COCO 2017's 80 detection classes in model index order (the ids every detector here returns).
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)
 COCO_IDS = {name: i for i, name in enumerate(COCO_CLASSES)}
 
 

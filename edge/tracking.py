@@ -26,22 +26,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from privaflow.edge.detections import Detections
+from privaflow.edge.detections import Detections, box_iou
 
 F64 = npt.NDArray[np.float64]
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 
-
-def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
-    """(n, m) IoU of xyxy boxes."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    out: F64 = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-    return out
 
 
 # ---------------------------------------------------------------- Kalman filter, batched over tracks

@@ -1,22 +1,27 @@
 """`privaflow api serve`: partner tables over HTTP, the operator dashboard and its data.
 
-    GET /api/v1/tables/{table}?site=&from=&to=&format=json|csv   partners, bearer token
+    GET /api/v1/tables/{table}?site=&from=&to=&format=json|csv&limit=&cursor=   partners, bearer token
     GET /api/v1/openapi.json                                     the OpenAPI 3.1 description
     GET /healthz                                                 200 once every topic was read
-    GET /api/v1/operator/tables/{table}?site=&from=&to=          operator, no token
+    GET /api/v1/operator/tables/{table}?site=&from=&to=&limit=&cursor=          operator, no token
     GET /api/v1/operator/site                                    lines, zones, cameras, partners
     GET /dashboard/...                                           partner/dashboard/ (static)
 
 Rows come from `PartnerStore` (the compacted partner topics replayed into memory), so a partner
 sees over HTTP exactly what its Kafka consumer would see (T7). Tokens: each partner's bearer token
 is read from the environment variable its `token_env` names; a partner without one cannot use
-HTTP. The operator routes have no authentication: the server binds to 127.0.0.1 unless told
-otherwise, and in production the operator ingress routes them while the partner ingress routes
-only /api/v1/tables, /api/v1/openapi.json and /healthz.
+HTTP; a token shorter than 16 characters is refused when the server starts. Table responses are pages of
+at most `limit` rows (partners: 1000 unless asked otherwise, 10000 at most); `next` in the JSON body and
+a `Link: <...>; rel="next"` header carry the cursor of the following page, null and absent on the last.
+An unknown query parameter is a 400 naming it. The operator routes have no authentication: the server
+binds to 127.0.0.1 unless told otherwise, and in production the operator ingress routes them while
+the partner ingress routes only /api/v1/tables, /api/v1/openapi.json and /healthz.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import json
@@ -32,7 +37,7 @@ import click
 from aiohttp import web
 
 from privaflow.partner.openapi import openapi_document
-from privaflow.partner.rows import csv_text, json_row
+from privaflow.partner.rows import csv_text, dims, json_row
 from privaflow.partner.store import PartnerStore
 from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import ConfigError, Partner, SiteConfig
@@ -42,7 +47,13 @@ from privaflow.streams.tables import SPECS
 log = logging.getLogger(__name__)
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
-_EPOCH_MS = re.compile(r"^-?\d+$")
+_EPOCH_MS = re.compile(r"^-?\d{1,15}$")
+# datetime's range, years 1 to 9999: anything outside cannot be a window start
+MIN_INSTANT_MS, MAX_INSTANT_MS = -62_135_596_800_000, 253_402_300_799_999
+MIN_TOKEN_LENGTH = 16
+PAGE_DEFAULT, PAGE_MAX = 1000, 10_000
+PARTNER_PARAMS = ("site", "from", "to", "format", "limit", "cursor")
+OPERATOR_PARAMS = ("site", "from", "to", "limit", "cursor")
 # no client address and no headers in the access log: nothing about who asked, only what
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'
 
@@ -55,6 +66,12 @@ def partner_tokens(site: SiteConfig, environ: Mapping[str, str] | None = None) -
         token = env.get(p.token_env, "").strip() if p.token_env else ""
         if not token:
             continue
+        if len(token) < MIN_TOKEN_LENGTH or not (token.isascii() and token.isprintable()) or " " in token:
+            # the message never shows the token, only what is wrong with it
+            raise ConfigError(f"partner {p.id!r}: the token in ${p.token_env} is {len(token)} characters of which "
+                              f"{'all' if token.isascii() and token.isprintable() else 'not all'} are printable "
+                              f"ASCII; expected at least {MIN_TOKEN_LENGTH} printable ASCII characters without "
+                              "spaces (e.g. `openssl rand -hex 32`)")
         if token in out:
             raise ConfigError(f"partners {out[token].id!r} and {p.id!r} share a bearer token "
                               f"(${p.token_env})")
@@ -62,19 +79,53 @@ def partner_tokens(site: SiteConfig, environ: Mapping[str, str] | None = None) -
     return out
 
 
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=_json_error(message), content_type="application/json")
+
+
 def parse_instant(value: str, name: str) -> int:
-    """Epoch milliseconds from `1714550400000` or an ISO 8601 instant (UTC when it has no offset)."""
+    """Epoch milliseconds from `1714550400000` or an ISO 8601 instant (UTC when it has no offset), within
+    years 1 to 9999; anything else is a 400 naming the parameter."""
     v = value.strip()
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    expected = f"{name}: expected ISO 8601 or epoch milliseconds (years 1 to 9999), got {shown!r}"
     if _EPOCH_MS.match(v):
-        return int(v)
+        ms = int(v)
+    elif len(v) > 64:  # no ISO 8601 instant is this long; do not hand it to the parser
+        raise _bad_request(expected)
+    else:
+        try:
+            dt = datetime.fromisoformat(v)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            ms = epoch_ms(dt)
+        except (ValueError, OverflowError):
+            raise _bad_request(expected) from None
+    if not MIN_INSTANT_MS <= ms <= MAX_INSTANT_MS:
+        raise _bad_request(expected)
+    return ms
+
+
+def _cursor(key: tuple[int, tuple[str, ...], int]) -> str:
+    raw = json.dumps([key[0], list(key[1]), key[2]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(value: str) -> tuple[int, tuple[str, ...], int]:
+    """The position a `next` cursor names: (window_start, dims, window_end) of the last row given out."""
     try:
-        dt = datetime.fromisoformat(v)
-    except ValueError:
-        raise web.HTTPBadRequest(text=_json_error(f"{name}: expected ISO 8601 or epoch milliseconds, "
-                                                  f"got {value!r}"), content_type="application/json") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return epoch_ms(dt)
+        raw = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        start, dim_values, end = raw
+        if not (isinstance(start, int) and isinstance(end, int) and isinstance(dim_values, list)
+                and all(isinstance(d, str) for d in dim_values)):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise _bad_request("cursor: not a cursor this API gave out (use the `next` of the previous page)") from None
+    return start, tuple(dim_values), end
+
+
+def _row_key(table: str, record: dict[str, Any]) -> tuple[int, tuple[str, ...], int]:
+    return epoch_ms(record["window_start"]), dims(table, record), epoch_ms(record["window_end"])
 
 
 def _strict_dumps(obj: Any) -> str:
@@ -120,6 +171,10 @@ class PartnerApi:
             return _error(401, "a bearer token is required",
                           {"WWW-Authenticate": 'Bearer realm="privaflow"'})
         token = token.strip()
+        if not (token.isascii() and token.isprintable()) or len(token) > 4096:
+            # headers that are not UTF-8 arrive with surrogates; no token we issue looks like that
+            return _error(401, "malformed token: expected printable ASCII",
+                          {"WWW-Authenticate": 'Bearer realm="privaflow", error="invalid_token"'})
         # compare against every token so the time taken does not tell which one nearly matched
         found = None
         for known, partner in self.tokens.items():
@@ -130,14 +185,44 @@ class PartnerApi:
                           {"WWW-Authenticate": 'Bearer realm="privaflow", error="invalid_token"'})
         return found
 
-    def _select(self, request: web.Request, table: str) -> list[dict[str, Any]] | web.Response:
+    def _select(self, request: web.Request, table: str, known: tuple[str, ...], default_limit: int | None
+                ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of rows and the cursor of the next page (None on the last); 400 for a parameter
+        that is unknown, repeated or malformed."""
         q = request.query
+        unknown = sorted(set(q) - set(known))
+        if unknown:
+            raise _bad_request(f"unknown query parameter{'s' * (len(unknown) > 1)} "
+                               f"{', '.join(repr(u[:40]) for u in unknown[:5])}; expected {', '.join(known)}")
+        repeated = sorted(k for k in set(q) if len(q.getall(k)) > 1)
+        if repeated:
+            raise _bad_request(f"{repeated[0]}: given more than once")
         site = q.get("site", self.site.site_id)
         if site != self.site.site_id:
-            return _error(404, f"unknown site {site!r}")
+            raise web.HTTPNotFound(text=_json_error(f"unknown site {site[:80]!r}"), content_type="application/json")
         start = parse_instant(q["from"], "from") if "from" in q else None
         end = parse_instant(q["to"], "to") if "to" in q else None
-        return [json_row(table, r) for r in self.store.rows(table, start, end)]
+        limit = default_limit
+        if "limit" in q:
+            v = q["limit"].strip()
+            if not (v.isdigit() and len(v) <= 6 and 1 <= int(v) <= PAGE_MAX):
+                raise _bad_request(f"limit: expected a whole number from 1 to {PAGE_MAX}, got {v[:40]!r}")
+            limit = int(v)
+        after = _parse_cursor(q["cursor"]) if "cursor" in q else None
+        keyed = sorted(((_row_key(table, r), r) for r in self.store.rows(table, start, end)), key=lambda kr: kr[0])
+        if after is not None:
+            keyed = [kr for kr in keyed if kr[0] > after]
+        page = keyed if limit is None else keyed[:limit]
+        more = limit is not None and len(keyed) > limit
+        return [json_row(table, r) for _, r in page], _cursor(page[-1][0]) if more else None
+
+    @staticmethod
+    def _page_headers(request: web.Request, next_cursor: str | None) -> dict[str, str]:
+        headers = {"Cache-Control": "no-store"}
+        if next_cursor is not None:
+            url = request.rel_url.update_query({"cursor": next_cursor})
+            headers["Link"] = f'<{url}>; rel="next"'
+        return headers
 
     async def partner_table(self, request: web.Request) -> web.StreamResponse:
         partner = self._authenticate(request)
@@ -150,26 +235,24 @@ class PartnerApi:
             return _error(403, f"table {table!r} is not shared with partner {partner.id!r}")
         fmt = request.query.get("format", "json")
         if fmt not in ("json", "csv"):
-            return _error(400, f"format: expected json or csv, got {fmt!r}")
-        rows = self._select(request, table)
-        if isinstance(rows, web.Response):
-            return rows
-        headers = {"Cache-Control": "no-store"}
+            return _error(400, f"format: expected json or csv, got {fmt[:40]!r}")
+        rows, next_cursor = self._select(request, table, PARTNER_PARAMS, PAGE_DEFAULT)
+        headers = self._page_headers(request, next_cursor)
         if fmt == "csv":
             headers["Content-Disposition"] = f'inline; filename="{table}.csv"'
             return web.Response(text=csv_text(table, rows), content_type="text/csv", charset="utf-8",
                                 headers=headers)
-        return web.json_response({"table": table, "rows": rows}, headers=headers, dumps=_strict_dumps)
+        return web.json_response({"table": table, "rows": rows, "next": next_cursor}, headers=headers,
+                                 dumps=_strict_dumps)
 
     async def operator_table(self, request: web.Request) -> web.StreamResponse:
         table = request.match_info["table"]
         if table not in PARTNER_TABLES:
             return _error(404, f"unknown table {table!r}")
-        rows = self._select(request, table)
-        if isinstance(rows, web.Response):
-            return rows
-        return web.json_response({"table": table, "rows": rows}, headers={"Cache-Control": "no-store"},
-                                 dumps=_strict_dumps)
+        # the dashboard reads a whole period: no page size unless it asks for one
+        rows, next_cursor = self._select(request, table, OPERATOR_PARAMS, None)
+        return web.json_response({"table": table, "rows": rows, "next": next_cursor},
+                                 headers=self._page_headers(request, next_cursor), dumps=_strict_dumps)
 
     async def operator_site(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(site_summary(self.site))

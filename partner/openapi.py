@@ -40,7 +40,21 @@ _RANGE_PARAMS: list[dict[str, Any]] = [
                                                                   "epoch_ms": {"value": "1714550400000"}}},
     {"name": "to", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "Only windows with window_start < this instant (same formats as `from`)."},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Continue after the last row of the previous page: its `next` (or the `Link` header's "
+                    "rel=\"next\" URL, which carries the other parameters too). Rows that arrive meanwhile "
+                    "are not skipped or repeated when they sort after the cursor."},
 ]
+
+
+def _limit(default: int | None) -> dict[str, Any]:
+    from privaflow.partner.api import PAGE_MAX
+
+    schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}
+    if default is not None:
+        schema["default"] = default
+    return {"name": "limit", "in": "query", "required": False, "schema": schema,
+            "description": "Rows per page" + ("." if default is not None else " (default: the whole period).")}
 
 
 def _schema_name(table: str) -> str:
@@ -51,7 +65,11 @@ def _table_response(table: str) -> dict[str, Any]:
     return {"type": "object", "title": f"{_schema_name(table)}Table",
             "properties": {"table": {"const": table},
                            "rows": {"type": "array", "items": _ref(_schema_name(table)),
-                                    "description": "Sorted by window_start, then the row's dimensions."}},
+                                    "description": "Sorted by window_start, then the row's dimensions, then "
+                                                   "window_end."},
+                           "next": {"type": ["string", "null"],
+                                    "description": "Cursor of the next page (pass it as `cursor`); null on "
+                                                   "the last page."}},
             "required": ["table", "rows"], "additionalProperties": False}
 
 
@@ -60,13 +78,17 @@ def _tables_operation(operator: bool) -> dict[str, Any]:
     one_of = [_ref(f"{_schema_name(t)}Table") for t in tables]
     mapping = {t: f"#/components/schemas/{_schema_name(t)}Table" for t in tables}
     json_body = {"schema": {"oneOf": one_of, "discriminator": {"propertyName": "table", "mapping": mapping}}}
+    from privaflow.partner.api import PAGE_DEFAULT
+
     params = [{"name": "table", "in": "path", "required": True, "schema": {"type": "string", "enum": tables},
-               "description": "Partner table."}, *_RANGE_PARAMS]
+               "description": "Partner table."}, *_RANGE_PARAMS, _limit(None if operator else PAGE_DEFAULT)]
     responses: dict[str, Any] = {
-        "200": {"description": "The table's current rows (closed windows; k-anonymity already applied: "
-                               "a suppressed cell has a null count and suppressed=true).",
+        "200": {"description": "One page of the table's current rows (closed windows; k-anonymity already "
+                               "applied: a suppressed cell has a null count and suppressed=true).",
+                "headers": {"Link": {"description": "`<URL>; rel=\"next\"`: the next page, when there is one.",
+                                     "schema": {"type": "string"}}},
                 "content": {"application/json": json_body}},
-        "400": _error("A malformed query parameter."),
+        "400": _error("A malformed, repeated or unknown query parameter (the message names it)."),
         "404": _error("Unknown table or site."),
     }
     if operator:

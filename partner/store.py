@@ -4,7 +4,7 @@ partner topic, read from the beginning by a background consumer thread.
 A compacted topic *is* its table: the newest record of a key replaces the older ones, a tombstone
 (null value) removes the key. So replaying each topic from offset 0 and keeping the last value per
 key gives exactly the table a partner's own consumer would build (streams/partners.py keys records
-`table|site|dims|window_start`).
+`table|site|dims|window_start|window_length_s`).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ class PartnerStore:
             return
         row = _Row(epoch_ms(record["window_start"]), dims(table, record), record)
         if key is None:  # not how streams/ writes, but a keyless record is still a table row
-            key = f"{table}|{self.site_id}|{'|'.join(row.dims)}|{row.window_start_ms}"
+            length_s = (epoch_ms(record["window_end"]) - row.window_start_ms) // 1000
+            key = f"{table}|{self.site_id}|{'|'.join(row.dims)}|{row.window_start_ms}|{length_s}"
         with self._lock:
             self._tables[table][key] = row
 

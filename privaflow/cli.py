@@ -98,6 +98,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notice": ("privaflow.governance.cli", "notice"),
     "privacy": ("privaflow.governance.cli", "privacy"),
     "retention": ("privaflow.governance.cli", "retention"),
+    "config": ("privaflow.config", "config"),
     "stack": ("privaflow_stack.cli", "stack"),
     "demo": ("privaflow_stack.demo", "demo"),
 }

@@ -28,15 +28,24 @@ SCHEMA_DIR = Path(__file__).parent / "avro"
 DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 MAGIC = 0
+CONFLICT_RETRIES = 5  # a 409 from a concurrent creation settles after one retry; a few more for bad luck
 _HEADER = struct.Struct(">BI")
 
 
 def registry_url() -> str:
-    return os.environ.get("PRIVAFLOW_REGISTRY_URL", DEFAULT_REGISTRY_URL)
+    """PRIVAFLOW_REGISTRY_URL, else the local stack's registry on PRIVAFLOW_REGISTRY_PORT (default 8081)."""
+    if os.environ.get("PRIVAFLOW_REGISTRY_URL"):
+        return os.environ["PRIVAFLOW_REGISTRY_URL"]
+    port = os.environ.get("PRIVAFLOW_REGISTRY_PORT")
+    return f"http://127.0.0.1:{port}/apis/ccompat/v7" if port else DEFAULT_REGISTRY_URL
 
 
 def bootstrap_servers() -> str:
-    return os.environ.get("PRIVAFLOW_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+    """PRIVAFLOW_BOOTSTRAP, else the local stack's broker on PRIVAFLOW_KAFKA_PORT (default 9092)."""
+    if os.environ.get("PRIVAFLOW_BOOTSTRAP"):
+        return os.environ["PRIVAFLOW_BOOTSTRAP"]
+    port = os.environ.get("PRIVAFLOW_KAFKA_PORT")
+    return f"127.0.0.1:{port}" if port else DEFAULT_BOOTSTRAP
 
 
 KAFKA_ENV = {"PRIVAFLOW_KAFKA_SECURITY_PROTOCOL": "security.protocol",
@@ -72,6 +81,12 @@ class RegistryAuthError(RegistryError):
 
 class IncompatibleSchemaError(RegistryError):
     """The registry refused a schema because it breaks the subject's compatibility rule."""
+
+
+class RegistryConflictError(RegistryError):
+    """A 409 that is not about compatibility: another client created the same thing at the same moment
+    (Apicurio answers "A rule named 'COMPATIBILITY' already exists" to the second of two processes
+    setting a new subject's rule at once)."""
 
 
 class DecodeError(ValueError):
@@ -148,7 +163,10 @@ class SchemaRegistry:
                 delay = min(delay * 2, 30)
                 continue
             if r.status_code == 409 or (r.status_code == 422 and "ncompatib" in r.text):
-                raise IncompatibleSchemaError(_message(r))
+                message = _message(r)
+                if "ncompatib" not in message:
+                    raise RegistryConflictError(message)
+                raise IncompatibleSchemaError(message)
             if r.status_code >= 500 and attempt < self.retries:
                 log.warning("schema registry %s answered %d; retry in %.1fs", self.url, r.status_code, delay)
                 time.sleep(delay)
@@ -178,19 +196,43 @@ class SchemaRegistry:
 
     def register(self, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
         """Register (or find) a schema under a subject with the given compatibility; returns its id.
-        Raises IncompatibleSchemaError, naming the subject and the registry's reason, if refused."""
+        Raises IncompatibleSchemaError, naming the subject and the registry's reason, if refused.
+        Safe when any number of processes register the same subjects at once on an empty registry."""
         exists = self._call("GET", f"/subjects/{subject}/versions") is not None
         if exists:
-            self._call("PUT", f"/config/{subject}", {"compatibility": compatibility})
-        try:
-            out = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema_json})
-        except IncompatibleSchemaError as e:
-            raise IncompatibleSchemaError(
-                f"schema for subject {subject!r} is not {compatibility}-compatible with the registered "
-                f"version: {e}") from None
+            self.set_compatibility(subject, compatibility)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                out = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema_json})
+                break
+            except IncompatibleSchemaError as e:
+                raise IncompatibleSchemaError(
+                    f"schema for subject {subject!r} is not {compatibility}-compatible with the registered "
+                    f"version: {e}") from None
+            except RegistryConflictError:
+                # another client created the subject in the same moment: the next try finds it
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         if not exists:
-            self._call("PUT", f"/config/{subject}", {"compatibility": compatibility})
+            self.set_compatibility(subject, compatibility)
         return int(out["id"])
+
+    def set_compatibility(self, subject: str, compatibility: str) -> None:
+        """Set a subject's compatibility rule. A 409 because another client created the rule at the
+        same moment is success when the rule now says `compatibility`; otherwise the rule exists by
+        now and the next PUT updates it."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self._call("PUT", f"/config/{subject}", {"compatibility": compatibility})
+                return
+            except RegistryConflictError:
+                current = self._call("GET", f"/config/{subject}") or {}
+                if current.get("compatibilityLevel", current.get("compatibility")) == compatibility:
+                    return
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def is_compatible(self, subject: str, schema_json: str) -> bool | None:
         """True/False against the latest registered version; None when the subject does not exist yet."""

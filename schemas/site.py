@@ -6,24 +6,67 @@ Coordinates are normalised to 0..1 of the frame so a config survives a resolutio
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from privaflow.schemas.topics import PARTNER_TABLES
+from privaflow.schemas.vocabulary import OBJECT_CLASSES as COCO_CLASSES  # the class names a record may carry
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes"]
+
+
+MAX_ID_LENGTH = 64
+MIN_LINE_LENGTH = 0.01  # normalised; a shorter line is a slip of the mouse, and thinner than the hysteresis band
+MIN_AREA = 1e-4  # normalised area (0.01 % of the frame); below it a polygon is a line or a point
+MAX_WINDOW_S = 7 * 86_400  # a week: windows and their ends must stay far inside what a timestamp can hold
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1 / 24, 36_500.0  # an hour .. a century
+_TOKEN_ENV = re.compile(r"^PRIVAFLOW_TOKEN_[A-Z0-9_]+$")
+# ids end up in Kafka keys (`table|site|dims|window`), CSV cells and dashboard keys
+_ID = re.compile(r"^[\w.-]+$")
 
 
 class ConfigError(ValueError):
     """A site config that cannot be used; the message names the file, the field and what was expected."""
 
 
+def _id(value: str) -> str:
+    if not _ID.match(value) or len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"expected 1 to {MAX_ID_LENGTH} letters, digits, '_', '.' or '-' (no spaces, '|', ',' "
+                         f"or line breaks: ids go into record keys and CSV cells), got {value!r}")
+    return value
+
+
+Id = Annotated[str, AfterValidator(_id)]
+
+
+def polygon_problem(points: Sequence[Sequence[float]]) -> str | None:
+    """Why `points` is not a simple polygon with an area (self-intersecting, collinear, too small), or
+    None. Shapely's validity rules (OGC simple features), not our own."""
+    from shapely import Polygon
+    from shapely.validation import explain_validity
+
+    poly = Polygon(points)
+    if poly.convex_hull.area < MIN_AREA:
+        return (f"has no area (are its points collinear or repeated?): expected at least 3 points enclosing "
+                f"at least {MIN_AREA:g} of the frame")
+    if not poly.is_valid:
+        return f"is not a simple polygon ({explain_validity(poly)}): its edges may not cross each other"
+    if poly.area < MIN_AREA:
+        return f"encloses {poly.area:.2g} of the frame: expected at least {MIN_AREA:g}"
+    return None
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a sensible setting, and they pass every `ge`/`le` check by accident
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DetectorSpec(_Model):
@@ -32,17 +75,26 @@ class DetectorSpec(_Model):
     kind: Literal["nanodet", "yolo"] = "nanodet"
     path: str | None = None
     flavour: Literal["v5", "v8", "yolox"] = "v8"
-    input_size: tuple[int, int] = (640, 640)
-    class_map: dict[int, int] | None = None
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = Field(
+        None, description="(height, width) of the model's input; only for a model whose input size is not fixed")
+    class_map: dict[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0, lt=len(COCO_CLASSES))]] | None = None
     conf: float = Field(0.35, ge=0.0, le=1.0)
     iou: float = Field(0.5, ge=0.0, le=1.0)
+    decoded: bool = Field(False, description="yolox only: the export decodes boxes itself")
+
+    @model_validator(mode="after")
+    def _path(self) -> DetectorSpec:
+        if self.kind == "yolo" and not self.path:
+            raise ValueError("path: expected the path of your ONNX export (required for kind 'yolo')")
+        return self
 
 
 class Camera(_Model):
     """One camera: where its video comes from and what privacy rules apply before detection."""
 
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    source: str | int = Field(description="file path, rtsp:// or http:// URL, device index, or image folder")
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=0)] = Field(
+        description="file path, rtsp:// or http:// URL, device index, or image folder")
     max_width: int = Field(640, ge=64, le=4096)
     fps: float = Field(10.0, gt=0, le=120, description="analysis rate; faster sources are subsampled")
     detect_every: int = Field(1, ge=1, le=30)
@@ -56,75 +108,162 @@ class Camera(_Model):
     @field_validator("privacy_masks")
     @classmethod
     def _polygons(cls, masks: list[list[Point]]) -> list[list[Point]]:
-        for m in masks:
+        for i, m in enumerate(masks):
             if len(m) < 3:
-                raise ValueError("a privacy mask polygon needs at least 3 points")
+                raise ValueError(f"mask {i}: a privacy mask polygon needs at least 3 points")
+            # a mask without area hides nothing: the operator would believe a place is masked when it is not
+            problem = polygon_problem(m)
+            if problem:
+                raise ValueError(f"mask {i} {problem}")
         return masks
 
     @field_validator("homography")
     @classmethod
     def _h(cls, h: list[list[float]] | None) -> list[list[float]] | None:
-        if h is not None and (len(h) != 3 or any(len(r) != 3 for r in h)):
+        if h is None:
+            return h
+        if len(h) != 3 or any(len(r) != 3 for r in h):
             raise ValueError("homography must be a 3x3 matrix")
+        (a, b, c), (d, e, f), (g, i, j) = h
+        det = a * (e * j - f * i) - b * (d * j - f * g) + c * (d * i - e * g)
+        if not math.isfinite(det) or abs(det) < 1e-12:
+            raise ValueError("homography is singular (determinant 0): it maps the picture onto a line, not the "
+                             "ground plane; expected an invertible 3x3 matrix")
         return h
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, classes: list[str]) -> list[str]:
+        unknown = [c for c in classes if c not in COCO_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown class name(s) {unknown}; expected COCO names: {', '.join(COCO_CLASSES)}")
+        if not classes:
+            raise ValueError("expected at least one class to count (e.g. [person])")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names repeat: {_repeats(classes)}")
+        return classes
 
 
 class Line(_Model):
     """A counting line. Crossing from its left side to its right side (looking from a to b) is
     `directions[0]`, the other way `directions[1]`."""
 
-    id: str = Field(min_length=1)
+    id: Id
     camera: str
     points: tuple[Point, Point]
-    directions: tuple[str, str] = ("in", "out")
+    directions: tuple[Id, Id] = ("in", "out")
+
+    @field_validator("points")
+    @classmethod
+    def _length(cls, points: tuple[Point, Point]) -> tuple[Point, Point]:
+        (ax, ay), (bx, by) = points
+        length = math.hypot(bx - ax, by - ay)
+        if length < MIN_LINE_LENGTH:
+            raise ValueError(f"the two points are {length:.3g} apart: expected two distinct points at least "
+                             f"{MIN_LINE_LENGTH:g} of the frame apart")
+        return points
+
+    @field_validator("directions")
+    @classmethod
+    def _directions(cls, directions: tuple[str, str]) -> tuple[str, str]:
+        if directions[0] == directions[1]:
+            raise ValueError(f"both directions are named {directions[0]!r}: expected two different names "
+                             "(left-to-right of a->b first, then the other way)")
+        return directions
 
 
 class Zone(_Model):
     """A polygon whose occupancy, dwell times and transitions are measured."""
 
-    id: str = Field(min_length=1)
+    id: Id
     camera: str
     polygon: list[Point] = Field(min_length=3)
-    capacity: int | None = Field(None, gt=0)
+    capacity: int | None = Field(None, gt=0, le=1_000_000)
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple(cls, polygon: list[Point]) -> list[Point]:
+        problem = polygon_problem(polygon)
+        if problem:
+            raise ValueError(f"the zone {problem}")
+        return polygon
 
 
 class Windows(_Model):
-    """Tumbling window length per table in seconds, and how late a record may arrive."""
+    """Tumbling window length per table in seconds (1 s to a week), how late a record may arrive, and how
+    far ahead of the stream worker's clock a frame's time may be (edge clocks drift; a frame further
+    ahead is a dead letter, so one bad timestamp costs one record, not the camera's next minutes)."""
 
-    traffic_volume: int = Field(60, gt=0)
-    occupancy: int = Field(60, gt=0)
-    flow_lines: int = Field(300, gt=0)
-    dwell: int = Field(300, gt=0)
-    attributes: int = Field(900, gt=0)
-    grace_s: int = Field(30, ge=0)
+    traffic_volume: int = Field(60, gt=0, le=MAX_WINDOW_S)
+    occupancy: int = Field(60, gt=0, le=MAX_WINDOW_S)
+    flow_lines: int = Field(300, gt=0, le=MAX_WINDOW_S)
+    dwell: int = Field(300, gt=0, le=MAX_WINDOW_S)
+    attributes: int = Field(900, gt=0, le=MAX_WINDOW_S)
+    grace_s: int = Field(30, ge=0, le=86_400)
+    max_clock_skew_s: int = Field(300, ge=0, le=3_600)
 
 
 class Counting(_Model):
     """Rules that stop flickering boxes from double counting."""
 
     # 5 frames at 10 fps: short-lived false positives (3-4 frames) no longer count as visits
-    min_track_frames: int = Field(5, ge=1)
+    min_track_frames: int = Field(5, ge=1, le=10_000)
     hysteresis: float = Field(0.02, ge=0.0, le=0.5, description="normalised distance the foot point must "
                               "travel on each side of a line")
-    track_expiry_s: float = Field(10.0, gt=0)
-    dwell_bins_s: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0])
+    track_expiry_s: float = Field(10.0, gt=0, le=3_600)
+    dwell_bins_s: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0],
+                                      min_length=1, max_length=50)
+
+    @field_validator("dwell_bins_s")
+    @classmethod
+    def _bins(cls, bins: list[float]) -> list[float]:
+        if any(b <= 0 for b in bins) or any(b2 <= b1 for b1, b2 in zip(bins, bins[1:], strict=False)):
+            raise ValueError(f"expected upper bin edges in seconds, positive and strictly increasing "
+                             f"(e.g. [5, 15, 30, 60]), got {bins}")
+        return bins
 
 
 class Retention(_Model):
     """How long each kind of data is kept on the broker."""
 
-    detections_days: float = Field(7, gt=0)
-    partner_days: float = Field(365, gt=0)
+    detections_days: float = 7
+    partner_days: float = 365
+
+    @field_validator("detections_days", "partner_days")
+    @classmethod
+    def _days(cls, days: float) -> float:
+        if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"expected a number of days from {MIN_RETENTION_DAYS:.4f} (one hour) to "
+                             f"{MAX_RETENTION_DAYS:g}, got {days!r}")
+        return days
 
 
 class Partner(_Model):
     """Someone who receives aggregates: which tables, and the k-anonymity threshold applied for them."""
 
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_-]+$")
     name: str | None = None
-    k_anonymity: int = Field(5, ge=1)
-    tables: list[TableName]
-    token_env: str | None = Field(None, description="environment variable holding the HTTP API bearer token")
+    k_anonymity: int = Field(5, ge=1, le=1_000_000)
+    tables: list[TableName] = Field(min_length=1)
+    token_env: str | None = Field(None, description="environment variable holding the HTTP API bearer token "
+                                  "(PRIVAFLOW_TOKEN_...)")
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, tables: list[str]) -> list[str]:
+        if len(set(tables)) != len(tables):
+            raise ValueError(f"tables repeat: {_repeats(tables)}")
+        return tables
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str | None) -> str | None:
+        # a variable such as HOME or USER holds something many people know, not a secret
+        if name is not None and not _TOKEN_ENV.match(name):
+            raise ValueError(f"expected the name of a variable that holds only this partner's token: "
+                             f"PRIVAFLOW_TOKEN_ then upper-case letters, digits or '_' (e.g. "
+                             f"PRIVAFLOW_TOKEN_CITY), got {name!r}")
+        return name
 
 
 class Operator(_Model):
@@ -138,7 +277,7 @@ class Operator(_Model):
 class SiteConfig(_Model):
     """A whole site. Cross-references (lines/zones naming cameras) are checked on load."""
 
-    site_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    site_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_.-]+$")
     operator: Operator | None = None
     cameras: list[Camera] = Field(min_length=1)
     lines: list[Line] = Field(default_factory=list)
@@ -150,24 +289,37 @@ class SiteConfig(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:
+        # every problem at once, each naming its field, so a user fixes the file in one pass
+        problems: list[str] = []
+        problems += _duplicates("cameras", [c.id for c in self.cameras], "id")
+        problems += _duplicates("lines", [i.id for i in self.lines], "id")
+        problems += _duplicates("zones", [i.id for i in self.zones], "id")
+        problems += _duplicates("partners", [p.id for p in self.partners], "id")
+        problems += _duplicates("partners", [p.token_env for p in self.partners if p.token_env], "token_env",
+                                [i for i, p in enumerate(self.partners) if p.token_env])
+        zone_ids = {z.id for z in self.zones}
+        for i, line in enumerate(self.lines):
+            if line.id in zone_ids:
+                # the attributes table keys lines and zones alike by their id (place_id)
+                problems.append(f"lines.{i}.id: {line.id!r} is also a zone id; expected lines and zones to "
+                                "have different ids")
         cams = {c.id for c in self.cameras}
-        if len(cams) != len(self.cameras):
-            raise ValueError("camera ids must be unique")
-        for kind, items in (("lines", self.lines), ("zones", self.zones)):
-            ids = [i.id for i in items]
-            if len(set(ids)) != len(ids):
-                raise ValueError(f"{kind} ids must be unique")
-            for i in items:
-                if i.camera not in cams:
-                    raise ValueError(f"{kind} {i.id!r} names camera {i.camera!r}, which is not in cameras")
+        placed: list[tuple[str, Sequence[Line | Zone]]] = [("lines", self.lines), ("zones", self.zones)]
+        for kind, items in placed:
+            for i, item in enumerate(items):
+                if item.camera not in cams:
+                    problems.append(f"{kind}.{i}.camera: {kind} {item.id!r} names camera {item.camera!r}, which "
+                                    f"is not in cameras (have: {', '.join(sorted(cams))})")
         if self.windows.grace_s < self.counting.track_expiry_s + 1:
             # an expiring track's exit is stamped at its last sighting, up to track_expiry_s late
-            raise ValueError(f"windows.grace_s ({self.windows.grace_s}) must be at least counting.track_expiry_s "
-                             f"+ 1 ({self.counting.track_expiry_s + 1:g}), or exits of lost tracks arrive too late")
-        for p in self.partners:
+            problems.append(f"windows.grace_s: {self.windows.grace_s} must be at least counting.track_expiry_s "
+                            f"+ 1 ({self.counting.track_expiry_s + 1:g}), or exits of lost tracks arrive too late")
+        for i, p in enumerate(self.partners):
             unknown = set(p.tables) - set(PARTNER_TABLES)
             if unknown:
-                raise ValueError(f"partner {p.id!r} asks for unknown tables {sorted(unknown)}")
+                problems.append(f"partners.{i}.tables: partner {p.id!r} asks for unknown tables {sorted(unknown)}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def camera(self, camera_id: str) -> Camera:
@@ -184,13 +336,35 @@ class SiteConfig(_Model):
         return [z for z in self.zones if z.camera == camera_id]
 
 
+def _repeats(values: Iterable[str]) -> list[str]:
+    return sorted(v for v, n in Counter(values).items() if n > 1)
+
+
+def _duplicates(kind: str, ids: list[str], field: str, positions: list[int] | None = None) -> list[str]:
+    """'kind.i.field: ...' for every entry whose value an earlier entry already has."""
+    first: dict[str, int] = {}
+    out = []
+    for n, value in enumerate(ids):
+        i = positions[n] if positions is not None else n
+        if value in first:
+            out.append(f"{kind}.{i}.{field}: {value!r} is already used by {kind}.{first[value]}; expected "
+                       f"unique values")
+        else:
+            first[value] = i
+    return out
+
+
 def _describe(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid site config"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across fields: each of its lines names its own field
+            lines += [f"  {m}" for m in msg.splitlines()]
+            continue
         got = e.get("input")
-        got_s = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        lines.append(f"  {loc}: {e['msg']}{got_s}")
+        got_s = "" if isinstance(got, dict | list | tuple) or "got " in msg else f" (got {got!r})"
+        lines.append(f"  {loc}: {msg}{got_s}")
     return "\n".join(lines)
 
 

@@ -40,6 +40,9 @@ class Topic:
         return cfg
 
 
+# the stream workers' Faust app id: prefix of their consumer group and their own topics (and so of their ACLs)
+STREAMS_APP_ID = "privaflow-streams"
+
 DETECTIONS = "privaflow.detections.v2"  # DetectionBatch records: several frames of one camera (schemas.detections)
 DETECTIONS_DLQ = "privaflow.detections.dlq.v2"
 LINE_CROSSINGS = "privaflow.events.line-crossings.v1"
@@ -51,9 +54,16 @@ PARTNER_TABLES: dict[str, str] = {
     stem.removeprefix("partner_"): stem for stem in schema_names() if stem.startswith("partner_")}
 
 
+# A partner topic's version goes up when its schema changes in a way the registry refuses as
+# incompatible: a new topic and subject, never a silent break of the old one (whose records stay
+# readable with the old schema until retention removes them). v2: class_name, age_bracket and gender
+# became closed-vocabulary enums (schemas/vocabulary.py); Avro cannot read a string as an enum.
+PARTNER_TOPIC_VERSIONS: dict[str, int] = {"traffic_volume": 2, "attributes": 2}
+
+
 def partner_topic_name(table: str) -> str:
-    """`traffic_volume` -> `privaflow.partner.traffic-volume.v1`."""
-    return f"privaflow.partner.{table.replace('_', '-')}.v1"
+    """`occupancy` -> `privaflow.partner.occupancy.v1`, `traffic_volume` -> `privaflow.partner.traffic-volume.v2`."""
+    return f"privaflow.partner.{table.replace('_', '-')}.v{PARTNER_TOPIC_VERSIONS.get(table, 1)}"
 
 
 def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: int = 365 * DAY_MS,

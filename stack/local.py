@@ -250,8 +250,7 @@ class LocalStack:
             host=HOST, port=self.ports.kafka, controller_port=self.ports.controller, data_dir=data,
             admin_password=admin_password)
         cfg = home() / "conf" / "server.properties"
-        cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text(text)
+        write_private(cfg, text)  # in secure mode it holds the admin password
         return cfg
 
     def _kafka_cmd(self, java: str, main: str, *args: str, gc_log: bool = False) -> list[str]:
@@ -268,13 +267,17 @@ class LocalStack:
             return
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = uuid.uuid4().hex[:22]
-        scram: list[str] = []
-        if self.secure:
-            for user, password in self.credentials().items():  # KRaft takes SCRAM users at format time
-                scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
-        cmd = self._kafka_cmd(java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                              "-c", str(cfg), *scram)
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        args = ["format", "--standalone", "-t", cluster_id, "-c", str(cfg)]
+        for user, password in self.credentials().items() if self.secure else ():
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]  # KRaft takes them now
+        # the tool has no option to read SCRAM users from a file, so its arguments go in a 0600 java
+        # @argfile: on the command line, any local user could read every password in /proc/<pid>/cmdline
+        argfile = home() / "conf" / "storage-format.args"
+        write_private(argfile, "\n".join(_argfile_quote(a) for a in ["kafka.tools.StorageTool", *args]) + "\n")
+        try:
+            r = subprocess.run(self._kafka_cmd(java, f"@{argfile}"), capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
         if r.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
 
@@ -351,10 +354,7 @@ class LocalStack:
                  for k, v in (("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "SCRAM-SHA-512"),
                               ("sasl.jaas.config", jaas))]
         f = self.registry_auth_file
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.touch(mode=0o600)
-        f.chmod(0o600)
-        f.write_text(registry_auth_properties(creds, list(self._roles())) + "\n".join(kafka) + "\n")
+        write_private(f, registry_auth_properties(creds, list(self._roles())) + "\n".join(kafka) + "\n")
         return [f"-Dquarkus.config.locations={f}"]
 
     def _registry_ready(self) -> bool:
@@ -467,6 +467,21 @@ class LocalStack:
         """Stop everything and delete the broker's data (schemas too: they live in Kafka)."""
         self.down()
         shutil.rmtree(home() / "data", ignore_errors=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), also when it existed before with looser rights; it
+    never exists with other rights, not even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _argfile_quote(arg: str) -> str:
+    """One argument of a java @argfile, quoted (the launcher reads \\ and \\" escapes inside quotes)."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _example_partners() -> dict[str, list[str]]:

@@ -1,10 +1,6 @@
-"""Who may read and write what: the roles of a privaflow cluster and their Kafka ACLs.
-
-The same model as the Kubernetes KafkaUsers: the edge writes detections only; the stream workers
-read detections and write events, partner topics and the dead-letter topic; each partner reads only
-the partner topics of the tables it was granted. The schema registry follows the same rule for writes:
-edge and streams may register schemas, partners may only read them, anonymous callers get nothing.
-Used by `privaflow stack up --secure`.
+"""The local secure stack's credentials: generated passwords, the registry's Quarkus users, ACLs applied
+with Kafka's admin client. The roles themselves are the contract's (schemas/access.py). Used by
+`privaflow stack up --secure`.
 """
 
 from __future__ import annotations
@@ -12,93 +8,38 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
-from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, partner_topic_name
-from privaflow.streams.settings import APP_ID as STREAMS_APP_ID
+from privaflow.schemas.access import MECHANISM, REGISTRY_AUTH, Acl, registry_role, registry_user_lines, role_acls
 
-MECHANISM = "SCRAM-SHA-512"
-
-
-@dataclass(frozen=True)
-class Acl:
-    """One allow rule: principal may `operation` on resource `kind` named `name` (literal or prefixed)."""
-
-    kind: str  # TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID
-    name: str
-    operation: str  # READ, WRITE, DESCRIBE, CREATE, ALL, IDEMPOTENT_WRITE, ...
-    pattern: str = "LITERAL"  # or PREFIXED
-
-
-def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
-    """user -> ACLs, for the fixed roles plus one user per partner (id -> tables it receives)."""
-    acls: dict[str, list[Acl]] = {
-        "edge": [Acl("TOPIC", DETECTIONS, "WRITE"), Acl("TOPIC", DETECTIONS, "DESCRIBE"),
-                 Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE")],
-        "streams": [
-            Acl("TOPIC", DETECTIONS, "READ"), Acl("TOPIC", DETECTIONS, "DESCRIBE"),
-            Acl("TOPIC", DETECTIONS_DLQ, "WRITE"), Acl("TOPIC", DETECTIONS_DLQ, "DESCRIBE"),
-            Acl("TOPIC", "privaflow.events.", "WRITE", "PREFIXED"),
-            Acl("TOPIC", "privaflow.events.", "DESCRIBE", "PREFIXED"),
-            Acl("TOPIC", "privaflow.partner.", "WRITE", "PREFIXED"),
-            Acl("TOPIC", "privaflow.partner.", "DESCRIBE", "PREFIXED"),
-            # Faust's own changelog/repartition topics and its consumer group
-            Acl("TOPIC", STREAMS_APP_ID, "ALL", "PREFIXED"), Acl("GROUP", STREAMS_APP_ID, "ALL", "PREFIXED"),
-            Acl("TRANSACTIONAL_ID", STREAMS_APP_ID, "ALL", "PREFIXED"),
-            Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE"), Acl("CLUSTER", "kafka-cluster", "DESCRIBE"),
-        ],
-        # Apicurio's kafkasql storage: its journal topics, and any group (each replica picks its own group id)
-        "registry": [Acl("TOPIC", "kafkasql-", "ALL", "PREFIXED"),
-                     Acl("TOPIC", "registry-", "ALL", "PREFIXED"), Acl("GROUP", "*", "ALL"),
-                     Acl("CLUSTER", "kafka-cluster", "DESCRIBE"), Acl("CLUSTER", "kafka-cluster", "CREATE"),
-                     Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE")],
-    }
-    for pid, tables in partners.items():
-        rules = [Acl("GROUP", f"partner-{pid}-", "READ", "PREFIXED")]
-        for t in tables:
-            rules += [Acl("TOPIC", partner_topic_name(t), "READ"), Acl("TOPIC", partner_topic_name(t), "DESCRIBE")]
-        acls[f"partner-{pid}"] = rules
-    return acls
-
-
-def registry_role(user: str) -> str | None:
-    """The Apicurio role of a user on the registry's HTTP API, or None for no access at all.
-    streams is admin because it also sets compatibility rules; `registry` (the registry's own Kafka
-    identity) and `admin` (the broker's) never call the HTTP API."""
-    if user.startswith("partner-"):
-        return "sr-readonly"
-    return {"edge": "sr-developer", "streams": "sr-admin"}.get(user)
+__all__ = ["MECHANISM", "Acl", "role_acls", "registry_role", "registry_auth_properties", "load_or_create_credentials",
+           "client_config", "apply_acls"]
 
 
 def registry_auth_properties(credentials: dict[str, str], users: list[str]) -> str:
     """Quarkus config that puts Apicurio's HTTP API behind Basic auth with role-based authorization,
     with one embedded user per user that has a registry role. Passwords are stored as Quarkus's
     default digest, hex SHA-512 of `user:Quarkus:password`."""
-    lines = ["# written by `privaflow stack up --secure`; regenerated on every start",
-             "quarkus.http.auth.basic=true", "apicurio.auth.role-based-authorization=true"]
+    lines = ["# written by `privaflow stack up --secure`; regenerated on every start", *REGISTRY_AUTH]
     for user in users:
-        role = registry_role(user)
-        if role is None:
+        if registry_role(user) is None:
             continue
-        digest = hashlib.sha512(f"{user}:Quarkus:{credentials[user]}".encode()).hexdigest()
-        lines += [f"quarkus.security.users.embedded.users.{user}={digest}",
-                  f"quarkus.security.users.embedded.roles.{user}={role}"]
+        lines += registry_user_lines(user, hashlib.sha512(f"{user}:Quarkus:{credentials[user]}".encode()).hexdigest())
     return "\n".join(lines) + "\n"
 
 
 def load_or_create_credentials(path: Path, users: list[str]) -> dict[str, str]:
     """user -> password, generated once and kept (mode 0600) beside the stack's data."""
+    from privaflow_stack.local import write_private
+
     creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
     for u in ["admin", *users]:
         if u not in creds:
             creds[u] = secrets.token_urlsafe(18)
             changed = True
-    if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(creds, indent=2))
+    if changed or (path.exists() and path.stat().st_mode & 0o077):
+        write_private(path, json.dumps(creds, indent=2))
     return creds
 
 

@@ -56,6 +56,7 @@ from numpy.typing import NDArray
 from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
 from privaflow.schemas.detections import layout_problem
 from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.vocabulary import VOCABULARIES
 from privaflow.streams.columns import Columns
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowContext, WindowStore
@@ -66,7 +67,8 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 COORD_EPS = 1e-4  # float32 rounding of normalised coordinates at the edge may overshoot 0..1 slightly
 MISSING_SCHEMA_RETRY_S = 60.0
-MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000  # edge clocks may be off, but not by a day
+# how far ahead of the worker's clock a frame may be; the site sets it (windows.max_clock_skew_s)
+DEFAULT_MAX_CLOCK_AHEAD_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +216,12 @@ class Checkpoints:
 
 
 def record_problem(record: Mapping[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None,
-                   max_ahead_ms: int = MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+                   max_ahead_ms: int = DEFAULT_MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
     """(kind, reason) when a schema-valid record is unusable as a whole, else None: a foreign site
     or camera, a key that is not its camera, columns that do not fit together, frames from the
-    future. The values of its detections are `detection_problem`'s."""
+    future (more than `max_ahead_ms` ahead of this worker's clock: accepted, it would move its
+    camera's watermark past every later real frame, and those would be skipped as replays). The
+    values of its detections are `detection_problem`'s."""
     if record["site_id"] != site_id:
         return "site", f"site_id {record['site_id']!r} is not this worker's site {site_id!r}"
     cam = record["camera_id"]
@@ -228,9 +232,10 @@ def record_problem(record: Mapping[str, Any], site_id: str, cameras: set[str] | 
     layout = layout_problem(record)
     if layout:
         return "layout", layout
-    if max(record["ts"]) > time.time() * 1000 + max_ahead_ms:
-        # a frame from the future would move the camera's watermark past every later real frame
-        return "time", f"frame time {max(record['ts'])} is more than a day ahead of this worker's clock"
+    newest = max(record["ts"])
+    if newest - time.time() * 1000 > max_ahead_ms:
+        return "time", (f"frame time {newest} is more than {max_ahead_ms / 1000:g} s ahead of this worker's clock "
+                        "(windows.max_clock_skew_s; is the edge's clock set?)")
     if record["frame_width"] <= 0 or record["frame_height"] <= 0:
         return "value", f"frame size {record['frame_width']}x{record['frame_height']} is not positive"
     return None
@@ -247,9 +252,27 @@ def _values_ok(cols: Mapping[str, Any]) -> NDArray[np.bool_]:
             & (lo <= fx) & (fx <= hi) & (lo <= fy) & (fy <= hi) & (conf >= 0.0) & (conf <= 1.0))
 
 
+# labels a record may carry besides the class (closed vocabularies: anything else, e.g. free text a
+# hostile edge credential slipped in, is a dead letter, never a partner row)
+LABELS: dict[str, frozenset[str]] = {kind: frozenset(VOCABULARIES[kind].labels)
+                                     for kind in ("age_bracket", "gender", "colour")}
+
+
+def _label_problem(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    for kind, allowed in LABELS.items():
+        values = record.get(kind)
+        if values is None:
+            continue
+        for i, v in enumerate(values):
+            if v is not None and v not in allowed:
+                return "label", f"detection {i}: {kind} {v[:40]!r} is not in the closed vocabulary"
+    return None
+
+
 def detection_problem(record: Mapping[str, Any], classes: Collection[str] | None = None) -> tuple[str, str] | None:
     """(kind, reason) for the first detection of a (layout-checked) record whose values are out of
-    range, or whose class is not one of `classes` (the camera's, from the site config)."""
+    range, whose class is not one of `classes` (the camera's, from the site config) or whose age
+    bracket, gender or colour is not in its closed vocabulary."""
     ok = _values_ok(record)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
@@ -264,15 +287,16 @@ def detection_problem(record: Mapping[str, Any], classes: Collection[str] | None
             if c not in classes:
                 return "class", (f"detection {i}: class {c[:40]!r} is not one of the classes of camera "
                                  f"{record['camera_id']!r} in the site config")
-    return None
+    return _label_problem(record)
 
 
 def batch_problem(record: Mapping[str, Any], site: SiteConfig, key: str | None,
-                  max_ahead_ms: int = MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+                  max_ahead_ms: int | None = None) -> tuple[str, str] | None:
     """Everything the worker checks about one decoded record, in the order it does: None when it
     is applied, else (kind, reason) of its dead letter."""
     cameras = frozenset(c.id for c in site.cameras)
-    problem = record_problem(record, site.site_id, cameras, key, max_ahead_ms)
+    ahead = int(site.windows.max_clock_skew_s * 1000) if max_ahead_ms is None else max_ahead_ms
+    problem = record_problem(record, site.site_id, cameras, key, ahead)
     if problem:
         return problem
     return detection_problem(record, frozenset(site.camera(record["camera_id"]).classes))
@@ -351,6 +375,7 @@ class Engine:
                 self._allowed[self._slot[c.id], self._class_code[name]] = True
         self._allowed[:, -1] = False  # where code -1 (unknown) lands
         self.windows_ctx = WindowContext.of(site)
+        self.max_ahead_ms = site.windows.max_clock_skew_s * 1000
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
         self.activity: dict[bytes, tuple[int, int, float]] = {}
@@ -470,7 +495,7 @@ class Engine:
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = record_problem(record, self.site.site_id, self.cameras, cam)
+            problem = record_problem(record, self.site.site_id, self.cameras, cam, self.max_ahead_ms)
             kind, reason = problem or ("key", f"record key {cam!r} is not a camera of the site config")
             out.dead.append(DeadLetter(m, kind, reason))
 
@@ -500,7 +525,7 @@ class Engine:
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = record_problem(record, self.site.site_id, self.cameras, cam)
+            problem = record_problem(record, self.site.site_id, self.cameras, cam, self.max_ahead_ms)
             if problem:
                 out.dead.append(DeadLetter(m, *problem))
                 continue
@@ -566,6 +591,11 @@ class Engine:
         counts = [len(r["track_id"]) for r in records]
         slots = np.repeat(np.array([self._slot[st.camera_id] for st, recs in todo for _ in recs], np.int64), counts)
         ok &= self._allowed[slots, codes] & (codes >= 0)
+        for kind, allowed in LABELS.items():  # attribute cameras only: rare columns
+            if any(r.get(kind) is not None for r in records):
+                labels = [v for r in records for v in (r.get(kind) or [None] * len(r["track_id"]))]
+                if not allowed.issuperset(v for v in labels if v is not None):
+                    ok &= np.fromiter((v is None or v in allowed for v in labels), bool, len(labels))
         if ok.all():
             return codes, {}
         bad: dict[int, tuple[str, str]] = {}
@@ -573,7 +603,7 @@ class Engine:
         for i in sorted(set(np.searchsorted(ends, np.flatnonzero(~ok), side="right").tolist())):
             r = records[i]
             problem = detection_problem(r, self.classes[r["camera_id"]])
-            assert problem is not None
+            assert problem is not None, "the batch check and the record check disagree"
             bad[id(r)] = problem
         return None, bad
 

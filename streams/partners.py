@@ -25,12 +25,20 @@ from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
+from privaflow.schemas.vocabulary import partner_symbols
 from privaflow.streams.tables import SPECS, ClosedWindow
 
 
 def partner_key(closed: ClosedWindow) -> str:
-    """Stable key, so a republished window replaces itself on the compacted topic."""
-    return f"{closed.table}|{closed.site_id}|{'|'.join(closed.dims)}|{closed.window_start_ms}"
+    """Stable key, so a republished window replaces itself on the compacted topic. The window length is
+    in it: after a change of the site's windows, a 300-s window starting where a published 60-s window
+    started is another record, not a replacement."""
+    return (f"{closed.table}|{closed.site_id}|{'|'.join(closed.dims)}|{closed.window_start_ms}|"
+            f"{window_length_s(closed)}")
+
+
+def window_length_s(closed: ClosedWindow) -> int:
+    return (closed.window_end_ms - closed.window_start_ms) // 1000
 
 
 def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
@@ -43,8 +51,8 @@ def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"no partner schema for table {closed.table!r}")
     value = {"site_id": closed.site_id, **dict(zip(spec.dim_names, closed.dims, strict=True)),
              "window_start": closed.window_start_ms, "window_end": closed.window_end_ms,
-             **spec.partner_fields(closed.agg, k)}
-    return partner_key(closed), value
+             "window_length_s": window_length_s(closed), **spec.partner_fields(closed.agg, k)}
+    return partner_key(closed), partner_symbols(value)
 
 
 def strictest_k(site: SiteConfig) -> dict[str, int]:

@@ -3,7 +3,7 @@
 `publish` returns only when the broker has acknowledged every record (through `streams.output`,
 librdkafka), and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
-records are keyed `table|site|dims|window_start` on compacted topics, and replaying the same
+records are keyed `table|site|dims|window_start|window_length_s` on compacted topics, and replaying the same
 records yields the same windows, so a re-publication replaces a record with an identical one.
 Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
 """

@@ -17,9 +17,16 @@ from typing import Any, Literal
 
 from privaflow.schemas.codec import bootstrap_servers, kafka_client_config, registry_url
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, LINE_CROSSINGS, ZONE_EVENTS, partner_topic_name
+from privaflow.schemas.topics import (
+    DETECTIONS,
+    DETECTIONS_DLQ,
+    LINE_CROSSINGS,
+    STREAMS_APP_ID,
+    ZONE_EVENTS,
+    partner_topic_name,
+)
 
-APP_ID = "privaflow-streams"
+APP_ID = STREAMS_APP_ID
 Store = Literal["memory", "rocksdb"]
 
 

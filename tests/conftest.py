@@ -49,8 +49,9 @@ class StackHandle:
 def stack() -> Iterator[StackHandle]:
     """The running stack; started (and afterwards stopped) by the suite unless it was already up."""
     if EXTERNAL:
-        yield StackHandle(None, os.environ["PRIVAFLOW_BOOTSTRAP"],
-                          os.environ.get("PRIVAFLOW_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"))
+        from privaflow.schemas.codec import registry_url
+
+        yield StackHandle(None, os.environ["PRIVAFLOW_BOOTSTRAP"], registry_url())
         return
     from privaflow_stack.local import LocalStack
 
@@ -71,6 +72,21 @@ def stack() -> Iterator[StackHandle]:
 def unique() -> str:
     """A short unique suffix for topic names, subjects and consumer groups of one test."""
     return uuid.uuid4().hex[:8]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports nobody listens on now, for a private stack beside the session's (whose ports
+    come from PRIVAFLOW_*_PORT and differ between people sharing a machine)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def media_path(name: str) -> Path:

@@ -29,6 +29,11 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+def token_env(partner: str, site_id: str) -> str:
+    """The variable holding a partner's token for one test's site (the config wants PRIVAFLOW_TOKEN_...)."""
+    return f"PRIVAFLOW_TOKEN_TEST_{partner.upper()}_{site_id.upper().replace('-', '_').replace('.', '_')}"
+
+
 def site_dict(site_id: str, **over: Any) -> dict[str, Any]:
     """A small valid site config (two cameras, a line, two zones, two partners) as YAML data."""
     data: dict[str, Any] = {
@@ -51,9 +56,9 @@ def site_dict(site_id: str, **over: Any) -> dict[str, Any]:
         "retention": {"detections_days": 7, "partner_days": 365},
         "partners": [
             {"id": "city", "name": "City traffic planning", "k_anonymity": 5,
-             "tables": ["traffic_volume", "occupancy"], "token_env": f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}"},
+             "tables": ["traffic_volume", "occupancy"], "token_env": token_env("city", site_id)},
             {"id": "retailer", "name": "Corner shop", "k_anonymity": 10, "tables": ["dwell", "attributes"],
-             "token_env": f"PRIVAFLOW_TEST_TOKEN_RETAILER_{site_id}"},
+             "token_env": token_env("retailer", site_id)},
             {"id": "press", "name": "Local paper", "k_anonymity": 20, "tables": ["occupancy"]},
         ],
     }
@@ -66,19 +71,20 @@ def traffic(site_id: str, w: int, line: str, direction: str, cls: str, count: in
     return {"site_id": site_id, "line_id": line, "direction": direction, "class_name": cls,
             "window_start": T0 + w * WINDOW_MS, "window_end": T0 + (w + 1) * WINDOW_MS,
             "count": count, "suppressed": count is None, "mean_speed_kmh": speed,
-            "p85_speed_kmh": None if speed is None else speed + 5}
+            "p85_speed_kmh": None if speed is None else speed + 5, "window_length_s": WINDOW_MS // 1000}
 
 
 def partner_key(table: str, record: dict[str, Any], dims: tuple[str, ...]) -> str:
-    """The key streams/partners.py writes: `table|site|dims|window_start`."""
-    return f"{table}|{record['site_id']}|{'|'.join(dims)}|{record['window_start']}"
+    """The key streams/partners.py writes: `table|site|dims|window_start|window_length_s`."""
+    length_s = (record["window_end"] - record["window_start"]) // 1000
+    return f"{table}|{record['site_id']}|{'|'.join(dims)}|{record['window_start']}|{length_s}"
 
 
 @pytest.fixture(scope="session")
 def kit() -> SimpleNamespace:
     """The helpers above, for test modules (conftest modules are not importable by name here)."""
     return SimpleNamespace(wait_for=wait_for, site_dict=site_dict, traffic=traffic, key=partner_key,
-                           T0=T0, WINDOW_MS=WINDOW_MS)
+                           token_env=token_env, T0=T0, WINDOW_MS=WINDOW_MS)
 
 
 @pytest.fixture(scope="session")

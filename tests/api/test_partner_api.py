@@ -44,7 +44,7 @@ def expected_traffic(kit, site_id: str) -> list[dict]:
         return {"site_id": site_id, "line_id": "stop-line", "direction": direction, "class_name": cls,
                 "window_start": iso(kit, w), "window_end": iso(kit, w + 1), "count": count,
                 "suppressed": count is None, "mean_speed_kmh": speed,
-                "p85_speed_kmh": None if speed is None else speed + 5}
+                "p85_speed_kmh": None if speed is None else speed + 5, "window_length_s": 60}
     return [row(0, "northbound", "bus", None), row(0, "northbound", "car", 12, 31.5),
             row(0, "southbound", "car", 7), row(1, "northbound", "car", 9), row(2, "southbound", "truck", 6)]
 
@@ -67,21 +67,22 @@ def served(stack, kit, produce_partner):
         items.append(("traffic_volume", kit.key("traffic_volume", r, dims(r)), r))
     occ = {"site_id": site_id, "zone_id": "queue", "window_start": kit.T0, "window_end": kit.T0 + kit.WINDOW_MS,
            "mean_present": 2.2, "max_present": 4, "p95_present": 3.5, "capacity_ratio": 0.29,
-           "crowding_level": "LOW", "samples": 600}
+           "crowding_level": "LOW", "samples": 600, "window_length_s": 60}
     dwell = {"site_id": site_id, "zone_id": "lobby", "window_start": kit.T0, "window_end": kit.T0 + 300_000,
              "bin_upper_s": [5.0, 15.0, float("inf")], "bin_counts": [12, None, 0], "suppressed": True,
-             "median_dwell_s": 4.5}
-    attrs = {"site_id": site_id, "place_id": "door", "age_bracket": "20-29", "gender": "female",
-             "window_start": kit.T0, "window_end": kit.T0 + 900_000, "count": 11, "suppressed": False}
+             "median_dwell_s": 4.5, "window_length_s": 300}
+    attrs = {"site_id": site_id, "place_id": "door", "age_bracket": "age_20_29", "gender": "female",
+             "window_start": kit.T0, "window_end": kit.T0 + 900_000, "count": 11, "suppressed": False,
+             "window_length_s": 900}
     items += [("occupancy", kit.key("occupancy", occ, ("queue",)), occ),
               ("dwell", kit.key("dwell", dwell, ("lobby",)), dwell),
-              ("attributes", kit.key("attributes", attrs, ("door", "20-29", "female")), attrs)]
+              ("attributes", kit.key("attributes", attrs, ("door", "age_20_29", "female")), attrs)]
     produce_partner(items)
 
     site = parse_site_config(kit.site_dict(site_id))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}", CITY_TOKEN)
-        mp.setenv(f"PRIVAFLOW_TEST_TOKEN_RETAILER_{site_id}", RETAILER_TOKEN)
+        mp.setenv(kit.token_env("city", site_id), CITY_TOKEN)
+        mp.setenv(kit.token_env("retailer", site_id), RETAILER_TOKEN)
         store = PartnerStore(site_id, stack.bootstrap, kafka_config={})
         app = make_app(site, store)  # tokens read from the environment, as `api serve` does
     with BackgroundServer(app) as server:
@@ -104,7 +105,7 @@ def test_a_partner_reads_its_table_as_json_sorted_latest_value_per_key(served, k
     r = get(client, "traffic_volume", CITY_TOKEN)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     body = r.json()
-    assert set(body) == {"table", "rows"} and body["table"] == "traffic_volume"
+    assert set(body) == {"table", "rows", "next"} and body["table"] == "traffic_volume" and body["next"] is None
     assert body["rows"] == expected_traffic(kit, site_id)  # exactly the Avro fields; no other site's rows
 
 
@@ -130,11 +131,12 @@ def test_dwell_arrays_and_the_retailers_tables(served, kit) -> None:
     rows = get(client, "dwell", RETAILER_TOKEN).json()["rows"]
     assert rows == [{"site_id": site_id, "zone_id": "lobby", "window_start": iso(kit, 0),
                      "window_end": iso(kit, 5), "bin_upper_s": [5.0, 15.0, None],
-                     "bin_counts": [12, None, 0], "suppressed": True, "median_dwell_s": 4.5}]
+                     "bin_counts": [12, None, 0], "suppressed": True, "median_dwell_s": 4.5,
+                     "window_length_s": 300}]
     line = get(client, "dwell", RETAILER_TOKEN, format="csv").text.splitlines()[1]
     assert '"[12,null,0]"' in line
     attrs = get(client, "attributes", RETAILER_TOKEN).json()["rows"]
-    assert [(a["place_id"], a["age_bracket"], a["gender"], a["count"]) for a in attrs] == [("door", "20-29",
+    assert [(a["place_id"], a["age_bracket"], a["gender"], a["count"]) for a in attrs] == [("door", "age_20_29",
                                                                                          "female", 11)]
 
 
@@ -184,7 +186,7 @@ def test_openapi_document_is_valid_and_describes_the_rows(served) -> None:
     op = doc["paths"]["/api/v1/tables/{table}"]["get"]
     assert {"200", "401", "403", "404"} <= set(op["responses"])
     assert {"application/json", "text/csv"} <= set(op["responses"]["200"]["content"])
-    assert {p["name"] for p in op["parameters"]} == {"table", "site", "from", "to", "format"}
+    assert {p["name"] for p in op["parameters"]} == {"table", "site", "from", "to", "format", "limit", "cursor"}
     for path in ("/healthz", "/api/v1/openapi.json", "/api/v1/operator/tables/{table}", "/api/v1/operator/site"):
         assert "get" in doc["paths"][path] and doc["paths"][path]["get"]["responses"]
 
@@ -236,7 +238,8 @@ def test_served_rows_validate_against_the_published_schemas(served) -> None:
 def test_operator_endpoints_need_no_token_and_show_no_secrets(served, kit) -> None:
     _, client, site_id = served
     r = client.get("/api/v1/operator/tables/traffic_volume")
-    assert r.status_code == 200 and r.json() == {"table": "traffic_volume", "rows": expected_traffic(kit, site_id)}
+    assert r.status_code == 200
+    assert r.json() == {"table": "traffic_volume", "rows": expected_traffic(kit, site_id), "next": None}
     assert client.get("/api/v1/operator/tables/dwell").json()["rows"][0]["zone_id"] == "lobby"
     assert client.get("/api/v1/operator/tables/nope").status_code == 404
     site = client.get("/api/v1/operator/site").json()
@@ -247,7 +250,7 @@ def test_operator_endpoints_need_no_token_and_show_no_secrets(served, kit) -> No
     assert [(p["id"], p["tables"]) for p in site["partners"]] == [
         ("city", ["traffic_volume", "occupancy"]), ("retailer", ["dwell", "attributes"]), ("press", ["occupancy"])]
     text = client.get("/api/v1/operator/site").text
-    for secret in (CITY_TOKEN, RETAILER_TOKEN, "token_env", "PRIVAFLOW_TEST_TOKEN", "rtsp://"):
+    for secret in (CITY_TOKEN, RETAILER_TOKEN, "token_env", "PRIVAFLOW_TOKEN_TEST", "rtsp://"):
         assert secret not in text
 
 
@@ -285,9 +288,9 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
     cfg = tmp_path / "site.yaml"
     cfg.write_text(yaml.safe_dump(kit.site_dict(site_id)))
     port = _free_port()
-    env = {**os.environ, f"PRIVAFLOW_TEST_TOKEN_CITY_{site_id}": "s3cret", "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
+    env = {**os.environ, kit.token_env("city", site_id): "s3cret-s3cret-s3cret", "PRIVAFLOW_BOOTSTRAP": stack.bootstrap,
            "PRIVAFLOW_REGISTRY_URL": stack.registry_url}
-    proc = subprocess.Popen([sys.executable, "-c", "from privaflow.api import api; api()", "serve",
+    proc = subprocess.Popen([sys.executable, "-c", "from privaflow.partner.api import api; api()", "serve",
                              "--config", str(cfg), "--port", str(port)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -295,7 +298,8 @@ def test_serve_command_reads_tokens_from_the_environment(stack, kit, produce_par
 
         def rows() -> list | None:
             try:
-                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume", headers={"Authorization": "Bearer s3cret"})
+                resp = httpx.get(f"{url}/api/v1/tables/traffic_volume",
+                                 headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
                 return None

@@ -33,7 +33,7 @@ def test_rows_have_exactly_the_avro_fields_with_iso_times_and_short_floats() -> 
     ws = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)  # what fastavro decodes timestamp-millis into
     row = json_row("traffic_volume", _tv("s", ws))
     assert list(row) == ["site_id", "line_id", "direction", "class_name", "window_start", "window_end", "count",
-                         "suppressed", "mean_speed_kmh", "p85_speed_kmh"]
+                         "suppressed", "mean_speed_kmh", "p85_speed_kmh", "window_length_s"]
     assert row["window_start"] == "2024-05-01T08:00:00.000Z" and row["mean_speed_kmh"] == 12.3
 
 
@@ -42,8 +42,9 @@ def test_csv_writes_nulls_booleans_and_arrays_unambiguously() -> None:
                                "bin_upper_s": [5.0, float("inf")], "bin_counts": [None, 3], "suppressed": True,
                                "median_dwell_s": None})]
     lines = csv_text("dwell", rows).splitlines()
-    assert lines[0] == "site_id,zone_id,window_start,window_end,bin_upper_s,bin_counts,suppressed,median_dwell_s"
-    assert lines[1] == 's,z,1970-01-01T00:00:00.000Z,1970-01-01T00:05:00.000Z,"[5.0,null]","[null,3]",true,'
+    assert lines[0] == ("site_id,zone_id,window_start,window_end,bin_upper_s,bin_counts,suppressed,median_dwell_s,"
+                        "window_length_s")
+    assert lines[1] == 's,z,1970-01-01T00:00:00.000Z,1970-01-01T00:05:00.000Z,"[5.0,null]","[null,3]",true,,'
 
 
 def test_dims_are_the_key_fields_of_streams_partner_key() -> None:
@@ -66,7 +67,7 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
               "dwell": {"site_id": "s", "zone_id": "z", "window_start": 0, "window_end": 1,
                         "bin_upper_s": [5.0, float("inf")], "bin_counts": [1, None], "suppressed": True,
                         "median_dwell_s": 2.5},
-              "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "20-29", "gender": "male",
+              "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "age_20_29", "gender": "male",
                              "window_start": 0, "window_end": 1, "count": 7, "suppressed": False}}[table]
     row = json.loads(json.dumps(json_row(table, sample), allow_nan=False))
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
@@ -91,13 +92,13 @@ def test_store_keeps_the_latest_value_per_key_of_its_site_and_honours_tombstones
 
 def test_tokens_come_from_the_named_environment_variables_only() -> None:
     site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0}], "partners": [
-        {"id": "a", "tables": ["occupancy"], "token_env": "TOK_A"},
-        {"id": "b", "tables": ["dwell"], "token_env": "TOK_B"},
+        {"id": "a", "tables": ["occupancy"], "token_env": "PRIVAFLOW_TOKEN_A"},
+        {"id": "b", "tables": ["dwell"], "token_env": "PRIVAFLOW_TOKEN_B"},
         {"id": "c", "tables": ["dwell"]}]})
-    tokens = partner_tokens(site, {"TOK_A": "alpha", "TOK_B": "  "})
-    assert {t: p.id for t, p in tokens.items()} == {"alpha": "a"}
+    tokens = partner_tokens(site, {"PRIVAFLOW_TOKEN_A": "alpha-0123456789ab", "PRIVAFLOW_TOKEN_B": "  "})
+    assert {t: p.id for t, p in tokens.items()} == {"alpha-0123456789ab": "a"}
     with pytest.raises(ConfigError, match="share a bearer token"):
-        partner_tokens(site, {"TOK_A": "same", "TOK_B": "same"})
+        partner_tokens(site, {"PRIVAFLOW_TOKEN_A": "same-0123456789abc", "PRIVAFLOW_TOKEN_B": "same-0123456789abc"})
 
 
 def test_instants_parse_as_iso_or_epoch_ms() -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from privaflow.schemas.topics import partner_topic_name
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +44,7 @@ def test_the_section_has_the_consumer_and_a_curl_example() -> None:
     code = snippet()
     compile(code, "partner snippet", "exec")
     for name in ("SchemaRegistryClient", "AvroDeserializer", "StringDeserializer", "PRIVAFLOW_BOOTSTRAP",
-                 "PRIVAFLOW_REGISTRY_URL", "privaflow.partner.traffic-volume.v1"):
+                 "PRIVAFLOW_REGISTRY_URL", partner_topic_name("traffic_volume")):
         assert name in code
     assert not re.search(r"^\s*(from|import)\s+(privaflow|schemas|streams|edge|stack)\b", code, re.M), \
         "the snippet must use confluent-kafka only, not privaflow's own code"
@@ -76,7 +78,7 @@ def test_the_partner_consumer_prints_our_record(stack, kit, produce_partner) -> 
     assert ours == [{"key": key, "site_id": site_id, "line_id": "stop-line", "direction": "northbound",
                      "class_name": "car", "window_start": "2024-05-01T08:00:00+00:00",
                      "window_end": "2024-05-01T08:01:00+00:00", "count": 17, "suppressed": False,
-                     "mean_speed_kmh": 42.5, "p85_speed_kmh": 47.5}]
+                     "mean_speed_kmh": 42.5, "p85_speed_kmh": 47.5, "window_length_s": 60}]
 
 
 def test_the_max_messages_knob_stops_the_consumer(stack, kit, produce_partner) -> None:

@@ -144,8 +144,8 @@ def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30,
                 "median_dwell_s": median if sum(raw) >= K else None})
 
     for ws, we in _windows(900, minutes, now_ms):
-        for age, weight in (("0-19", 0.6), ("20-29", 1.6), ("30-39", 1.4), ("40-49", 1.0), ("50-59", 0.7),
-                            ("60+", 0.5), ("unknown", 0.3)):
+        for age, weight in (("age_10_19", 0.6), ("age_20_29", 1.6), ("age_30_39", 1.4), ("age_40_49", 1.0),
+                            ("age_50_59", 0.7), ("age_60_69", 0.5), ("unknown", 0.3)):
             for gender, g in (("female", 1.1), ("male", 0.9), ("unknown", 0.25)):
                 count, suppressed = _count(max(0, round(9 * weight * g + rnd.gauss(0, 1.5))))
                 out["attributes"].append({

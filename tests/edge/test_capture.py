@@ -154,6 +154,23 @@ def test_empty_image_folder_is_a_capture_error(tmp_path: Path) -> None:
         Capture(str(tmp_path), fps=5).start()
 
 
+def test_folder_of_only_unreadable_images_is_a_capture_error(tmp_path: Path) -> None:
+    """Issue 13 finding 5: such a folder used to end in "done, 0 frames", as if it had been analysed."""
+    for i in range(3):
+        (tmp_path / f"img{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "img9.png").write_bytes(b"")
+    with pytest.raises(CaptureError, match=rf"{tmp_path}: none of its 4 image files can be decoded"):
+        Capture(str(tmp_path), fps=5).start()
+
+
+def test_unreadable_images_before_the_first_good_one_are_counted(tmp_path: Path) -> None:
+    (tmp_path / "img0.jpg").write_bytes(b"broken")
+    cv2.imwrite(str(tmp_path / "img1.png"), np.full((40, 60, 3), 8, np.uint8))
+    cap = Capture(str(tmp_path), fps=5)
+    frames = drain(cap)
+    assert [lv for _, _, lv in frames] == [2] and cap.stats.corrupt == 1
+
+
 def test_unreachable_stream_retries_with_backoff_and_stops_promptly() -> None:
     cap = Capture("rtsp://127.0.0.1:9/nothing", fps=10, max_backoff_s=0.2)
     cap.start()

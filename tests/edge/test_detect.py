@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from privaflow.edge.detect import DetectorSpec, NanoDetDetector, YoloDetector, fit, load_detector, nms
+from privaflow.edge.agent import build_detector
+from privaflow.edge.detect import DetectorError, NanoDetDetector, YoloDetector, fit, load_detector, nms
 from privaflow.edge.detections import Detections
+from privaflow.schemas.site import Camera, DetectorSpec, parse_site_config
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 DOG = Path("/usr/share/darknet/data/dog.jpg")
@@ -163,8 +165,8 @@ def test_yolox_already_decoded(tmp_path: Path) -> None:
 
 def test_yolox_grid_mismatch_says_what_to_do(tmp_path: Path) -> None:
     path = constant_model(tmp_path, np.zeros((1, 5, 8), np.float32), (64, 64))
-    with pytest.raises(ValueError, match="decoded=True"):
-        YoloDetector(path, flavour="yolox")(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(DetectorError, match=rf"{path}: .*decoded=True"):
+        YoloDetector(path, flavour="yolox")  # at start, not on the first frame
 
 
 def test_nms_is_per_class_and_keeps_best_first() -> None:
@@ -259,7 +261,7 @@ def test_nanodet_class_filter() -> None:
 
 
 def test_load_detector_builds_both_kinds(tmp_path: Path) -> None:
-    assert isinstance(load_detector({"kind": "nanodet", "conf": 0.5, "classes": [0, 2]}), NanoDetDetector)
+    assert isinstance(load_detector({"kind": "nanodet", "conf": 0.5}, classes=[0, 2]), NanoDetDetector)
     xywh, cls = xywh_rows()
     path = constant_model(tmp_path, padded(np.concatenate([xywh, cls], axis=1)).T[None])
     # JSON-style spec: string keys in the class map, a list for the input size.
@@ -287,7 +289,6 @@ def test_load_detector_builds_both_kinds(tmp_path: Path) -> None:
         ({"conf": 1.5}, "conf"),
         ({"iou": "high"}, "iou"),
         ({"class_map": {"person": 0}}, "class_map"),
-        ({"threads": 0}, "threads"),
         ({"treshold": 0.3}, "treshold"),
     ],
 )
@@ -296,12 +297,97 @@ def test_load_detector_names_the_bad_field(spec: dict, field: str) -> None:
         load_detector(spec)
 
 
-def test_spec_dataclass_validates_too() -> None:
-    with pytest.raises(ValueError, match=r"detector\.conf"):
-        DetectorSpec(conf=-0.1)
+def test_the_edge_reads_the_site_configs_own_detector_spec() -> None:
+    """One DetectorSpec, the site config's: its defaults are the edge's (no input size is invented)."""
+    assert load_detector(DetectorSpec(conf=0.5), classes=[0]).__class__ is NanoDetDetector
+    with pytest.raises(ValueError, match="threads"):
+        load_detector(DetectorSpec(), threads=0)
 
 
 def test_yolo_input_size_must_match_a_fixed_model(tmp_path: Path) -> None:
     path = constant_model(tmp_path, np.zeros((1, 84, 10), np.float32))
     with pytest.raises(ValueError, match="input_size"):
         YoloDetector(path, input_size=(320, 320))
+
+
+# ---------------------------------------------------------------- issue 13 finding 5: errors at start, naming the file
+
+
+def _camera(detector: dict) -> Camera:
+    site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0, "detector": detector}]})
+    return site.camera("c")
+
+
+def test_a_fixed_320_export_loads_without_an_input_size_the_user_never_set(tmp_path: Path) -> None:
+    """The site config used to pass its default (640, 640) on, and the 320 model was refused."""
+    xywh, cls = xywh_rows()
+    path = constant_model(tmp_path, padded(np.concatenate([xywh, cls], axis=1)).T[None], (320, 320))
+    detector = build_detector(_camera({"kind": "yolo", "path": str(path), "flavour": "v8"}))
+    assert isinstance(detector, YoloDetector) and len(detector(np.zeros((240, 320, 3), np.uint8))) > 0
+    with pytest.raises(DetectorError, match=rf"{path}: detector.input_size \[640, 640\] differs from the "
+                                            r"model's fixed input \[320, 320\]"):
+        build_detector(_camera({"kind": "yolo", "path": str(path), "input_size": [640, 640]}))
+
+
+def _rank2_input_model(tmp_path: Path) -> Path:
+    nodes = [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+             helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+             helper.make_node("Constant", [], ["fixed"],
+                              value=numpy_helper.from_array(np.zeros((1, 84, 100), np.float32))),
+             helper.make_node("Add", ["fixed", "nothing"], ["output0"])]
+    graph = helper.make_graph(nodes, "features", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 100])],
+                              [numpy_helper.from_array(np.array(0, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "features.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_without_an_image_input_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """It used to be an IndexError."""
+    path = _rank2_input_model(tmp_path)
+    for kind in ("yolo", "nanodet"):
+        with pytest.raises(DetectorError, match=rf"{path}: the model's inputs are x \[1, 512\]; expected one "
+                                                r"image input of shape \[1, 3, height, width\]"):
+            load_detector({"kind": kind, "path": str(path)})
+
+
+def test_a_file_that_is_not_onnx_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """It used to be onnxruntime's raw InvalidProtobuf traceback."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"PK\x03\x04 a zip, or a .pt checkpoint, or anything else")
+    with pytest.raises(DetectorError, match=rf"{path}: not a model onnxruntime can load \(InvalidProtobuf"):
+        load_detector({"kind": "yolo", "path": str(path)})
+
+
+@pytest.mark.parametrize(("flavour", "output", "expected"), [
+    ("v8", np.zeros((6, 100), np.float32),
+     r"shape \[6, 100\]; a YOLO v8 export gives \[1, 4\+classes, anchors\]"),
+    ("v5", np.zeros((1, 100, 4), np.float32),
+     r"shape \[1, 100, 4\]; a YOLO v5 export gives \[1, anchors, 5\+classes\]"),
+    ("v8", np.zeros((1, 2, 3, 4), np.float32), r"shape \[1, 2, 3, 4\]"),
+])
+def test_a_wrong_output_layout_is_an_error_at_start_not_on_the_first_frame(
+        tmp_path: Path, flavour: str, output: np.ndarray, expected: str) -> None:
+    path = constant_model(tmp_path, output, (64, 64))
+    with pytest.raises(DetectorError, match=rf"{path}: first output has {expected}"):
+        YoloDetector(path, flavour=flavour)  # type: ignore[arg-type]
+
+
+def test_edge_run_with_a_broken_model_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    model = tmp_path / "yolo.onnx"
+    model.write_bytes(b"not a model")
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"site_id": "s", "cameras": [
+        {"id": "c", "source": str(tmp_path), "detector": {"kind": "yolo", "path": str(model)}}]}))
+    r = subprocess.run([sys.executable, "-m", "privaflow", "edge", "run", "--config", str(cfg), "--camera", "c",
+                        "--sink", f"file:{tmp_path / 'out.avro'}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"camera c: detector: {model}: not a model onnxruntime can load" in r.stderr

@@ -265,3 +265,84 @@ def keda_violations(resources: list[Resource], topics: list[Topic]) -> list[str]
         if t.get("authenticationRef", {}).get("name") not in auths:
             out.append(f"{key(so)}: authenticationRef names no TriggerAuthentication")
     return out
+
+
+# ---------------------------------------------------------------- schema registry access
+
+def registry_auth_config(resources: list[Resource], deployment: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """(Quarkus properties the registry Deployment loads via QUARKUS_CONFIG_LOCATIONS, its container's env
+    by name), or None when it loads none from a ConfigMap."""
+    found = [r for r in resources if r.get("kind") == "Deployment" and r["metadata"]["name"] == deployment]
+    if len(found) != 1:
+        return None
+    spec = pod_spec(found[0]) or {}
+    c = next((c for c in spec.get("containers", []) if c["name"] == "registry"), {})
+    env = {e["name"]: e for e in c.get("env", [])}
+    location = env.get("QUARKUS_CONFIG_LOCATIONS", {}).get("value", "")
+    mount = next((m for m in c.get("volumeMounts", []) if location.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]), {})
+    cm_name = volume.get("configMap", {}).get("name")
+    cm = next((r for r in resources if r.get("kind") == "ConfigMap" and r["metadata"]["name"] == cm_name), None)
+    if not location or mount is None or cm is None:
+        return None
+    text = cm.get("data", {}).get(location[len(mount["mountPath"].rstrip("/")) + 1:], "")
+    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return props, env
+
+
+def registry_auth_violations(resources: list[Resource], site: SiteConfig) -> list[str]:
+    """The registries follow the local secure stack's rule (schemas/access.py): on the read-write one
+    privaflow-edge and privaflow-streams may register and privaflow-api may read, on the public one
+    each partner may only read; Basic auth on, role-based authorization on, no anonymous reads; every
+    user's password comes from its own KafkaUser's Secret; and each client of the read-write registry
+    sends its own user and password."""
+    from privaflow.schemas.access import REGISTRY_AUTH, registry_role
+
+    out: list[str] = []
+    kafka_users = {r["metadata"]["name"] for r in resources if r.get("kind") == "KafkaUser"}
+    expected = {
+        "privaflow-registry": {u: registry_role(u) for u in ("privaflow-edge", "privaflow-streams", "privaflow-api")},
+        "privaflow-registry-public": {f"partner-{p.id}": registry_role(f"partner-{p.id}") for p in site.partners},
+    }
+    for deployment, want in expected.items():
+        where = f"Deployment/{deployment}"
+        found = registry_auth_config(resources, deployment)
+        if found is None:
+            out.append(f"{where}: loads no auth config (QUARKUS_CONFIG_LOCATIONS from a mounted ConfigMap): "
+                       "anyone who reaches it may write")
+            continue
+        props, env = found
+        for setting in REGISTRY_AUTH:
+            name, value = setting.split("=", 1)
+            if props.get(name) != value:
+                out.append(f"{where}: {name} is {props.get(name)!r}, expected {value!r}")
+        anonymous = (props.get("apicurio.auth.anonymous-read-access.enabled", "false"),
+                     env.get("APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED", {}).get("value", "false"))
+        if "true" in (a.lower() for a in anonymous):
+            out.append(f"{where}: anonymous callers may read")
+        roles = {k.rsplit(".", 1)[1]: v for k, v in props.items()
+                 if k.startswith("quarkus.security.users.embedded.roles.")}
+        if roles != want:
+            out.append(f"{where}: users and roles {roles}, expected {want}")
+        for user in roles:
+            password = props.get(f"quarkus.security.users.embedded.users.{user}", "")
+            m = re.fullmatch(r"\$\{([A-Z0-9_]+)\}", password)
+            ref = env.get(m.group(1), {}).get("valueFrom", {}).get("secretKeyRef") if m else None
+            if ref != {"name": user, "key": "password"}:
+                out.append(f"{where}: {user}'s password is not the `password` of Secret {user} ({password!r} -> {ref})")
+            if user not in kafka_users:
+                out.append(f"{where}: {user} has no KafkaUser (so no Secret with its password)")
+    clients = [(r, spec, r["metadata"]["name"]) for r, spec in workloads(resources)
+               if r["metadata"]["name"] in ("privaflow-streams", "privaflow-api")]
+    clients += [(r, spec, "privaflow-edge") for r, spec in edge_workloads(resources)]
+    for r, spec, user in clients:
+        for c in spec["containers"]:
+            env = {e["name"]: e for e in c.get("env", [])}
+            if "privaflow-registry:" not in env.get("PRIVAFLOW_REGISTRY_URL", {}).get("value", ""):
+                continue
+            sent = (env.get("PRIVAFLOW_REGISTRY_USERNAME", {}).get("value"),
+                    env.get("PRIVAFLOW_REGISTRY_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef"))
+            if sent != (user, {"name": user, "key": "password"}):
+                out.append(f"{key(r)} container {c['name']}: sends registry credentials {sent}, expected {user} "
+                           f"and the password in Secret {user}")
+    return out

@@ -29,6 +29,8 @@ from tests.k8s.kube_policy import (
     partner_acl_violations,
     partner_users,
     pod_spec,
+    registry_auth_config,
+    registry_auth_violations,
     topic_acls,
     topic_violations,
     workloads,
@@ -339,6 +341,26 @@ def test_registry(overlay: Overlay) -> None:
     assert {"kafkasql-journal", "kafkasql-snapshots", "registry-events"} <= topics
 
 
+def test_registries_want_the_users_and_roles_of_the_local_secure_stack(overlay: Overlay, site: SiteConfig) -> None:
+    """Issue 13 finding 10: the read-write registry took unauthenticated writes. Now, as in `privaflow
+    stack up --secure`: edge and streams may register, the API and partners only read, anonymous
+    callers nothing; every password is the user's KafkaUser password."""
+    name, resources = overlay
+    assert registry_auth_violations(resources, site) == [], name
+    internal = registry_auth_config(resources, "privaflow-registry")
+    public = registry_auth_config(resources, "privaflow-registry-public")
+    assert internal is not None and public is not None
+
+    def roles(props: dict[str, str]) -> dict[str, str]:
+        return {k.rsplit(".", 1)[1]: v for k, v in props.items() if ".embedded.roles." in k}
+    assert roles(internal[0]) == {"privaflow-edge": "sr-developer", "privaflow-streams": "sr-admin",
+                                  "privaflow-api": "sr-readonly"}
+    assert roles(public[0]) == {"partner-city": "sr-readonly", "partner-retailer": "sr-readonly"}
+    from privaflow.schemas.access import registry_role
+    assert [registry_role(u) for u in ("edge", "streams", "partner-city")] == ["sr-developer", "sr-admin",
+                                                                              "sr-readonly"], "the local stack's"
+
+
 def test_site_config_map_is_mounted_everywhere(overlay: Overlay) -> None:
     _, resources = overlay
     [cm] = [r for r in find(resources, "ConfigMap") if r["metadata"]["name"].startswith("privaflow-site")]
@@ -474,6 +496,39 @@ def _keda_max_too_high(rs: list[Resource]) -> None:
     _first(rs, "ScaledObject")["spec"]["maxReplicaCount"] = 12
 
 
+def _registry_without_auth(rs: list[Resource]) -> None:
+    c = _container(_first(rs, "Deployment", "privaflow-registry"), "registry")
+    c["env"] = [e for e in c["env"] if e["name"] != "QUARKUS_CONFIG_LOCATIONS"]
+
+
+def _registry_auth_props(rs: list[Resource], configmap_prefix: str) -> dict[str, Any]:
+    return next(r for r in find(rs, "ConfigMap") if r["metadata"]["name"].startswith(configmap_prefix))["data"]
+
+
+def _partner_may_register(rs: list[Resource]) -> None:
+    data = _registry_auth_props(rs, "privaflow-registry-public-auth")
+    data["auth.properties"] = data["auth.properties"].replace("roles.partner-city=sr-readonly",
+                                                              "roles.partner-city=sr-developer")
+
+
+def _anonymous_reads(rs: list[Resource]) -> None:
+    c = _container(_first(rs, "Deployment", "privaflow-registry-public"), "registry")
+    c["env"].append({"name": "APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED", "value": "true"})
+
+
+def _edge_password_of_streams(rs: list[Resource]) -> None:
+    [(_, spec)] = edge_workloads(rs)
+    for e in spec["containers"][0]["env"]:
+        if e["name"] == "PRIVAFLOW_REGISTRY_PASSWORD":
+            e["valueFrom"]["secretKeyRef"]["name"] = "privaflow-streams"
+
+
+def _registry_password_shared(rs: list[Resource]) -> None:
+    data = _registry_auth_props(rs, "privaflow-registry-auth")
+    data["auth.properties"] = data["auth.properties"].replace("${REGISTRY_PASSWORD_PRIVAFLOW_API}",
+                                                              "${REGISTRY_PASSWORD_PRIVAFLOW_STREAMS}")
+
+
 MISTAKES: list[tuple[str, Callable[[list[Resource]], None], str]] = [
     ("Strimzi field misspelt (spec.kafka.listenerz)", _misspell_listeners, "schema"),
     ("Strimzi API version no longer served", _old_api_version, "schema"),
@@ -490,6 +545,11 @@ MISTAKES: list[tuple[str, Callable[[list[Resource]], None], str]] = [
     ("edge with a writable volume", _writable_edge_mount, "edge"),
     ("edge behind a Service", _edge_service, "edge"),
     ("KEDA allowed beyond the partitions", _keda_max_too_high, "keda"),
+    ("read-write registry without auth", _registry_without_auth, "registry"),
+    ("a partner may register schemas", _partner_may_register, "registry"),
+    ("anonymous reads on the public registry", _anonymous_reads, "registry"),
+    ("edge sends the streams password", _edge_password_of_streams, "registry"),
+    ("api's registry user has streams' password", _registry_password_shared, "registry"),
 ]
 
 
@@ -504,6 +564,7 @@ def test_each_check_reports_a_deliberate_mistake(rendered: dict[str, list[Resour
         "partners": lambda rs: partner_acl_violations(rs, site),
         "edge": edge_violations,
         "keda": lambda rs: keda_violations(rs, topics),
+        "registry": lambda rs: registry_auth_violations(rs, site),
     }
     resources = copy.deepcopy(rendered["prod"])
     assert checks[check](resources) == [], "the unbroken manifests must pass first"

@@ -124,3 +124,19 @@ def test_a_registry_that_never_answers_is_a_clear_error_not_a_hang() -> None:
     with pytest.raises(RegistryError, match=answer):
         reg.schema_by_id(3)
     assert server.accepted == 3
+
+
+def test_addresses_follow_the_local_stack_port_variables(monkeypatch) -> None:
+    """A user who moved the local stack with PRIVAFLOW_KAFKA_PORT / PRIVAFLOW_REGISTRY_PORT (as
+    `privaflow stack up` honours them) reaches it from every command without also setting the URLs."""
+    from privaflow.schemas.codec import bootstrap_servers, registry_url
+
+    for var in ("PRIVAFLOW_BOOTSTRAP", "PRIVAFLOW_REGISTRY_URL", "PRIVAFLOW_KAFKA_PORT", "PRIVAFLOW_REGISTRY_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert (bootstrap_servers(), registry_url()) == ("127.0.0.1:9092", "http://127.0.0.1:8081/apis/ccompat/v7")
+    monkeypatch.setenv("PRIVAFLOW_KAFKA_PORT", "19092")
+    monkeypatch.setenv("PRIVAFLOW_REGISTRY_PORT", "18081")
+    assert (bootstrap_servers(), registry_url()) == ("127.0.0.1:19092", "http://127.0.0.1:18081/apis/ccompat/v7")
+    monkeypatch.setenv("PRIVAFLOW_BOOTSTRAP", "kafka:9093")
+    monkeypatch.setenv("PRIVAFLOW_REGISTRY_URL", "http://registry:8080/apis/ccompat/v7")
+    assert (bootstrap_servers(), registry_url()) == ("kafka:9093", "http://registry:8080/apis/ccompat/v7")

@@ -44,7 +44,7 @@ def test_track_ids_in_internal_schemas_are_marked_pseudonymous() -> None:
 
 @pytest.mark.parametrize("table,name", PARTNER_TABLES.items())
 def test_partner_schemas_carry_nothing_identifying(table: str, name: str) -> None:
-    """covers T6, T7: partner schemas have no marked field, no per-object array, no bytes."""
+    """covers T6, T7: partner schemas hold only what the allowlist of schemas/privacy.py allows."""
     assert partner_schema_violations(load_schema(name)) == []
 
 
@@ -91,7 +91,10 @@ def test_topics_have_explicit_settings_and_schemas() -> None:
     for table in PARTNER_TABLES:
         t = topics[partner_topic_name(table)]
         assert "compact" in t.cleanup_policy and t.partner_table == table
-    assert partner_topic_name("traffic_volume") == "privaflow.partner.traffic-volume.v1"
+    # v2: class_name became a closed-vocabulary enum, which the registry refuses as a v1 change
+    assert partner_topic_name("traffic_volume") == "privaflow.partner.traffic-volume.v2"
+    assert partner_topic_name("attributes") == "privaflow.partner.attributes.v2"
+    assert partner_topic_name("occupancy") == "privaflow.partner.occupancy.v1"
     for t in topics.values():
         if t.value_schema:
             json.dumps(load_schema(t.value_schema))

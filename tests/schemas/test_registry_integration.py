@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -113,3 +114,71 @@ def test_schemas_check_cli_reports_compatibility(stack) -> None:
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "privaflow.detections.v2-value" in r.stdout and "compatible" in r.stdout
+
+
+def _as_v1(stem: str) -> str:
+    """The schema as it was before its categorical fields became enums (v1: plain strings)."""
+    schema = json.loads(load_schema_json(stem))
+    for f in schema["fields"]:
+        if isinstance(f["type"], dict) and f["type"].get("type") == "enum" and f["name"] != "crowding_level":
+            f["type"] = "string"
+    return json.dumps(schema)
+
+
+@pytest.mark.parametrize("stem", ["partner_traffic_volume", "partner_attributes"])
+def test_string_to_enum_is_refused_by_the_registry_so_the_topic_version_moves(stack, unique: str,
+                                                                             stem: str) -> None:
+    """Why traffic-volume and attributes moved to .v2 topics (schemas/topics.py): under the old
+    subject the registry refuses the enum schema (Avro cannot read a string as an enum, in either
+    direction), so the change goes to a new subject instead of overriding the compatibility rule."""
+    from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name, topic
+
+    reg = SchemaRegistry(stack.registry_url)
+    old_subject = f"test.v1.{unique}-value"
+    reg.register(old_subject, _as_v1(stem))
+    assert reg.is_compatible(old_subject, load_schema_json(stem)) is False
+    with pytest.raises(IncompatibleSchemaError, match="ENUM not compatible with writer type: STRING"):
+        reg.register(old_subject, load_schema_json(stem))
+
+    table = next(t for t, s in PARTNER_TABLES.items() if s == stem)
+    new = topic(partner_topic_name(table))
+    assert new.name.endswith(".v2") and new.value_subject != old_subject
+    assert reg.register(f"test.v2.{unique}-value", load_schema_json(stem)) > 0
+
+
+def test_many_clients_registering_the_same_new_subjects_at_once_all_succeed(stack, unique: str) -> None:
+    """Issue 13 finding 1: `make demo` starts two edge agents and a worker that register the same
+    subjects at once on an empty registry; Apicurio answers the second client that creates a subject's
+    rule with 409 "A rule named 'COMPATIBILITY' already exists", which must count as success. Each
+    thread has its own client (its own connections), all released at the same instant; subjects are
+    new, so the registry is empty for them."""
+    import threading
+
+    clients = 12
+    subjects = [f"test.race.{unique}.{i}-value" for i in range(5)]
+    schema = load_schema_json("partner_traffic_volume")
+    start = threading.Barrier(clients)
+    ids: dict[str, set[int]] = {s: set() for s in subjects}
+    failures: list[str] = []
+
+    def register() -> None:
+        reg = SchemaRegistry(stack.registry_url)
+        try:
+            start.wait()
+            for s in subjects:
+                ids[s].add(reg.register(s, schema))
+        except Exception as e:  # collected: an exception in a thread would not fail the test
+            failures.append(f"{type(e).__name__}: {e}")
+        finally:
+            reg.close()
+
+    threads = [threading.Thread(target=register) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    assert all(len(found) == 1 for found in ids.values()), ids  # one schema id per subject, whoever won
+    http = httpx.Client(timeout=10)
+    for s in subjects:
+        assert http.get(f"{stack.registry_url}/config/{s}").json()["compatibilityLevel"] == "BACKWARD"

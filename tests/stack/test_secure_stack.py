@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,8 +23,37 @@ from privaflow.schemas.topics import DETECTIONS, partner_topic_name
 from privaflow_stack.local import LocalStack, Ports
 from privaflow_stack.local import home as default_home
 from privaflow_stack.security import registry_auth_properties
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
+
+
+class _Started:
+    """Every process the stack starts, with its command line as /proc showed it just after the start
+    (the argv it was given, if it had already exited)."""
+
+    command_lines: list[str] = []
+
+    @classmethod
+    def popen(cls) -> type[subprocess.Popen]:  # type: ignore[type-arg]
+        record = cls.command_lines
+
+        class Recording(subprocess.Popen):  # type: ignore[type-arg]
+            def __init__(self, args: Any, *a: Any, **kw: Any) -> None:
+                super().__init__(args, *a, **kw)
+                # empty while the java launcher re-executes itself (and for a zombie): read until it is not
+                deadline = time.monotonic() + 2
+                seen = b""
+                while not seen and time.monotonic() < deadline:
+                    try:
+                        seen = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+                    except OSError:
+                        break
+                    if not seen:
+                        time.sleep(0.01)
+                record.append(seen.replace(b"\0", b" ").decode() if seen else " ".join(map(str, args)))
+
+        return Recording
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +62,11 @@ def secure(tmp_path_factory: pytest.TempPathFactory, stack) -> Iterator[LocalSta
     (h / "stack").symlink_to(default_home() / "stack")
     old = os.environ.get("PRIVAFLOW_HOME")
     os.environ["PRIVAFLOW_HOME"] = str(h)
-    s = LocalStack(Ports(29092, 29093, 28081, 29081), secure=True)
+    s = LocalStack(Ports(*free_ports(4)), secure=True)
     try:
-        s.up()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(subprocess, "Popen", _Started.popen())
+            s.up()
         yield s
     finally:
         s.down()
@@ -116,9 +149,18 @@ def test_wrong_password_is_refused(secure: LocalStack) -> None:
                           KafkaError._MSG_TIMED_OUT), err
 
 
-def test_credentials_file_is_private(secure: LocalStack) -> None:
-    for f in (secure.credentials_file, secure.registry_auth_file):
+def test_files_holding_secrets_are_private(secure: LocalStack) -> None:
+    """Issue 13 finding 9: conf/server.properties, which holds the admin password, was written 0644."""
+    server_properties = default_home() / "conf" / "server.properties"
+    assert secure.credentials()["admin"] in server_properties.read_text()
+    for f in (secure.credentials_file, secure.registry_auth_file, server_properties):
         assert Path(f).stat().st_mode & 0o777 == 0o600, f
+    passwords = set(secure.credentials().values())
+    small_files = [f for f in default_home().rglob("*") if f.is_file() and not f.is_symlink()
+                   and f.stat().st_size < 1 << 20 and "kafka" not in f.parts[-3:-1]]
+    for f in small_files:
+        if any(pw in f.read_text(errors="replace") for pw in passwords):
+            assert f.stat().st_mode & 0o077 == 0, f"{f} holds a password and others may read it"
     # the registry's file holds only digests of the HTTP users' passwords (and its own Kafka password);
     # its command line, which any local user can read, holds no secret at all
     http_users = {u: pw for u, pw in secure.credentials().items() if u not in ("admin", "registry")}
@@ -203,3 +245,61 @@ def test_registry_roles_follow_the_kafka_rule_for_writes() -> None:
     assert props["quarkus.security.users.embedded.users.edge"] == hashlib.sha512(b"edge:Quarkus:e").hexdigest()
     assert registry_auth({}) is None
     assert registry_auth({"PRIVAFLOW_REGISTRY_USERNAME": "edge", "PRIVAFLOW_REGISTRY_PASSWORD": "e"}) == ("edge", "e")
+
+
+# ---------------------------------------------------------------- issue 13 finding 9: no secret in sight
+
+
+def test_no_password_is_on_the_command_line_of_any_process_the_stack_started(secure: LocalStack) -> None:
+    """Every SCRAM password used to be on the storage-format command line, which any local user can read
+    in /proc/<pid>/cmdline. Every process `up` started is checked: the storage tool, the broker, the
+    registry, and the java version probes."""
+    started = list(_Started.command_lines)
+    running = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+               for pid in (secure.kafka.pid(), secure.registry.pid()) if pid is not None]
+    assert len(running) == 2
+    for password in secure.credentials().values():
+        for command_line in started + running:
+            assert password not in command_line, command_line[:300]
+    assert any("storage-format.args" in c for c in started), started  # the storage tool ran, and was seen
+    assert any("kafka.Kafka" in c for c in started) and any("quarkus-run.jar" in c for c in started)
+    assert not (default_home() / "conf" / "storage-format.args").exists(), "the argument file is removed after use"
+
+
+def _acl_command(secure: LocalStack, tmp_path: Path, client: dict[str, str], *args: str
+                 ) -> subprocess.CompletedProcess[str]:
+    """Kafka's own kafka-acls tool, talking to the controller listener directly."""
+    from privaflow_stack.local import find_java, stack_dir
+
+    props = tmp_path / "client.properties"
+    props.write_text("".join(f"{k}={v}\n" for k, v in {"request.timeout.ms": "5000",
+                                                        "default.api.timeout.ms": "10000", **client}.items()))
+    props.chmod(0o600)
+    cmd = [find_java(17), "-cp", f"{stack_dir() / 'kafka' / 'libs'}/*",
+           "-Dlog4j2.configurationFile=" + str(Path(__file__).resolve().parents[2] / "stack/conf/log4j2.properties"),
+           "org.apache.kafka.tools.AclCommand", "--bootstrap-controller", f"127.0.0.1:{secure.ports.controller}",
+           "--command-config", str(props), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_an_anonymous_client_cannot_act_as_a_super_user(secure: LocalStack, tmp_path: Path) -> None:
+    """`super.users` held User:ANONYMOUS beside a plaintext controller listener: any local process could
+    connect there and grant itself everything. Kafka's own ACL tool tries exactly that, anonymously,
+    then as admin (who may) to show the listener works and that nothing was granted."""
+    grab = ("--add", "--allow-principal", "User:mallory", "--operation", "All", "--topic", "*")
+    anonymous = _acl_command(secure, tmp_path, {}, *grab)
+    assert "Error while executing ACL command" in anonymous.stdout + anonymous.stderr, anonymous.stdout[-2000:]
+
+    admin_password = secure.credentials()["admin"]
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+            f'password="{admin_password}";')
+    admin = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN", "sasl.jaas.config": jaas,
+             "default.api.timeout.ms": "30000"}
+    every = _acl_command(secure, tmp_path, admin, "--list")
+    assert every.returncode == 0 and "User:edge" in every.stdout, every.stderr[-2000:]
+    assert "mallory" not in every.stdout
+
+    wrong = dict(admin, **{"sasl.jaas.config": jaas.replace(admin_password, "guessed-password")})
+    guessed = _acl_command(secure, tmp_path, wrong, *grab)
+    assert "Error while executing ACL command" in guessed.stdout + guessed.stderr
+    assert "mallory" not in _acl_command(secure, tmp_path, admin, "--list").stdout

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from privaflow_stack.local import home as default_home
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"PRIVAFLOW_KAFKA_PORT": "19092", "PRIVAFLOW_CONTROLLER_PORT": "19093",
-         "PRIVAFLOW_REGISTRY_PORT": "18081", "PRIVAFLOW_REGISTRY_MGMT_PORT": "19081"}
+# free ports, not fixed ones: a fixed set collides with whoever runs the session stack on them
+PORTS = dict(zip(("PRIVAFLOW_KAFKA_PORT", "PRIVAFLOW_CONTROLLER_PORT", "PRIVAFLOW_REGISTRY_PORT",
+                  "PRIVAFLOW_REGISTRY_MGMT_PORT"), map(str, free_ports(4)), strict=True))
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -56,7 +58,8 @@ def test_up_twice_is_harmless_and_down_leaves_no_process(private_home: Path) -> 
     try:
         first = _cli(env, "up")
         assert first.returncode == 0, first.stderr
-        assert "127.0.0.1:19092" in first.stdout and "127.0.0.1:18081" in first.stdout
+        assert f"127.0.0.1:{PORTS['PRIVAFLOW_KAFKA_PORT']}" in first.stdout
+        assert f"127.0.0.1:{PORTS['PRIVAFLOW_REGISTRY_PORT']}" in first.stdout
         pids = sorted(int((private_home / "run" / f"{c}.pid").read_text()) for c in ("kafka", "registry"))
 
         second = _cli(env, "up", timeout=60)
@@ -80,7 +83,7 @@ def test_a_taken_port_is_named(private_home: Path) -> None:
         s.listen()
         r = _cli(_env(private_home), "up", timeout=120)
     assert r.returncode == 2
-    assert "port 19092" in r.stderr and "already taken" in r.stderr
+    assert f"port {PORTS['PRIVAFLOW_KAFKA_PORT']}" in r.stderr and "already taken" in r.stderr
     assert _processes_mentioning(str(private_home)) == []
 
 
@@ -88,7 +91,7 @@ def _dying_java(tmp_path: Path) -> Path:
     """A `java` that answers -version and formats storage, then the broker itself dies at once."""
     fake = tmp_path / "java"
     fake.write_text('#!/bin/sh\nif [ "$1" = "-version" ]; then echo \'openjdk version "25"\' >&2; exit 0; fi\n'
-                    'case "$*" in *StorageTool*) exit 0;; esac\n'
+                    'case "$*" in *storage-format.args*) exit 0;; esac\n'
                     'echo "fake JVM refuses to run"; exit 1\n')
     fake.chmod(0o755)
     return fake

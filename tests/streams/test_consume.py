@@ -269,3 +269,63 @@ async def _idle(loop: BatchLoop, clock: Clock, seconds: float) -> list[tuple[byt
     clock.now += seconds
     await loop.tick_idle_cameras()
     return [(k, p or 0, v or b"") for k, v, p, _ in sent.on(TICKS)[before:] if k is not None]
+
+
+# ---------------------------------------------------------------- clock skew (issue 13)
+
+
+def _with_future_record(frames: list[dict[str, Any]], at: int, ahead_ms: int) -> tuple[list[Incoming], int]:
+    """The campus camera's records of 5 frames, with a one-frame record stamped `ahead_ms` in the
+    future after the frame `at` (an edge whose clock jumped); returns the log and that record's offset."""
+    import time
+
+    now = int(time.time() * 1000)
+    records = encode_log(frames[:at], REGISTRY, PARTITION)
+    future = encode_log([dict(frames[at], ts=now + ahead_ms)], REGISTRY, PARTITION)[0]
+    rest = encode_log(frames[at:], REGISTRY, PARTITION)
+    spot = len(records)
+    log = [*records, Incoming(future.topic, 0, spot, future.key, future.value),
+           *(Incoming(m.topic, 0, spot + 1 + m.offset, m.key, m.value) for m in rest)]
+    return log, spot
+
+
+def _crossings(sent: Sent) -> list[tuple[str, ...]]:
+    return sorted((v["line_id"], v["direction"], v["window_start"].isoformat(), str(v["count"]))
+                  for k, v in sent.partner(REGISTRY).get("privaflow.partner.traffic-volume.v2", []))
+
+
+def test_one_record_from_the_future_costs_that_record_not_the_cameras_counts() -> None:
+    """A record stamped 23 h ahead used to be accepted: the camera's next frames were then older than
+    its newest and skipped as replays, and nothing was counted. It is a dead letter now (the whole
+    record), and every other record counts as if it had never been sent."""
+    import time
+
+    now = int(time.time() * 1000)
+    frames = simulate(SITE, "campus", duration_s=30, fps=10, n_objects=12, seed=5, t0_ms=now - 60_000).frames
+    plain = encode_log(frames, REGISTRY, PARTITION)
+    _, reference_sent, _ = _run(plain, _cut(plain, 6))
+    assert len(_crossings(reference_sent)) >= 3
+    for ahead_ms in (23 * 3600_000, 10 * 60_000):  # beyond the default of 5 minutes
+        log, spot = _with_future_record(frames, 50, ahead_ms)
+        _, sent, _ = _run(log, _cut(log, 6))
+        assert _crossings(sent) == _crossings(reference_sent), f"{ahead_ms} ms ahead"
+        dead = sent.on("privaflow.detections.dlq.v2")
+        assert [dict(h)["source_offset"] for _, _, _, h in dead] == [str(spot).encode()]
+        reason = dict(dead[0][3])["error"].decode()
+        assert "ahead of this worker's clock" in reason and "max_clock_skew_s" in reason
+
+
+def test_the_accepted_clock_skew_is_configurable() -> None:
+    import time
+
+    from privaflow.schemas.site import parse_site_config
+    from tests.streams.harness import TEST_SITE
+
+    now = int(time.time() * 1000)
+    frames = simulate(SITE, "campus", duration_s=5, fps=10, n_objects=2, seed=1, t0_ms=now + 9 * 60_000).frames
+    log = encode_log(frames, REGISTRY, PARTITION)
+    strict = asyncio.run(make_loop(SITE, log, REGISTRY).handle(log))
+    assert {d.kind for d in strict.dead} == {"time"} and strict.applied == 0
+    lenient = parse_site_config({**TEST_SITE, "windows": {**TEST_SITE.get("windows", {}), "max_clock_skew_s": 900}})
+    out = asyncio.run(make_loop(lenient, log, REGISTRY).handle(log))
+    assert out.dead == [] and out.applied == len(log)

@@ -224,3 +224,23 @@ def test_dead_letters_on_the_real_broker(stack: Any, unique: str, tmp_path: Path
     finally:
         worker.stop()
         run.delete_topics()
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"age_bracket": "=HYPERLINK(\"x\")"}, "age_bracket"),
+    ({"gender": "plate KA-01-1234"}, "gender"),
+    ({"colour": "ultraviolet"}, "colour"),
+])
+def test_a_label_outside_its_closed_vocabulary_is_a_dead_letter_not_a_partner_row(changes: dict[str, Any],
+                                                                                   words: str) -> None:
+    """Free text a hostile edge credential slips into an attribute (docs/privacy-model.md rule e)
+    never reaches a table: the record is refused, naming the field (T6)."""
+    record = _record(**changes)
+    problem = batch_problem(record, SITE, "campus")
+    assert problem is not None and problem[0] == "label" and words in problem[1]
+    decoder, serde = _decoder()
+    out = Engine(SITE, decoder, "ticks").apply([Incoming("t", 0, 0, b"campus", serde.encode(record))], lambda k: None)
+    assert [d.kind for d in out.dead] == ["label"] and out.applied == 0
+    ok = Engine(SITE, decoder, "ticks").apply([Incoming("t", 0, 0, b"campus", serde.encode(_record(
+        age_bracket="20-29", gender="female", colour="red")))], lambda k: None)
+    assert ok.dead == [] and ok.applied == 1

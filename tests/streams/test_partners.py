@@ -92,13 +92,13 @@ def test_occupancy_is_published_even_for_one_person() -> None:
     _, v = partner_record(closed("occupancy", agg), 100)
     assert v == {"site_id": "s1", "zone_id": "a", "window_start": T0, "window_end": T0 + 60_000,
                  "mean_present": 0.2, "max_present": 1, "p95_present": 1.0, "capacity_ratio": 0.1,
-                 "crowding_level": "LOW", "samples": 600}
+                 "crowding_level": "LOW", "samples": 600, "window_length_s": 60}
     assert valid("occupancy", v)
 
 
 def test_key_is_stable_and_names_the_cell() -> None:
     key, _ = partner_record(closed("traffic_volume", volume(9)), 5)
-    assert key == f"traffic_volume|s1|l1|in|car|{T0}" == partner_key(closed("traffic_volume", volume(1)))
+    assert key == f"traffic_volume|s1|l1|in|car|{T0}|60" == partner_key(closed("traffic_volume", volume(1)))
     with pytest.raises(ValueError):
         partner_record(closed("traffic_volume", volume(9)), 0)
     with pytest.raises(ValueError):
@@ -191,3 +191,60 @@ def test_no_partners_means_nothing_is_published() -> None:
     assert records_for_partners([closed("occupancy", {
         "samples": 1, "mean_present": 0.0, "max_present": 0, "p95_present": 0.0, "capacity": None,
         "capacity_ratio": None, "crowding_level": "EMPTY"})], site) == {}
+
+
+def test_windows_of_different_lengths_never_replace_each_other() -> None:
+    """Issue 13 finding 7: after the site changed traffic_volume windows from 60 s to 300 s, a 300-s
+    window overwrote the published 60-s window starting at the same instant (same key on a compacted
+    topic). The length is in the key and in the record now, and a partner's table keeps both."""
+    from privaflow.partner.store import PartnerStore
+    from privaflow.streams.events import Crossing
+
+    start = T0 - T0 % 300_000  # a 300-s window and a 60-s window start here
+    values: dict[int, tuple[str, dict[str, Any]]] = {}
+    for length in (60, 300):
+        site = parse_site_config({"site_id": "s1", "cameras": [{"id": "c", "source": 0}],
+                                  "lines": [{"id": "l1", "camera": "c", "points": [[0.5, 0], [0.5, 1]]}],
+                                  "windows": {"traffic_volume": length},
+                                  "partners": [{"id": "p", "k_anonymity": 1, "tables": ["traffic_volume"]}]})
+        store = WindowStore(site)
+        store.add([Crossing("s1", "c", "l1", "in", "car", start + 5_000 + i, i, None, None, None) for i in range(3)])
+        [(key, value)] = records_for_partners(store.close(start + 400_000), site)[partner_topic_name("traffic_volume")]
+        assert value["window_length_s"] == length and value["count"] == 3 and valid("traffic_volume", value)
+        values[length] = (key, value)
+    assert values[60][0] == f"traffic_volume|s1|l1|in|car|{start}|60" != values[300][0]
+
+    table = PartnerStore("s1", bootstrap="unused:9092", registry=object(), kafka_config={})  # type: ignore[arg-type]
+    for key, value in values.values():  # as the compacted topic delivers them: later keys replace earlier ones
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed_schema("partner_traffic_volume"), value)
+        buf.seek(0)
+        table.apply("traffic_volume", key, fastavro.schemaless_reader(buf, parsed_schema("partner_traffic_volume")))
+    assert sorted(r["window_length_s"] for r in table.rows("traffic_volume")) == [60, 300]
+
+
+def test_records_written_before_the_window_length_field_still_decode() -> None:
+    """The new field has a default, so the change is BACKWARD compatible: a record written with the old
+    schema (the same fields minus window_length_s) reads with null there."""
+    for name in PARTNER_TABLES.values():
+        from privaflow.schemas.codec import load_schema
+
+        new = fastavro.parse_schema(load_schema(name))
+        raw = load_schema(name)
+        old = fastavro.parse_schema({**raw, "fields": [f for f in raw["fields"] if f["name"] != "window_length_s"]})
+        table = next(t for t, n in PARTNER_TABLES.items() if n == name)
+        _, value = partner_record(closed(table, _AGGS[table]), 1)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, old, {k: v for k, v in value.items() if k != "window_length_s"})
+        buf.seek(0)
+        assert fastavro.schemaless_reader(buf, old, new)["window_length_s"] is None
+
+
+_AGGS: dict[str, dict[str, Any]] = {
+    "traffic_volume": volume(6),
+    "flow_lines": {"count": 6, "median_travel_s": 3.0},
+    "attributes": {"count": 6},
+    "dwell": {"count": 6, "bin_upper_s": [5.0, math.inf], "bin_counts": [6, 0], "median_dwell_s": 2.0},
+    "occupancy": {"samples": 10, "mean_present": 1.0, "max_present": 2, "p95_present": 2.0, "capacity": None,
+                  "capacity_ratio": None, "crowding_level": "LOW"},
+}

@@ -1,0 +1,87 @@
+"""What `privaflow config check` says about a site config that loads: a one-screen summary, and
+warnings about settings that are valid but cannot work as meant (a line under a privacy mask never
+counts anyone). Plain geometry on the config; building the edge's and the worker's objects from it
+is the command's part (privaflow/cli.py), since schemas/ imports neither.
+
+    >>> from schemas.site import parse_site_config
+    >>> site = parse_site_config({"site_id": "s", "cameras": [{"id": "c", "source": 0,
+    ...     "privacy_masks": [[[0, 0], [1, 0], [1, 0.5], [0, 0.5]]]}],
+    ...     "lines": [{"id": "l", "camera": "c", "points": [[0.1, 0.2], [0.9, 0.2]]}]})
+    >>> site_warnings(site)
+    ["lines.0: line 'l' lies entirely under camera 'c''s privacy masks: nothing is detected there, so it never counts"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from privaflow.schemas.site import SiteConfig
+
+_NOT_FILES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
+
+
+def _masks(site: SiteConfig, camera_id: str) -> Any:
+    from shapely import Polygon, unary_union
+
+    masks = site.camera(camera_id).privacy_masks
+    return unary_union([Polygon(m) for m in masks]) if masks else None
+
+
+def site_warnings(site: SiteConfig, base_dir: Path | None = None) -> list[str]:
+    """Valid settings that will not do what they seem to: each names its field."""
+    from shapely import LineString, Polygon
+
+    out = []
+    for i, line in enumerate(site.lines):
+        covered = _masks(site, line.camera)
+        if covered is not None and covered.covers(LineString(line.points)):
+            out.append(f"lines.{i}: line {line.id!r} lies entirely under camera {line.camera!r}'s privacy masks: "
+                       "nothing is detected there, so it never counts")
+    for i, zone in enumerate(site.zones):
+        covered = _masks(site, zone.camera)
+        poly = Polygon(zone.polygon)
+        if covered is not None and covered.intersection(poly).area >= 0.99 * poly.area:
+            out.append(f"zones.{i}: zone {zone.id!r} lies under camera {zone.camera!r}'s privacy masks: it will "
+                       "always read empty")
+    for i, cam in enumerate(site.cameras):
+        src = cam.source
+        if isinstance(src, str) and not src.isdigit() and not src.lower().startswith(_NOT_FILES):
+            path = Path(src) if base_dir is None or Path(src).is_absolute() else base_dir / src
+            if not path.exists():
+                out.append(f"cameras.{i}.source: {src!r} does not exist here (fine if this config is for "
+                           "another machine)")
+    if not any(c.attributes for c in site.cameras):
+        for i, p in enumerate(site.partners):
+            if "attributes" in p.tables:
+                out.append(f"partners.{i}.tables: {p.id!r} receives attributes, but no camera has attributes: "
+                           "true, so that table stays empty")
+    return out
+
+
+def summary(site: SiteConfig, source: str) -> list[str]:
+    """The site on one screen: what is watched, what is counted, what is kept and who receives what."""
+    lines = [f"{source}: valid site config for site {site.site_id!r}"]
+    for c in site.cameras:
+        masks = len(c.privacy_masks)
+        detector = c.detector.kind if c.detector.path is None else f"{c.detector.kind} {c.detector.path}"
+        lines.append(f"  camera {c.id}: {c.source}, {c.max_width} px wide, {c.fps:g} fps, detect every "
+                     f"{c.detect_every}, {masks} privacy mask{'s' * (masks != 1)}, {detector}; counts "
+                     f"{', '.join(c.classes)}{'; estimates age and gender' if c.attributes else ''}")
+        for ln in site.lines_for(c.id):
+            lines.append(f"    line {ln.id}: {ln.directions[0]} / {ln.directions[1]}")
+        for z in site.zones_for(c.id):
+            cap = f", capacity {z.capacity}" if z.capacity else ""
+            lines.append(f"    zone {z.id}: {len(z.polygon)} points{cap}")
+    w = site.windows
+    lines.append(f"  windows: traffic_volume {w.traffic_volume} s, occupancy {w.occupancy} s, flow_lines "
+                 f"{w.flow_lines} s, dwell {w.dwell} s, attributes {w.attributes} s; late records up to "
+                 f"{w.grace_s} s, edge clocks up to {w.max_clock_skew_s} s ahead")
+    lines.append(f"  retention: detections and events {site.retention.detections_days:g} days, partner tables "
+                 f"{site.retention.partner_days:g} days")
+    for p in site.partners:
+        http = f"HTTP token in ${p.token_env}" if p.token_env else "no HTTP access"
+        lines.append(f"  partner {p.id}: k={p.k_anonymity}, {', '.join(p.tables)}; {http}")
+    if not site.partners:
+        lines.append("  no partners: nothing is published")
+    return lines
