@@ -47,7 +47,7 @@ def worker(config_path: Path, web_port: int | None, data_dir: Path | None, store
     At start it refuses partner schemas that could carry identifying data, creates missing
     topics with the site's retentions, registers the schemas and restores camera state from the
     changelog; /readyz answers 200 once that is done. Records it cannot use go to
-    privaflow.detections.dlq.v1 with the reason in the `error` header.
+    privaflow.detections.dlq.v2 with the reason in the `error` header.
 
     \b
     Example:

@@ -84,7 +84,7 @@ SCHEMA = load_schema_json("partner_occupancy")
 
 
 def test_read_write_registry_lets_edge_and_streams_register_and_api_only_read(internal: LiveRegistry) -> None:
-    edge_id = internal.client("privaflow-edge").register("privaflow.detections.v1-value", SCHEMA)
+    edge_id = internal.client("privaflow-edge").register("privaflow.detections.v2-value", SCHEMA)
     assert internal.client("privaflow-streams").register("privaflow.partner.occupancy.v1-value", SCHEMA) == edge_id
     api = internal.client("privaflow-api")
     assert "privaflow.partner.occupancy.v1-value" in api.subjects() and api.schema_by_id(edge_id)

@@ -51,5 +51,5 @@ def test_first_demo_on_an_empty_machine_shows_traffic_volumes(tmp_path: Path, st
     assert rows and all(int(n) >= 2 for *_, n in rows), f"no traffic-volume numbers:\n{out}"
     assert {line for line, *_ in rows} <= {"campus-midline", "street-crosswalk"}
     assert "(no closed windows yet)" not in volume
-    assert "privaflow.detections.v1-value" in subjects, "the demo registered into its own, new registry"
+    assert "privaflow.detections.v2-value" in subjects, "the demo registered into its own, new registry"
     assert down.returncode == 0, down.stderr
