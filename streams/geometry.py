@@ -157,6 +157,9 @@ class PolygonSet:
         return inside, np.minimum.reduceat(d, self._starts, axis=1)
 
 
+CHUNK = 2048  # points measured at once by `Scenes` (~1 MB of temporaries per array)
+
+
 class Scenes:
     """The lines and zones of many cameras, padded to one shape, so that the points of all cameras
     are measured in one numpy pass, each point against its own camera's lines and zones (`cam`:
@@ -194,7 +197,6 @@ class Scenes:
         self._slope = np.zeros(shape)
         self._proj = np.zeros(shape, np.complex128)
         self.zone_valid = np.zeros((n_cams, n_zones), bool)
-        self._packed: NDArray[np.complex128] | None = None
         for c, p in enumerate(sets):
             if p is None:
                 continue
@@ -218,17 +220,16 @@ class Scenes:
 
     def classify(self, z: NDArray[np.complex128], cam: NDArray[np.intp]) -> tuple[BoolArray, FloatArray]:
         """(inside, distance to the outline), each (n_points, n_zones)."""
-        if self._packed is None:  # every edge's numbers side by side: one gather per call, not five
-            self._packed = np.stack([self._z1, self._e, self._proj, self._ey + 1j * self._slope], axis=-1)
-        g = self._packed[cam]
-        z1, e, proj, ey_slope = g[..., 0], g[..., 1], g[..., 2], g[..., 3]
-        r = z[:, None, None] - z1
+        if z.shape[0] > CHUNK:  # a backlog's batch: in pieces whose temporaries stay in the CPU's cache
+            parts = [self.classify(z[i:i + CHUNK], cam[i:i + CHUNK]) for i in range(0, z.shape[0], CHUNK)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        r = z[:, None, None] - self._z1[cam]
         rx, ry = r.real, r.imag
-        hits = ((ry < 0) != (ry < ey_slope.real)) & (rx < ry * ey_slope.imag)
+        hits = ((ry < 0) != (ry < self._ey[cam])) & (rx < ry * self._slope[cam])
         valid = self.zone_valid[cam]
         inside = np.bitwise_xor.reduce(hits, axis=2) & valid
-        t = (r * proj).real
+        t = (r * self._proj[cam]).real
         np.maximum(t, 0.0, out=t)
         np.minimum(t, 1.0, out=t)
-        d = np.abs(r - t * e).min(axis=2) if r.shape[2] else np.zeros(valid.shape)
+        d = np.abs(r - t * self._e[cam]).min(axis=2) if r.shape[2] else np.zeros(valid.shape)
         return inside, np.where(valid, d, -1.0)

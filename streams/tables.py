@@ -443,7 +443,7 @@ class WindowStore:
             cell = win.cells[dims] = SPECS[table].empty(self._ctx)
         return cell
 
-    def add(self, events: Iterable[Event]) -> None:
+    def add(self, events: Iterable[Event | OccupancyFrames]) -> None:
         """Assign each event to its window in every table it feeds."""
         max_ts = self.max_event_ts
         routes, ctx = self._routes, self._ctx
@@ -456,6 +456,7 @@ class WindowStore:
                 if latest is not None and (max_ts is None or latest > max_ts):
                     max_ts = latest
                 continue
+            assert not isinstance(ev, OccupancyFrames)
             ts = ev.ts_ms
             if max_ts is None or ts > max_ts:
                 max_ts = ts

@@ -119,6 +119,17 @@ class _Groups:
     """Detections of a batch sorted by camera and track (see `TrackTable._groups`)."""
 
     __slots__ = ("n", "det", "scam", "tid", "dts", "starts", "cnt", "gid", "gcam", "gtid", "rows")
+    n: int
+    det: IntArray  # sorted position -> detection in the batch
+    scam: IntArray  # camera slot per sorted position
+    tid: IntArray
+    dts: IntArray
+    starts: IntArray  # first sorted position of each group (track)
+    cnt: IntArray
+    gid: IntArray  # group of each sorted position
+    gcam: list[int]
+    gtid: list[int]
+    rows: IntArray  # the group's row, -1 for a new track
 
 
 class _Batch:
@@ -126,6 +137,25 @@ class _Batch:
 
     __slots__ = ("cams", "fcam", "ts", "fidx", "dcam", "tid", "codes", "dts", "speed", "world", "age", "gender",
                  "sides", "along", "zstate", "present", "frames_of", "dets_of", "cols")
+    cols: Columns
+    cams: list[_Camera]
+    fcam: IntArray  # camera slot per frame
+    ts: IntArray
+    fidx: IntArray  # frame per detection
+    dcam: IntArray  # camera slot per detection
+    tid: IntArray
+    codes: NDArray[np.int32]
+    dts: IntArray  # frame time per detection
+    speed: NDArray[np.float64] | None
+    world: NDArray[np.float64] | None
+    age: list[str | None] | None
+    gender: list[str | None] | None
+    sides: NDArray[np.float64] | None
+    along: NDArray[np.float64] | None
+    zstate: NDArray[np.int8] | None
+    present: IntArray | None
+    frames_of: dict[int, tuple[int, int]]
+    dets_of: dict[int, tuple[int, int]]
 
 
 class TrackTable:
@@ -153,17 +183,15 @@ class TrackTable:
                                       np.asarray(cam.homography, np.float64) if cam.homography else None))
         self._scenes = Scenes([[ln.points for ln in site.lines_for(c.id)] for c in self._cams],
                               [[z.polygon for z in site.zones_for(c.id)] for c in self._cams])
-        for cam in self._cams:
-            cam.thi = [float(n) + SEGMENT_MARGIN for n in self._scenes.length[cam.slot, :len(cam.line_ids)]]
         self._thi = np.full(self._scenes.length.shape, -np.inf)
-        for cam in self._cams:
-            self._thi[cam.slot, :len(cam.thi)] = cam.thi
         self._homs = np.zeros((len(self._cams), 3, 3))
         self._has_homography = np.zeros(len(self._cams), bool)
-        for cam in self._cams:
-            if cam.homography is not None:
-                self._homs[cam.slot] = cam.homography
-                self._has_homography[cam.slot] = True
+        for tc in self._cams:
+            tc.thi = [float(n) + SEGMENT_MARGIN for n in self._scenes.length[tc.slot, :len(tc.line_ids)].tolist()]
+            self._thi[tc.slot, :len(tc.thi)] = tc.thi
+            if tc.homography is not None:
+                self._homs[tc.slot] = tc.homography
+                self._has_homography[tc.slot] = True
         self._codes: dict[str, int] = {PERSON: 0}  # class name -> small int, for vectorised votes
         self._names: list[str] = [PERSON]
         # each camera's clock: newest frame time, when its next sweep is due, frames skipped as replays
@@ -493,18 +521,19 @@ class TrackTable:
         back = g.starts[known][g.dts[g.starts[known]] - self._last[g.rows[known]] > exp]
         return {s for s in set(g.scam[later].tolist()) | set(g.scam[back].tolist()) if s in sweeps}
 
-    def _segment(self, b: _Batch, g: _Groups, keyed: dict[int, list[_Keyed]]) -> None:
-        """The detections of `g`, with no sweep among them."""
-        n = g.n
+    def _segment(self, b: _Batch, groups: _Groups, keyed: dict[int, list[_Keyed]]) -> None:
+        """The detections of `groups`, with no sweep among them."""
+        n = groups.n
         if n == 0:
             return
-        det, scam, tid, dts, starts, cnt, gid, gcam, gtid = (g.det, g.scam, g.tid, g.dts, g.starts, g.cnt, g.gid,
-                                                              g.gcam, g.gtid)
-        rows = g.rows.copy()
+        det, scam, tid, dts, starts, cnt, gid, gcam, gtid = (
+            groups.det, groups.scam, groups.tid, groups.dts, groups.starts, groups.cnt, groups.gid, groups.gcam,
+            groups.gtid)
+        rows = groups.rows.copy()
         new = np.flatnonzero(rows < 0)
         if new.size:  # created per camera in order of first appearance, as frame by frame
-            new = new[np.lexsort((det[starts[new]], g.scam[starts[new]]))]
-            rows[new] = self._alloc_many(g.scam[starts[new]], g.tid[starts[new]])
+            new = new[np.lexsort((det[starts[new]], scam[starts[new]]))]
+            rows[new] = self._alloc_many(scam[starts[new]], tid[starts[new]])
         n_before = self._n[rows]
         n_at = n_before[gid] + (np.arange(n) - starts[gid]) + 1
         self._n[rows] = n_before + cnt
@@ -560,17 +589,17 @@ class TrackTable:
                 nzi = np.flatnonzero(zs[:, k])
                 if not nzi.size:
                     continue
-                v, g = zs[nzi, k], gid[nzi]
+                v, vg = zs[nzi, k], gid[nzi]
                 first = np.ones(nzi.shape[0], bool)
-                first[1:] = g[1:] != g[:-1]
+                first[1:] = vg[1:] != vg[:-1]
                 fi = np.flatnonzero(first)
                 pv = np.empty_like(v)
                 pv[1:] = v[:-1]
-                pv[fi] = self._zin[rows[g[fi]], k]
+                pv[fi] = self._zin[rows[vg[fi]], k]
                 changes.append((nzi[(v == -1) & (pv == 1)], 0, k))
                 changes.append((nzi[(v == 1) & (pv != 1)], 1, k))
-                last = _run_ends(g)
-                self._zin[rows[g[last]], k] = v[last]
+                last = _run_ends(vg)
+                self._zin[rows[vg[last]], k] = v[last]
             # exits before entries at one detection, so stepping from one zone into its neighbour
             # records the origin
             for p, kind, k in sorted((p, kind, k) for at, kind, k in changes for p in at.tolist()):
@@ -593,18 +622,18 @@ class TrackTable:
         mf = self._min_frames
         events.sort(key=lambda e: e[:3])
         for p, kind, k, ev in events:
-            s = int(scam[p])
+            slot = int(scam[p])
             if n_at[p] < mf:
-                self._pending.setdefault((s, int(tid[p])), []).append(ev)
+                self._pending.setdefault((slot, int(tid[p])), []).append(ev)
             else:
                 d = int(det[p])
-                keyed[s].append((int(b.fidx[d]), d, kind, k, 0, ev))
+                keyed[slot].append((int(b.fidx[d]), d, kind, k, 0, ev))
         if self._pending and mf > 1:
-            for g in np.flatnonzero((n_before < mf) & (n_before + cnt >= mf)).tolist():
-                held = self._pending.pop((gcam[g], gtid[g]), None)
+            for grp in np.flatnonzero((n_before < mf) & (n_before + cnt >= mf)).tolist():
+                held = self._pending.pop((gcam[grp], gtid[grp]), None)
                 if held:
-                    d = int(det[starts[g] + (mf - int(n_before[g]) - 1)])
-                    keyed[gcam[g]].extend((int(b.fidx[d]), d, 0, i, 0, e) for i, e in enumerate(held))
+                    d = int(det[starts[grp] + (mf - int(n_before[grp]) - 1)])
+                    keyed[gcam[grp]].extend((int(b.fidx[d]), d, 0, i, 0, e) for i, e in enumerate(held))
 
     def _votes_for(self, sc: NDArray[np.int32], starts: IntArray, cnt: IntArray, rows: IntArray) -> list[int]:
         """Class (code) of each sorted detection's track right after it voted; updates the votes."""
