@@ -98,6 +98,15 @@ def worker_metrics(port: int) -> dict[str, float]:
     return out
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -137,6 +146,9 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path, pro
 
     before = [worker_metrics(port) for port in ports]
     busy0, total0 = cpu_busy()
+    stack_pids = {"broker": stack.kafka.pid(), "registry": stack.registry.pid()}
+    stack0 = {k: process_cpu_s(pid) for k, pid in stack_pids.items()}
+    self0 = time.process_time()
     t0_ms = payloads[0][2]
     start = time.monotonic()
     samples: list[tuple[float, int]] = []
@@ -170,13 +182,18 @@ def run_step(stack: LocalStack, cameras: int, seconds: float, workdir: Path, pro
     after = [worker_metrics(port) for port in ports]
     busy1, total1 = cpu_busy()
     wall = produced_s + drain_s
+    cores = os.cpu_count() or 1
+    used = {"load generator (this process)": time.process_time() - self0}
+    used.update({k: process_cpu_s(pid) - stack0[k] for k, pid in stack_pids.items()})
     for i, (b, a) in enumerate(zip(before, after, strict=True)):
         dets = a["privaflow_detections_total"] - b["privaflow_detections_total"]
-        cpu = a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"]
+        cpu = used[f"worker {i}"] = a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"]
         print(f"  worker {i}: {dets:,.0f} detections applied, {cpu:.1f} s CPU ({cpu / wall:.0%} of a core), "
               f"{cpu / max(dets, 1) * 1e6:.1f} us CPU per detection", flush=True)
-    print(f"  the machine was {(busy1 - busy0) / (total1 - total0):.0%} busy ({os.cpu_count()} cores, everything "
-          "on it)", flush=True)
+    machine = (busy1 - busy0) / (total1 - total0) * cores * wall  # CPU seconds used on the machine
+    used["everything else on the machine"] = max(machine - sum(used.values()), 0.0)
+    print(f"  the machine was {machine / cores / wall:.0%} busy ({cores} cores); of that, in cores: "
+          + ", ".join(f"{k} {v / wall:.2f}" for k, v in used.items()), flush=True)
     for p, log in workers:
         p.terminate()
         p.wait(30)
