@@ -194,20 +194,20 @@ class TripGate(Generic[T]):
         held, max_hold = self._held, self.settings.max_hold_s
         while held:
             head = held[0]
+            if now - head.ts_s > max_hold:  # too late to leave: dropped, never published late
+                held.popleft()
+                self.stats.dropped_stale += 1
+                continue
             if head.fields.cell is None:  # a gap frame goes with the next frame that has a cell
                 nxt = next((h for h in held if h.fields.cell is not None), None)
                 ok = nxt is not None and p is not None and self._clear_of_end(nxt.fields.cell, p)  # type: ignore[arg-type]
             else:
                 ok = p is not None and self._clear_of_end(head.fields.cell, p)
-            if ok:
-                held.popleft()
-                out.append((head.item, head.fields))
-                self.stats.released += 1
-            elif now - head.ts_s > max_hold:
-                held.popleft()
-                self.stats.dropped_stale += 1
-            else:
+            if not ok:
                 break
+            held.popleft()
+            out.append((head.item, head.fields))
+            self.stats.released += 1
         self.stats.held = len(held)
         return out
 
