@@ -68,7 +68,7 @@ def test_the_first_and_last_few_hundred_metres_of_a_trip_never_leave() -> None:
     start, end = points[0][1], points[-1][1]
     assert released
     kept = {i for i, _ in released}
-    for i, fields in released:
+    for _i, fields in released:
         assert not cell_within(fields.cell, *start, 300) and not cell_within(fields.cell, *end, 300)
     reach = max(cell_reach_m(f.cell) for _, f in released)
     middle = [i for i, (_, p) in enumerate(points)
