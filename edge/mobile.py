@@ -43,7 +43,7 @@ class MobileSurvey:
         if track is not None:
             self.track = track
         elif src.kind == "nmea_serial":
-            self.track = SerialTrack(src).start()
+            self.track = SerialTrack(src).open()
         else:
             self.track = read_track(src)
         self.view = RoadView(self.settings.camera_hfov_deg)

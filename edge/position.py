@@ -304,7 +304,7 @@ class SerialTrack(Track):
         self._thread: threading.Thread | None = None
         self._serial: Any = None
 
-    def start(self) -> SerialTrack:
+    def open(self) -> SerialTrack:
         import serial
 
         try:

@@ -158,7 +158,7 @@ def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str
                                f"starts or ends (records are held in the vehicle until it is that far away, and "
                                f"dropped if the trip ends first); people are only counted",
                 "requirements": ["G4", "T6"]}
-            cameras[-1]["kept"][0]["description"] = (
+            kept[0]["description"] = (
                 "per frame: class, box, the vehicle's H3 cell, heading sector, whole km/h and pseudonymous trip id, "
                 "vehicles ahead, people count, road furniture passed; people's rows carry a new random id every frame")
     published = sorted(ks)

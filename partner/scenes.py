@@ -118,9 +118,10 @@ class LatestFrames:
                 self._stop.wait(5)
             while not self._stop.is_set():
                 for m in consumer.consume(200, 0.5):
-                    if m.error() is not None:
-                        if m.error().code() != KafkaError._PARTITION_EOF:
-                            log.debug("scenes consumer: %s", m.error())
+                    err = m.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.debug("scenes consumer: %s", err)
                         continue
                     self._message(m.key(), m.value())
         finally:

@@ -167,20 +167,21 @@ class RoadWorker:
         """Read what is there, close what may close, publish it; returns what was published."""
         assert self._consumer is not None, "start() first"
         for m in self._consumer.consume(max_records, timeout):
-            err = m.error()
+            err, p = m.error(), int(m.partition() or 0)
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._eof[m.partition()] = True
+                    self._eof[p] = True
                     continue
                 log.warning("road_conditions: consumer error %s", err)
                 continue
-            self._eof[m.partition()] = False
+            self._eof[p] = False
             _, ts = m.timestamp()
-            self._latest[m.partition()] = max(self._latest.get(m.partition(), -1), ts)
-            key = m.key().decode("utf-8", "replace") if m.key() is not None else None
-            if key not in self.mobile:
+            self._latest[p] = max(self._latest.get(p, -1), ts)
+            raw = m.key()
+            key = raw.decode("utf-8", "replace") if raw is not None else None
+            if key is None or key not in self.mobile:
                 continue  # a fixed camera's record: not decoded
-            self.apply(key, m.value(), ts, m.partition(), m.offset())
+            self.apply(key, m.value(), ts, p, int(m.offset() or 0))
         return self.close(self.bound_ms())
 
     def apply(self, key: str, payload: bytes | None, record_ts_ms: int, partition: int = -1,

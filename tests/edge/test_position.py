@@ -143,3 +143,37 @@ def test_interpolated_positions_lie_between_their_fixes(steps: list[float], w: f
         p = track.at(a.t + w * (b.t - a.t))
         assert p is not None
         assert min(a.lat, b.lat) - 1e-9 <= p.lat <= max(a.lat, b.lat) + 1e-9
+
+
+def test_a_gps_receiver_on_a_serial_device_is_read_live_with_damaged_lines_skipped() -> None:
+    import os
+    import time
+
+    from privaflow.edge.position import SerialTrack
+
+    master, slave = os.openpty()  # a pseudo-terminal stands in for /dev/ttyUSB0
+    track = SerialTrack(PositionSource(kind="nmea_serial", path=os.ttyname(slave), align="utc")).open()
+    try:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        lines = [rmc(now + dt.timedelta(seconds=i), 35.68 + 0.0002 * i, 139.76) for i in range(4)]
+        lines.insert(2, "$GPRMC,garbled*00")
+        os.write(master, ("\r\n".join(lines) + "\r\n").encode())
+        deadline = time.monotonic() + 10
+        while len(track) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(track) == 4 and track.report.bad_lines == 1
+        p = track.at(now.timestamp() + 1.5)
+        assert p is not None and p.lat == pytest.approx(35.68 + 0.0003, abs=1e-6)
+        # a frame just after the last fix keeps it for up to max_gap_s, then has no position
+        assert track.at(now.timestamp() + 3 + 2) is not None and track.at(now.timestamp() + 3 + 6) is None
+    finally:
+        track.stop()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_missing_serial_device_is_a_clear_error() -> None:
+    from privaflow.edge.position import SerialTrack
+
+    with pytest.raises(PositionError, match="/dev/ttyNOPE0: cannot open the GPS receiver"):
+        SerialTrack(PositionSource(kind="nmea_serial", path="/dev/ttyNOPE0", align="utc")).open()
