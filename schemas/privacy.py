@@ -19,10 +19,10 @@ a closed window needs, each field by its name and the one type its rule allows:
 
 A spatial-cell dimension is the one kind of dimension whose values come neither from the site config
 nor from a closed vocabulary: an H3 cell index (schemas/cells.py) of a moving camera's position. Its
-type is a string like an id's; what keeps it coarse is the value check, not the schema: the worker
-refuses (dead letter) a detection record whose cell is not a valid H3 index at the site's configured
-resolution, and `partner_record` refuses to build a row from such a cell, so no finer cell and no
-coordinate written into the field is ever published.
+type is a string like an id's; what keeps it coarse is the value check, not the schema: the road
+worker skips (counting it, and logging why) a detection record whose cell is not a valid H3 index at
+the site's configured resolution, and `partner_record` refuses to build a row from anything that is
+not a valid H3 cell, so no finer cell and no coordinate written into the field is ever published.
 
 Every rule except window bounds, flags and bin lists also allows the type as a union with null.
 Anything else is refused: other names, nested records, maps, bytes, fixed, other arrays, unions of

@@ -17,8 +17,7 @@ inside what it re-read, so no window is ever published from part of its records.
 per site: two would publish the same rows twice.
 
 The worker checks each record: its site, camera and key, and its cell, which must be a valid H3
-index at the site's resolution (schemas/cells.py); anything else is skipped and counted (the stream
-worker dead-letters the same record).
+index at the site's resolution (schemas/cells.py); anything else is skipped, counted and logged.
 """
 
 from __future__ import annotations

@@ -129,3 +129,29 @@ def site_with_taxis():
         {"id": f"taxi-{i}", "source": "d.mp4", "kind": "mobile",
          "mobile": {"position": {"kind": "gpx", "path": "d.gpx"}}} for i in (1, 2)],
         "partners": [{"id": "maps", "k_anonymity": 3, "tables": ["road_conditions"]}]})
+
+
+@pytest.mark.parametrize("smuggled", ["37.5105,-122.3305", "8f283082803ffff0", "", "KA-01-AB-1234"])
+def test_a_partner_row_is_never_built_from_anything_but_an_h3_cell(smuggled: str) -> None:
+    from privaflow.streams.partners import partner_record
+    from privaflow.streams.tables import ClosedWindow
+
+    w = RoadWindows(60_000, 1_000)
+    for trip in (1, 2):
+        w.add(frames(trip, 3), 2_000)
+    (_s, _e, _dims, agg), = w.close(10**12)
+    with pytest.raises(ValueError, match="is not an H3 cell index"):
+        partner_record(ClosedWindow("road_conditions", "s", (smuggled, "N"), 0, 60_000, agg), 2)
+
+
+def test_the_road_worker_skips_a_record_whose_cell_is_not_at_the_site_resolution(site_with_taxis) -> None:
+    from privaflow.schemas.cells import snap
+    from privaflow.streams.road_worker import record_problem
+
+    good = {"site_id": "s", "camera_id": "taxi-1", "h3_cell": snap(35.0, 139.0, 9), "probe_heading": "NE"}
+    assert record_problem(good, site_with_taxis, "taxi-1", 9) is None
+    assert "resolution 12" in record_problem({**good, "h3_cell": snap(35.0, 139.0, 12)}, site_with_taxis,
+                                             "taxi-1", 9)
+    assert "not a valid H3" in record_problem({**good, "h3_cell": "35.0,139.0"}, site_with_taxis, "taxi-1", 9)
+    assert "compass" in record_problem({**good, "probe_heading": "=HYPERLINK()"}, site_with_taxis, "taxi-1", 9)
+    assert "record key" in record_problem(good, site_with_taxis, "taxi-2", 9)
