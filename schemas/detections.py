@@ -4,9 +4,10 @@ how frames are packed into it and how a decoded one is checked.
 One record carries several consecutive frames of one camera, one array per field: per-frame
 columns (`FRAME_COLUMNS`, one entry per frame) and per-detection columns (`DETECTION_COLUMNS`, one
 entry per detection, frame after frame; frame i owns the next `detection_counts[i]` entries).
-Optional columns (`OPTIONAL_NUMBERS`, `OPTIONAL_LABELS`) are null for the whole batch when no
-detection has the value, so a camera without a homography or attributes pays nothing for them;
-inside a present column NaN (numbers) or null (labels) marks a detection without it. A per-frame
+Optional columns (`OPTIONAL_NUMBERS`, `OPTIONAL_LABELS` per detection, `PROBE_COLUMNS` per frame)
+are null for the whole batch when no detection or frame has the value, so a camera without a
+homography, attributes or a vehicle to ride in pays nothing for them; inside a present column NaN
+(numbers) or null (other values) marks a detection or frame without it. A per-frame
 Kafka message cost the stream workers ~130 µs of Faust machinery each and a dict per detection to
 decode; a batch of frames as columns costs one message and a few lists.
 
@@ -35,6 +36,11 @@ OPTIONAL_NUMBERS = ("world_x_m", "world_y_m", "speed_kmh", "heading_deg")  # NaN
 OPTIONAL_LABELS = ("colour", "age_bracket", "gender")  # null: unknown for that detection
 OPTIONAL_COLUMNS = OPTIONAL_NUMBERS + OPTIONAL_LABELS
 _MISSING: dict[str, Any] = {**dict.fromkeys(OPTIONAL_NUMBERS, math.nan), **dict.fromkeys(OPTIONAL_LABELS)}
+# Optional per-frame columns (a mobile camera's probe fields, edge/mobile.py): one entry per frame when
+# present; a frame without the value holds NaN (numbers), an empty list (furniture) or null (the rest).
+PROBE_COLUMNS = ("trip_id", "h3_cell", "probe_heading", "probe_speed_kmh", "vehicles_ahead", "ahead_band", "people",
+                 "furniture")
+_FRAME_MISSING: dict[str, Any] = {**dict.fromkeys(PROBE_COLUMNS), "probe_speed_kmh": math.nan, "furniture": []}
 
 
 def frame_columns(detections: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -60,6 +66,7 @@ class BatchBuilder:
         self._frames: dict[str, list[Any]] = {c: [] for c in FRAME_COLUMNS}
         self._dets: dict[str, list[Any]] = {c: [] for c in DETECTION_COLUMNS}
         self._optional: dict[str, list[Any]] = {}
+        self._probe: dict[str, list[Any]] = {}
 
     def __len__(self) -> int:
         """Frames in the record being built."""
@@ -70,7 +77,9 @@ class BatchBuilder:
         return len(self._dets["track_id"])
 
     def add(self, ts_ms: int, frame_seq: int, detected: bool, frame_size: tuple[int, int],
-            columns: Mapping[str, Sequence[Any]]) -> None:
+            columns: Mapping[str, Any]) -> None:
+        """One frame: `columns` holds its per-detection lists and, if it has any, its per-frame
+        optional values (`PROBE_COLUMNS`: a value each, None where absent)."""
         if self.frame_size is not None and len(self) and tuple(frame_size) != self.frame_size:
             raise ValueError(f"frame size {frame_size} differs from the batch's {self.frame_size}: take() first")
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -90,6 +99,15 @@ class BatchBuilder:
                 raise ValueError(f"column {c} has {len(values)} entries for {n} detections")
             # a column that appears mid-batch is unknown for the detections before it
             self._optional.setdefault(c, [_MISSING[c]] * before).extend(values)
+        frames = len(self)
+        for c in PROBE_COLUMNS:
+            value = columns.get(c)
+            if value is None:
+                if c in self._probe:
+                    self._probe[c].append(_FRAME_MISSING[c])
+                continue
+            # a column that appears mid-batch is unknown for the frames before it
+            self._probe.setdefault(c, [_FRAME_MISSING[c]] * frames).append(list(value) if c == "furniture" else value)
         f = self._frames
         f["ts"].append(int(ts_ms))
         f["frame_seq"].append(int(frame_seq))
@@ -105,9 +123,11 @@ class BatchBuilder:
                                   "frame_width": self.frame_size[0], "frame_height": self.frame_size[1],
                                   **self._frames, **self._dets}
         record.update({c: self._optional.get(c) for c in OPTIONAL_COLUMNS})
+        record.update({c: self._probe.get(c) for c in PROBE_COLUMNS})
         self._frames = {c: [] for c in FRAME_COLUMNS}
         self._dets = {c: [] for c in DETECTION_COLUMNS}
         self._optional = {}
+        self._probe = {}
         return record
 
 
@@ -127,17 +147,21 @@ def batch_records(frames: Iterable[Mapping[str, Any]], frames_per_record: int) -
         size = (int(f["frame_width"]), int(f["frame_height"]))
         if len(b) and (len(b) >= frames_per_record or size != b.frame_size):
             out.append(b.take())  # type: ignore[arg-type]
-        b.add(f["ts"], f["frame_seq"], f.get("detected", True), size, frame_columns(f["detections"]))
+        cols: dict[str, Any] = frame_columns(f["detections"])
+        cols.update({c: f[c] for c in PROBE_COLUMNS if f.get(c) is not None})
+        b.add(f["ts"], f["frame_seq"], f.get("detected", True), size, cols)
     out.extend(r for b in builders.values() if (r := b.take()) is not None)
     return out
 
 
 def record_frames(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A DetectionBatch record -> one dict per frame with per-object `detections` (absent optional
-    values as None): what `batch_records` takes. For tests and tools, never the hot path."""
+    values as None) and, when the record has them, the frame's probe fields (None where the frame
+    has none): what `batch_records` takes. For tests and tools, never the hot path."""
     out: list[dict[str, Any]] = []
     at = 0
     present = [c for c in OPTIONAL_COLUMNS if record.get(c) is not None]
+    probe = [c for c in PROBE_COLUMNS if record.get(c) is not None]
     for i, n in enumerate(record["detection_counts"]):
         dets = []
         for j in range(at, at + n):
@@ -147,23 +171,29 @@ def record_frames(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                 d[c] = None if isinstance(v, float) and math.isnan(v) else v
             dets.append(d)
         at += n
-        out.append({"site_id": record["site_id"], "camera_id": record["camera_id"], "ts": record["ts"][i],
-                    "frame_seq": record["frame_seq"][i], "frame_width": record["frame_width"],
-                    "frame_height": record["frame_height"], "detected": record["detected"][i], "detections": dets})
+        frame = {"site_id": record["site_id"], "camera_id": record["camera_id"], "ts": record["ts"][i],
+                 "frame_seq": record["frame_seq"][i], "frame_width": record["frame_width"],
+                 "frame_height": record["frame_height"], "detected": record["detected"][i], "detections": dets}
+        for c in probe:
+            v = record[c][i]
+            frame[c] = None if isinstance(v, float) and math.isnan(v) else v
+        out.append(frame)
     return out
 
 
 def layout_problem(record: Mapping[str, Any]) -> str | None:
     """Why a schema-valid record's columns do not fit together, or None: every per-frame column has
-    one entry per frame, frame times do not go back, the counts are not negative and add up to the
-    length of every per-detection column (present optional ones included)."""
+    one entry per frame (present optional ones included), frame times do not go back, the counts
+    are not negative and add up to the length of every per-detection column (present optional ones
+    included)."""
     ts = record["ts"]
     frames = len(ts)
     if frames == 0:
         return "a batch without frames"
-    for c in FRAME_COLUMNS[1:]:
-        if len(record[c]) != frames:
-            return f"column {c} has {len(record[c])} entries for {frames} frames"
+    for c in _PER_FRAME:
+        values = record.get(c)
+        if values is not None and len(values) != frames:
+            return f"column {c} has {len(values)} entries for {frames} frames"
     if frames > 1 and ts != sorted(ts):
         return "frame times are not in capture order"
     counts = record["detection_counts"]
@@ -178,3 +208,4 @@ def layout_problem(record: Mapping[str, Any]) -> str | None:
 
 
 _PER_DETECTION = DETECTION_COLUMNS + OPTIONAL_COLUMNS
+_PER_FRAME = FRAME_COLUMNS[1:] + PROBE_COLUMNS

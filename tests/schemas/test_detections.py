@@ -2,7 +2,7 @@
 unpack to the same frames, a layout that does not fit together is named, and the record can grow
 new optional columns without breaking a reader of either version.
 
-Requirement ids: T6 (track ids marked pseudonymous; nothing in it can hold pixels), T9 (a record
+Requirement ids: T6 (track and trip ids marked pseudonymous; nothing in it can hold pixels), T9 (a record
 the worker cannot use is refused with a reason, never half applied).
 """
 
@@ -22,6 +22,7 @@ from privaflow.schemas.codec import load_schema
 from privaflow.schemas.detections import (
     DETECTION_COLUMNS,
     OPTIONAL_COLUMNS,
+    PROBE_COLUMNS,
     SCHEMA_NAME,
     BatchBuilder,
     batch_records,
@@ -44,6 +45,16 @@ detections = st.fixed_dictionaries({
 })
 
 
+# a mobile camera's per-frame probe fields (edge/mobile.py), any of them absent for a frame
+probe = st.fixed_dictionaries({}, optional={
+    "trip_id": st.none() | st.integers(0, 2**63 - 1), "h3_cell": st.none() | st.sampled_from(["89283082837ffff"]),
+    "probe_heading": st.none() | st.sampled_from(["N", "SW"]), "probe_speed_kmh": st.none() | st.integers(0, 130),
+    "vehicles_ahead": st.none() | st.integers(0, 9), "ahead_band": st.none() | st.sampled_from(["near", "far"]),
+    "people": st.none() | st.integers(0, 20),
+    "furniture": st.lists(st.sampled_from(["stop sign", "traffic light"]), max_size=2),
+})
+
+
 @st.composite
 def camera_frames(draw: st.DrawFn) -> list[dict[str, Any]]:
     n = draw(st.integers(1, 12))
@@ -51,7 +62,7 @@ def camera_frames(draw: st.DrawFn) -> list[dict[str, Any]]:
     return [{"site_id": "s", "camera_id": draw(st.sampled_from(["a", "b"])),
              "ts": 1_767_225_600_000 + sum(steps[:i + 1]), "frame_seq": i, "frame_width": 640,
              "frame_height": 480, "detected": draw(st.booleans()),
-             "detections": draw(st.lists(detections, max_size=6))} for i in range(n)]
+             "detections": draw(st.lists(detections, max_size=6)), **draw(probe)} for i in range(n)]
 
 
 def _avro(record: dict[str, Any], schema: Any = SCHEMA, reader: Any = None) -> dict[str, Any]:
@@ -82,6 +93,9 @@ def test_frames_pack_into_records_and_unpack_to_the_same_frames(frames: list[dic
         got = by_camera[cam]
         assert [f["ts"] for f in got] == [f["ts"] for f in want]
         for g, w in zip(got, want, strict=True):
+            # a frame without furniture reads back as none passed ([]) when its record has the column
+            assert {c: g.get(c) or None if c == "furniture" else g.get(c) for c in PROBE_COLUMNS} == \
+                {c: w.get(c) or None if c == "furniture" else w.get(c) for c in PROBE_COLUMNS}
             for gd, wd in zip(g["detections"], w["detections"], strict=True):
                 for k, v in wd.items():
                     assert gd[k] == (pytest.approx(v, nan_ok=True) if isinstance(v, float) else v), k
@@ -100,34 +114,34 @@ def test_a_camera_without_optional_values_pays_nothing_for_their_columns() -> No
         b.add(2, 2, True, (320, 240), frame_columns([]))
 
 
-def test_the_track_id_column_is_marked_pseudonymous_and_nothing_can_hold_pixels() -> None:
+def test_the_track_and_trip_id_columns_are_marked_pseudonymous_and_nothing_can_hold_pixels() -> None:
     fields = {f["name"]: f for f in load_schema(SCHEMA_NAME)["fields"]}
-    assert fields["track_id"]["privacy"] == "pseudonymous"
+    assert fields["track_id"]["privacy"] == "pseudonymous" and fields["trip_id"]["privacy"] == "pseudonymous"
     assert "bytes" not in json.dumps(load_schema(SCHEMA_NAME)) and "fixed" not in json.dumps(load_schema(SCHEMA_NAME))
 
 
-def _future_schema() -> dict[str, Any]:
-    """What a later version (mobile cameras, issue 16) might add: optional columns with null defaults."""
-    future = copy.deepcopy(load_schema(SCHEMA_NAME))
-    future["fields"] += [
-        {"name": "h3_cell", "type": ["null", {"type": "array", "items": "long"}], "default": None,
-         "doc": "Per frame: the vehicle's position as an H3 cell."},
-        {"name": "trip_id", "type": ["null", "string"], "default": None, "doc": "The vehicle's trip."},
-    ]
-    return future
+def _before_probe_columns() -> dict[str, Any]:
+    """The record as it was before mobile cameras (issue 16) added their per-frame probe columns."""
+    old = copy.deepcopy(load_schema(SCHEMA_NAME))
+    old["fields"] = [f for f in old["fields"] if f["name"] not in PROBE_COLUMNS]
+    return old
 
 
 def test_new_optional_columns_are_read_by_old_and_new_readers() -> None:
     """BACKWARD (a new reader reads old records, the new columns null) and FORWARD (an old reader
-    reads new records, skipping what it does not know): the registry's BACKWARD rule holds."""
+    reads new records, skipping what it does not know): the registry's BACKWARD rule holds for the
+    probe columns mobile cameras added."""
     frames = [{"site_id": "s", "camera_id": "c", "ts": 1_000 + i, "frame_seq": i, "frame_width": 640,
-               "frame_height": 480, "detected": True, "detections": []} for i in range(3)]
-    old = batch_records(frames, 5)[0]
-    future = fastavro.parse_schema(_future_schema())
-    assert _avro(old, SCHEMA, future)["h3_cell"] is None
-    new = {**old, "h3_cell": [617700169958293503, 617700169958293503, 617700169958293504], "trip_id": "t-1"}
-    read_old = _avro(new, future, SCHEMA)
-    assert "h3_cell" not in read_old and read_old["ts"] == old["ts"] and layout_problem(read_old) is None
+               "frame_height": 480, "detected": True, "detections": [], "trip_id": 7,
+               "h3_cell": "89283082837ffff", "probe_speed_kmh": 40.0 + i} for i in range(3)]
+    new = batch_records(frames, 5)[0]
+    old_schema = fastavro.parse_schema(_before_probe_columns())
+    old = {k: v for k, v in new.items() if k not in PROBE_COLUMNS}
+    read_new = _avro(old, old_schema, SCHEMA)
+    assert all(read_new[c] is None for c in PROBE_COLUMNS) and layout_problem(read_new) is None
+    read_old = _avro(new, SCHEMA, old_schema)
+    assert "h3_cell" not in read_old and read_old["ts"] == new["ts"] and layout_problem(read_old) is None
+    assert _avro(new)["trip_id"] == [7, 7, 7] and _avro(new)["probe_speed_kmh"] == [40.0, 41.0, 42.0]
 
 
 @pytest.mark.parametrize(("change", "words"), [
@@ -137,6 +151,7 @@ def test_new_optional_columns_are_read_by_old_and_new_readers() -> None:
     ({"detection_counts": [-1, 2]}, "negative detection count"),
     ({"ts": [2, 1]}, "not in capture order"),
     ({"colour": ["red", "blue"]}, "column colour has 2 entries for 1 detections"),
+    ({"h3_cell": ["89283082837ffff"]}, "column h3_cell has 1 entries for 2 frames"),
 ])
 def test_a_layout_that_does_not_fit_is_named(change: dict[str, Any], words: str) -> None:
     b = BatchBuilder("s", "c")
