@@ -114,6 +114,19 @@ def _record_violations(schema: Any, path: str) -> list[str]:
     return problems
 
 
+def field_kind(name: str) -> str:
+    """What a partner field is, by the allowlist rule for its name: `window` (bounds), `window_length`,
+    `id` (site-config ids), `vocabulary` (closed enums), `count`, `flag`, `statistic`, `bin_edges` or
+    `bins`. The disclosure policy (streams/disclosure.py) applies its rules by these kinds; KeyError
+    for a name the allowlist refuses."""
+    for kind, names in (("window", WINDOW_BOUNDS), ("window_length", (WINDOW_LENGTH,)), ("id", CONFIG_DIMENSIONS),
+                        ("vocabulary", tuple(VOCABULARIES)), ("count", COUNTS), ("flag", FLAGS),
+                        ("statistic", STATISTICS), ("bin_edges", (BIN_EDGES,)), ("bins", (BIN_COUNTS,))):
+        if name in names:
+            return kind
+    raise KeyError(f"field name {name!r} is not in the partner allowlist")
+
+
 def _check_field(name: str, t: Any) -> None:
     if name in WINDOW_BOUNDS:
         _timestamp_millis(t)

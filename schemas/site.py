@@ -238,8 +238,46 @@ class Retention(_Model):
         return days
 
 
+DAY_S = 86_400
+MAX_EPSILON = 100.0  # beyond this, noise is negligible and the "protection" only a word
+
+
+class Privacy(_Model):
+    """How a partner's tables are protected (docs/privacy-model.md). `k_anonymity` (the default):
+    cells below the partner's `k_anonymity` are withheld. `laplace`: differential privacy; every cell
+    of the window's grid is published with discrete Laplace noise (OpenDP), each table window spends
+    `epsilon_per_window` of the partner's `epsilon_per_day`, per camera and UTC day, and a window that
+    would overspend is not published. Without `epsilon_per_window` the daily budget is split evenly
+    over every window of every table the partner receives. `contributions_per_window` bounds what one
+    track adds to one table's grid in one window (more is dropped); the noise is calibrated to it."""
+
+    mechanism: Literal["k_anonymity", "laplace"] = "k_anonymity"
+    epsilon_per_day: float | None = Field(None, gt=0, le=MAX_EPSILON)
+    epsilon_per_window: float | None = Field(None, gt=0, le=MAX_EPSILON)
+    contributions_per_window: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Privacy:
+        if self.mechanism == "laplace":
+            if self.epsilon_per_day is None:
+                raise ValueError("epsilon_per_day: required with mechanism laplace: expected the daily privacy "
+                                 "budget per camera, a number > 0 (e.g. 1.0)")
+            if self.epsilon_per_window is not None and self.epsilon_per_window > self.epsilon_per_day:
+                raise ValueError(f"epsilon_per_window: {self.epsilon_per_window:g} is more than epsilon_per_day "
+                                 f"{self.epsilon_per_day:g}: not even one window could be published")
+        elif self.epsilon_per_day is not None or self.epsilon_per_window is not None:
+            raise ValueError("epsilon_per_day/epsilon_per_window: only with mechanism laplace (k_anonymity "
+                             "uses the partner's k_anonymity)")
+        return self
+
+    @property
+    def dp(self) -> bool:
+        return self.mechanism == "laplace"
+
+
 class Partner(_Model):
-    """Someone who receives aggregates: which tables, and the k-anonymity threshold applied for them."""
+    """Someone who receives aggregates: which tables, and how they are protected: the k-anonymity
+    threshold, or differential privacy (`privacy`)."""
 
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_-]+$")
     name: str | None = None
@@ -247,6 +285,7 @@ class Partner(_Model):
     tables: list[TableName] = Field(min_length=1)
     token_env: str | None = Field(None, description="environment variable holding the HTTP API bearer token "
                                   "(PRIVAFLOW_TOKEN_...)")
+    privacy: Privacy = Field(default_factory=Privacy)
 
     @field_validator("tables")
     @classmethod
@@ -258,20 +297,48 @@ class Partner(_Model):
     @field_validator("token_env")
     @classmethod
     def _token_env(cls, name: str | None) -> str | None:
-        # a variable such as HOME or USER holds something many people know, not a secret
-        if name is not None and not _TOKEN_ENV.match(name):
-            raise ValueError(f"expected the name of a variable that holds only this partner's token: "
-                             f"PRIVAFLOW_TOKEN_ then upper-case letters, digits or '_' (e.g. "
-                             f"PRIVAFLOW_TOKEN_CITY), got {name!r}")
-        return name
+        return _token_variable(name)
+
+    @property
+    def dp(self) -> bool:
+        """True when this partner gets differentially private tables (its own topics)."""
+        return self.privacy.dp
+
+    def epsilon_per_window(self, windows: Windows) -> float:
+        """The epsilon one window of one table spends (DP partners only): as configured, or the daily
+        budget split evenly over every window of every table this partner receives."""
+        if not self.dp or self.privacy.epsilon_per_day is None:
+            raise ValueError(f"partner {self.id!r} is not a differential-privacy partner")
+        if self.privacy.epsilon_per_window is not None:
+            return self.privacy.epsilon_per_window
+        per_day = sum(DAY_S / int(getattr(windows, t)) for t in self.tables)
+        return self.privacy.epsilon_per_day / per_day
+
+
+def _token_variable(name: str | None) -> str | None:
+    # a variable such as HOME or USER holds something many people know, not a secret
+    if name is not None and not _TOKEN_ENV.match(name):
+        raise ValueError(f"expected the name of a variable that holds only this token: "
+                         f"PRIVAFLOW_TOKEN_ then upper-case letters, digits or '_' (e.g. "
+                         f"PRIVAFLOW_TOKEN_CITY), got {name!r}")
+    return name
 
 
 class Operator(_Model):
-    """Who runs the cameras; required on public notices."""
+    """Who runs the cameras; required on public notices. `token_env` names the variable holding the
+    operator's bearer token for the dashboard's operator view (unsuppressed aggregates); without it
+    the operator view answers nobody."""
 
     name: str
     contact: str
     purpose: str
+    token_env: str | None = Field(None, description="environment variable holding the operator's dashboard "
+                                  "token (PRIVAFLOW_TOKEN_...)")
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str | None) -> str | None:
+        return _token_variable(name)
 
 
 class SiteConfig(_Model):
@@ -297,6 +364,11 @@ class SiteConfig(_Model):
         problems += _duplicates("partners", [p.id for p in self.partners], "id")
         problems += _duplicates("partners", [p.token_env for p in self.partners if p.token_env], "token_env",
                                 [i for i, p in enumerate(self.partners) if p.token_env])
+        op_env = self.operator.token_env if self.operator else None
+        for i, p in enumerate(self.partners):
+            if op_env is not None and p.token_env == op_env:
+                problems.append(f"partners.{i}.token_env: {op_env!r} is the operator's token variable; a "
+                                "partner's token must never open the operator view")
         zone_ids = {z.id for z in self.zones}
         for i, line in enumerate(self.lines):
             if line.id in zone_ids:
@@ -318,6 +390,15 @@ class SiteConfig(_Model):
             unknown = set(p.tables) - set(PARTNER_TABLES)
             if unknown:
                 problems.append(f"partners.{i}.tables: partner {p.id!r} asks for unknown tables {sorted(unknown)}")
+        published = {t for p in self.partners for t in p.tables}
+        if {"traffic_volume", "attributes"} <= published:
+            tv, at = self.windows.traffic_volume, self.windows.attributes
+            if tv % at and at % tv:
+                # streams/disclosure.py keeps withheld attribute counts from being recomputed as the persons of
+                # traffic_volume minus the published attribute cells, over windows that tile each other
+                problems.append(f"windows.attributes: {at} s and windows.traffic_volume {tv} s must be multiples of "
+                                "one another when both tables are published (e.g. 900 and 60): a partner could "
+                                "add up windows of one to cover windows of the other")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -239,6 +239,10 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
             m.dead_letters.labels(d.kind).inc()
         for topic, k in sent.items():
             m.published.labels(topic).inc(k)
+        for (partner, table), eps in outcome.released.spent.items():
+            m.dp_epsilon.labels(partner, table).inc(eps)
+        for (partner, table), n in outcome.released.withheld.items():
+            m.dp_withheld.labels(partner, table).inc(n)
         by_table = Counter(c.table for c in outcome.closed)
         for table, k in by_table.items():
             idle = outcome.idle_closed.get(table, 0)

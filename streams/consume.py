@@ -6,9 +6,13 @@ file holds every decision about a record and the tests drive it without a broker
 State of a camera is one JSON-able dict (one faust Table entry, keyed by camera id and therefore
 co-partitioned with the detections)::
 
-    {"tracks": TrackBook state, "windows": WindowStore state,
+    {"tracks": TrackBook state, "windows": WindowStore state, "disclosure": Disclosure state,
      "offsets": {"<partition>": last applied offset}, "max_ts": newest frame time,
      "open_cells": ..., "live_tracks": ...}
+
+Every window the store closes goes through the camera's disclosure policy (`streams.disclosure`) at
+once, in the same step: what partners and the operator receive (`Outcome.released`) is decided with
+state that is checkpointed together with the windows, so a replay releases the same records.
 
 A record whose offset is at or below the stored offset of its partition was applied before the
 state was last written, so a replay after a crash skips it: state and offset mark travel in one
@@ -44,6 +48,7 @@ from typing import Any
 
 from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, epoch_ms, unframe
 from privaflow.schemas.site import SiteConfig
+from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowStore
 from privaflow.streams.tracks import TrackBook
@@ -103,31 +108,40 @@ class Tick:
 class CameraState:
     """Everything the worker keeps for one camera (see the module docstring)."""
 
-    __slots__ = ("camera_id", "book", "windows", "offsets", "max_ts")
+    __slots__ = ("camera_id", "book", "windows", "disclosure", "offsets", "max_ts")
 
-    def __init__(self, camera_id: str, book: TrackBook, windows: WindowStore, offsets: dict[int, int] | None = None,
-                 max_ts: int | None = None) -> None:
-        self.camera_id, self.book, self.windows = camera_id, book, windows
+    def __init__(self, camera_id: str, book: TrackBook, windows: WindowStore, disclosure: Disclosure,
+                 offsets: dict[int, int] | None = None, max_ts: int | None = None) -> None:
+        self.camera_id, self.book, self.windows, self.disclosure = camera_id, book, windows, disclosure
         self.offsets: dict[int, int] = offsets if offsets is not None else {}
         self.max_ts = max_ts
 
     @classmethod
-    def new(cls, site: SiteConfig, camera_id: str) -> CameraState:
-        return cls(camera_id, TrackBook(site, camera_id), WindowStore(site))
+    def new(cls, site: SiteConfig, camera_id: str, policy: Policy | None = None) -> CameraState:
+        return cls(camera_id, TrackBook(site, camera_id), WindowStore(site),
+                   Disclosure(policy or Policy(site), camera_id))
 
     def to_state(self) -> dict[str, Any]:
         windows = self.windows.to_state()
         return {"version": STATE_VERSION, "tracks": self.book.to_state(), "windows": windows,
+                "disclosure": self.disclosure.to_state(),
                 "offsets": {str(p): o for p, o in self.offsets.items()}, "max_ts": self.max_ts,
                 "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
 
     @classmethod
-    def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any]) -> CameraState:
+    def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any], policy: Policy | None = None
+                   ) -> CameraState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"camera state version {state.get('version')!r} is not {STATE_VERSION}")
         return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"]),
                    WindowStore.from_state(site, state["windows"]),
+                   Disclosure(policy or Policy(site), camera_id, state.get("disclosure")),
                    {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"])
+
+    def close_windows(self, watermark_ms: int) -> tuple[list[ClosedWindow], Released]:
+        """Close what the watermark has passed and put it through the disclosure policy."""
+        closed = self.windows.close(watermark_ms)
+        return closed, self.disclosure.release(closed, self.windows.watermark_ms)
 
 
 @dataclass
@@ -135,6 +149,7 @@ class Outcome:
     """What one batch produced; `streams.app` publishes it, then writes `states` at its next checkpoint."""
 
     closed: list[ClosedWindow] = field(default_factory=list)
+    released: Released = field(default_factory=Released)  # what the disclosure policy let out of `closed`
     idle_closed: Counter[str] = field(default_factory=Counter)  # of `closed`, per table, how many a tick closed
     events: list[Crossing | ZoneVisit] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -283,6 +298,7 @@ class Engine:
 
     def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str) -> None:
         self.site = site
+        self.policy = Policy(site)
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)
@@ -319,7 +335,8 @@ class Engine:
         if st is None:
             cam = key.decode()
             raw = load(key)
-            st = CameraState.new(self.site, cam) if raw is None else CameraState.from_state(self.site, cam, raw)
+            st = (CameraState.new(self.site, cam, self.policy) if raw is None
+                  else CameraState.from_state(self.site, cam, raw, self.policy))
             self._cache[key] = st
         return st
 
@@ -442,7 +459,9 @@ class Engine:
         out.applied += len(frames)
         out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
         if st.max_ts is not None:
-            out.closed.extend(st.windows.close(st.max_ts))
+            closed, released = st.close_windows(st.max_ts)
+            out.closed.extend(closed)
+            out.released.extend(released)
 
     def _tick(self, st: CameraState, m: Incoming, out: Outcome) -> bool:
         try:
@@ -458,8 +477,9 @@ class Engine:
         events = st.book.expire(tick.watermark_ms)
         st.windows.add(events)
         out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
-        closed = st.windows.close(tick.watermark_ms)
+        closed, released = st.close_windows(tick.watermark_ms)
         out.closed.extend(closed)
+        out.released.extend(released)
         out.idle_closed.update(c.table for c in closed)
         return True
 

@@ -50,13 +50,15 @@ class ZoneVisit:
 
 @dataclass(frozen=True, slots=True)
 class OccupancySample:
-    """How many people stood in a zone in one frame (one sample per zone per frame)."""
+    """How many people stood in a zone in one frame (one sample per zone per frame), and their track
+    ids (so that the occupancy table knows how many distinct people a window's statistics rest on)."""
 
     site_id: str
     camera_id: str
     zone_id: str
     ts_ms: int
     present: int
+    tracks: tuple[int, ...] = ()
 
 
 Event = Crossing | ZoneVisit | OccupancySample

@@ -1,9 +1,12 @@
-"""Producing what a batch produced: partner records, internal events and dead letters.
+"""Producing what a batch produced: partner and operator records, internal events and dead letters.
 
+The records for partner and operator topics are those the disclosure policy released
+(`Outcome.released`, streams/disclosure.py); nothing here builds one.
 `publish` returns only when the broker has acknowledged every record, and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
 records are keyed `table|site|dims|window_start|window_length_s` on compacted topics, and replaying the same
-records yields the same windows, so a re-publication replaces a record with an identical one.
+records yields the same windows and the same released values (noise included), so a re-publication
+replaces a record with an identical one.
 Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
 """
 
@@ -16,10 +19,9 @@ from typing import Any
 
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
+from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
 from privaflow.streams.consume import Outcome
 from privaflow.streams.events import Crossing, to_avro
-from privaflow.streams.partners import records_for_partners
 from privaflow.streams.settings import TopicNames
 
 # faust's Producer.send: (topic, key, value, partition, timestamp, headers) -> awaitable of the ack
@@ -32,7 +34,7 @@ class Publisher:
     def __init__(self, send: SendFn, registry: SchemaRegistry, site: SiteConfig, topics: TopicNames) -> None:
         self._send, self.site, self.topics = send, site, topics
         self._serdes: dict[str, AvroSerde] = {
-            t.name: serde_for_topic(registry, t.name) for t in all_topics() if t.value_schema}
+            t.name: serde_for_topic(registry, t.name) for t in topics_for_site(site) if t.value_schema}
 
     def prepare(self) -> None:
         """Register or look up every schema id now (blocking), so publishing never waits on the registry."""
@@ -48,10 +50,8 @@ class Publisher:
             pending.append(await self._send(topic, key, value, None, None, headers))
             sent[topic] += 1
 
-        for canonical, records in records_for_partners(outcome.closed, self.site).items():
-            serde, topic = self._serdes[canonical], self.topics.prefix + canonical
-            for key, value in records:
-                await send(topic, key.encode(), serde.encode(value))
+        for r in outcome.released.records:
+            await send(self.topics.prefix + r.topic, r.key.encode(), self._serdes[r.topic].encode(r.value))
         for ev in outcome.events:
             canonical = LINE_CROSSINGS if isinstance(ev, Crossing) else ZONE_EVENTS
             payload = self._serdes[canonical].encode(to_avro(ev))

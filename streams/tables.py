@@ -23,6 +23,12 @@ Crowding levels (occupancy) from `capacity_ratio = p95_present / capacity`: belo
 below 0.5 LOW, below 0.9 CROWDED, else FULL. A zone without a capacity has no ratio and reads
 EMPTY when nobody was ever present in the window, else LOW: without a capacity there is no
 honest basis for calling it crowded.
+
+Every cell also keeps the pseudonymous track id of each contribution (a crossing, a visit, a person
+standing in a zone), so that the disclosure policy (`streams.disclosure`) can count the *distinct
+objects* behind a value and bound each track's contribution in differential-privacy mode. Track
+ids stay in the worker's state: a `ClosedWindow` carries them for the policy, its `agg` never does,
+and no partner or operator record has a field for them.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class WindowContext:
 
 # an event -> the cell it feeds (dims) and the value it adds, or None when it does not feed the table
 Feed = Callable[[Any], "tuple[Dims, Any] | None"]
+# a cell -> the track id of each contribution to it, and the slot (bin) each went to
+Contributions = Callable[[Cell, WindowContext], "tuple[tuple[int, ...], tuple[int, ...]]"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,17 @@ class TableSpec:
     """Everything about one partner table. `feeds` maps an event type to how it feeds the table;
     `empty`/`add`/`stats` are the cell's aggregate; `rebuild` adapts a restored cell to a changed
     config (or returns it unchanged); `places` names the config items of a camera that feed it (empty:
-    the camera does not feed it); `partner_fields` turns a closed cell's statistics into the partner
-    record's fields other than site, dimensions and window, with threshold k applied, as
-    `suppression` says in words."""
+    the camera does not feed it).
+
+    What the disclosure policy (`streams.disclosure`) needs to know about the table, besides what its
+    partner schema says each field is: `contributions` gives each contribution's track and slot (the
+    dwell bin; 0 for a single count); `support` names, per statistic, the `agg` key holding the number
+    of distinct objects it rests on (default: the cell's distinct tracks; None: not about objects, e.g.
+    `samples` counts frames); `always_present` says a row exists whether or not anyone was there
+    (occupancy: one per zone and analysed window), so its existence needs no threshold; `dp_statistics`
+    names statistics with a differentially private release of their own and the most one person can
+    change them; `derive` recomputes fields that follow from released statistics (the crowding level
+    from a noisy p95); `suppression` says the rule in words for notices and the privacy report."""
 
     name: str
     label: str
@@ -88,9 +104,12 @@ class TableSpec:
     add: Callable[[Cell, Any, WindowContext], None]
     stats: Callable[[Cell, Dims, WindowContext], dict[str, Any]]
     places: Callable[[SiteConfig, str], tuple[str, ...]]
-    partner_fields: Callable[[dict[str, Any], int], dict[str, Any]]
     suppression: str
-    k_anonymous: bool = True  # False: published without a k threshold (the crowding level, G5)
+    contributions: Contributions = lambda cell, _ctx: (tuple(cell[-1]), (0,) * len(cell[-1]))
+    support: Mapping[str, str | None] = field(default_factory=dict)
+    always_present: bool = False
+    dp_statistics: Mapping[str, int] = field(default_factory=dict)
+    derive: Callable[[dict[str, Any], Dims, WindowContext], dict[str, Any]] = lambda _f, _d, _c: {}
     notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
     rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
 
@@ -113,7 +132,9 @@ class TableSpec:
 @dataclass(frozen=True, slots=True)
 class ClosedWindow:
     """One cell of one table for one window, with its statistics computed (`agg`). `dims` are the
-    table's key dimensions in the order of its spec; nothing in it identifies a track."""
+    table's key dimensions in the order of its spec. `tracks` holds the pseudonymous track id of each
+    contribution and `slots` the slot (dwell bin) it went to, for the disclosure policy only: nothing
+    that is published or served reads them, and `agg` identifies no track."""
 
     table: str
     site_id: str
@@ -121,6 +142,13 @@ class ClosedWindow:
     window_start_ms: int
     window_end_ms: int
     agg: dict[str, Any]
+    tracks: tuple[int, ...] = ()
+    slots: tuple[int, ...] = ()
+
+    @property
+    def objects(self) -> int:
+        """Distinct tracks behind the cell."""
+        return len(set(self.tracks))
 
 
 # ---------------------------------------------------------------- statistics
@@ -169,38 +197,62 @@ def crowding_level(capacity_ratio: float | None, max_present: int) -> str:
 # ---------------------------------------------------------------- the tables' aggregates
 
 def _count_and_values(_ctx: WindowContext) -> Cell:
-    return [0, []]  # count, the measured values (speeds, travel times) of the counted objects
+    # count; the measured value (speed, travel time; None when unmeasured) and the track of each contribution
+    return [0, [], []]
 
 
-def _add_count_and_value(cell: Cell, value: float | None, _ctx: WindowContext) -> None:
+def _add_count_and_value(cell: Cell, fed: tuple[int, float | None], _ctx: WindowContext) -> None:
+    track, value = fed
     cell[0] += 1
-    if value is not None:
-        cell[1].append(float(value))
+    cell[1].append(None if value is None else float(value))
+    cell[2].append(track)
 
 
-def _add_one(cell: Cell, _value: Any, _ctx: WindowContext) -> None:
+def _add_one(cell: Cell, track: int, _ctx: WindowContext) -> None:
     cell[0] += 1
+    cell[1].append(track)
+
+
+def _measured(cell: Cell) -> tuple[list[float], int]:
+    """The measured values of a count cell, sorted, and how many distinct tracks they come from."""
+    pairs = [(v, t) for v, t in zip(cell[1], cell[2], strict=True) if v is not None]
+    return sorted(v for v, _ in pairs), len({t for _, t in pairs})
 
 
 def _volume_stats(cell: Cell, _dims: Dims, _ctx: WindowContext) -> dict[str, Any]:
-    speeds = sorted(cell[1])
-    return {"count": cell[0], "speed_samples": len(speeds),
+    speeds, speed_objects = _measured(cell)
+    return {"count": cell[0], "speed_samples": len(speeds), "speed_objects": speed_objects,
             "mean_speed_kmh": sum(speeds) / len(speeds) if speeds else None,
             "p85_speed_kmh": percentile(speeds, 0.85)}
 
 
 def _flow_stats(cell: Cell, _dims: Dims, _ctx: WindowContext) -> dict[str, Any]:
-    return {"count": cell[0], "median_travel_s": percentile(sorted(cell[1]), 0.5)}
+    times, travel_objects = _measured(cell)
+    return {"count": cell[0], "travel_objects": travel_objects, "median_travel_s": percentile(times, 0.5)}
+
+
+def _count_rebuild(cell: Cell, _ctx: WindowContext) -> Cell:
+    if len(cell) == 3:
+        return cell
+    # a cell from before track ids were kept: its values were measured ones only; tracks unknown (-1, one
+    # object) so the policy can only under-count its distinct objects
+    return [cell[0], [*cell[1], *[None] * (cell[0] - len(cell[1]))], [-1] * cell[0]]
 
 
 def _dwell_empty(ctx: WindowContext) -> Cell:
-    return [[0] * (len(ctx.dwell_bins) + 1), []]  # visits per bin, the dwell times
+    return [[0] * (len(ctx.dwell_bins) + 1), [], []]  # visits per bin, the dwell times, their tracks
 
 
-def _dwell_add(cell: Cell, dwell_s: float, ctx: WindowContext) -> None:
+def _dwell_bin(ctx: WindowContext, dwell_s: float) -> int:
     # bin i counts upper[i-1] <= dwell < upper[i]; the last bin is open-ended
-    cell[0][bisect.bisect_right(ctx.dwell_bins, dwell_s)] += 1
+    return bisect.bisect_right(ctx.dwell_bins, dwell_s)
+
+
+def _dwell_add(cell: Cell, fed: tuple[int, float], ctx: WindowContext) -> None:
+    track, dwell_s = fed
+    cell[0][_dwell_bin(ctx, dwell_s)] += 1
     cell[1].append(dwell_s)
+    cell[2].append(track)
 
 
 def _dwell_stats(cell: Cell, _dims: Dims, ctx: WindowContext) -> dict[str, Any]:
@@ -209,24 +261,41 @@ def _dwell_stats(cell: Cell, _dims: Dims, ctx: WindowContext) -> dict[str, Any]:
             "median_dwell_s": percentile(values, 0.5)}
 
 
+def _dwell_contributions(cell: Cell, ctx: WindowContext) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tuple(cell[2]), tuple(_dwell_bin(ctx, v) for v in cell[1])
+
+
 def _dwell_rebuild(cell: Cell, ctx: WindowContext) -> Cell:
-    if len(cell[0]) == len(ctx.dwell_bins) + 1:
+    tracks = cell[2] if len(cell) == 3 else [-1] * len(cell[1])
+    if len(cell[0]) == len(ctx.dwell_bins) + 1 and len(cell) == 3:
         return cell
     counts = [0] * (len(ctx.dwell_bins) + 1)  # the bins changed since the snapshot: recount the values
     for v in cell[1]:
-        counts[bisect.bisect_right(ctx.dwell_bins, v)] += 1
-    return [counts, cell[1]]
+        counts[_dwell_bin(ctx, v)] += 1
+    return [counts, cell[1], tracks]
 
 
 def _occupancy_empty(_ctx: WindowContext) -> Cell:
-    return [[]]  # histogram: people present -> frames
+    return [[], []]  # histogram: people present -> frames; the distinct tracks of people seen inside
 
 
-def _occupancy_add(cell: Cell, present: int, _ctx: WindowContext) -> None:
+def _occupancy_add(cell: Cell, fed: tuple[int, tuple[int, ...]], _ctx: WindowContext) -> None:
+    present, tracks = fed
     hist = cell[0]
     if present >= len(hist):
         hist.extend([0] * (present + 1 - len(hist)))
     hist[present] += 1
+    if tracks:
+        seen = cell[1]
+        for t in tracks:
+            i = bisect.bisect_left(seen, t)
+            if i == len(seen) or seen[i] != t:
+                seen.insert(i, t)
+
+
+def _occupancy_rebuild(cell: Cell, _ctx: WindowContext) -> Cell:
+    # a cell from before track ids were kept knows no object: its statistics stay withheld below k
+    return cell if len(cell) == 2 else [cell[0], []]
 
 
 def _occupancy_stats(cell: Cell, dims: Dims, ctx: WindowContext) -> dict[str, Any]:
@@ -242,52 +311,18 @@ def _occupancy_stats(cell: Cell, dims: Dims, ctx: WindowContext) -> dict[str, An
             "capacity_ratio": ratio, "crowding_level": crowding_level(ratio, max_present)}
 
 
-def _f(x: float | None) -> float | None:
-    return None if x is None else float(x)
+def _occupancy_derive(released: dict[str, Any], dims: Dims, ctx: WindowContext) -> dict[str, Any]:
+    """The ratio and level that follow from a released (noisy) p95: post-processing, no extra cost."""
+    p95 = released.get("p95_present")
+    capacity = ctx.capacity.get(dims[0])
+    ratio = p95 / capacity if p95 is not None and capacity else None
+    return {"capacity_ratio": ratio, "crowding_level": crowding_level(ratio, 1 if p95 else 0)}
 
 
-def _counted(agg: dict[str, Any], k: int) -> tuple[int | None, bool]:
-    count = int(agg["count"])
-    return (None, True) if count < k else (count, False)
-
-
-def _volume_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
-    count, suppressed = _counted(agg, k)
-    # a mean over fewer than k measured objects would be one car's speed
-    speeds_ok = not suppressed and int(agg.get("speed_samples", 0)) >= k
-    return {"count": count, "suppressed": suppressed,
-            "mean_speed_kmh": _f(agg["mean_speed_kmh"]) if speeds_ok else None,
-            "p85_speed_kmh": _f(agg["p85_speed_kmh"]) if speeds_ok else None}
-
-
-def _flow_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
-    count, suppressed = _counted(agg, k)
-    return {"count": count, "suppressed": suppressed,
-            "median_travel_s": None if suppressed else _f(agg["median_travel_s"])}
-
-
-def _dwell_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
-    counts = [None if 0 < int(c) < k else int(c) for c in agg["bin_counts"]]
-    return {"bin_upper_s": [float(b) for b in agg["bin_upper_s"]], "bin_counts": counts,
-            "suppressed": any(c is None for c in counts),
-            "median_dwell_s": _f(agg["median_dwell_s"]) if int(agg["count"]) >= k else None}
-
-
-def _occupancy_fields(agg: dict[str, Any], _k: int) -> dict[str, Any]:
-    return {"mean_present": float(agg["mean_present"]), "max_present": int(agg["max_present"]),
-            "p95_present": float(agg["p95_present"]), "capacity_ratio": _f(agg["capacity_ratio"]),
-            "crowding_level": agg["crowding_level"], "samples": int(agg["samples"])}
-
-
-def _attribute_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
-    count, suppressed = _counted(agg, k)
-    return {"count": count, "suppressed": suppressed}
-
-
-def _attributes(place: str, age: str | None, gender: str | None) -> tuple[Dims, None] | None:
+def _attributes(place: str, age: str | None, gender: str | None, track: int) -> tuple[Dims, int] | None:
     if age is None and gender is None:
         return None
-    return (place, age or UNKNOWN, gender or UNKNOWN), None
+    return (place, age or UNKNOWN, gender or UNKNOWN), track
 
 
 def _lines_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
@@ -306,47 +341,53 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
     TableSpec(
         name="traffic_volume", label="Traffic volume", schema="partner_traffic_volume",
         dims=(Dim("line_id", "line"), Dim("direction", "direction"), Dim("class_name", "class")),
-        feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name), e.speed_kmh)},
+        feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name), (e.track_id, e.speed_kmh))},
         empty=_count_and_values, add=_add_count_and_value, stats=_volume_stats, places=_lines_of,
-        partner_fields=_volume_fields,
-        suppression="a count below k is withheld (null, suppressed=true), with its speed statistics",
+        rebuild=_count_rebuild, support={"mean_speed_kmh": "speed_objects", "p85_speed_kmh": "speed_objects"},
+        suppression="a cell with fewer than k distinct objects is not published; its speed statistics need k "
+                    "measured objects (else null, suppressed=true)",
         notice={"en": "traffic volumes (by place, direction, type and time)",
                 "ja": "通過数（場所・方向・種類・時間帯ごと）"}),
     TableSpec(
         name="occupancy", label="Occupancy", schema="partner_occupancy",
         dims=(Dim("zone_id", "zone"),),
-        feeds={OccupancySample: lambda e: ((e.zone_id,), e.present)},
+        feeds={OccupancySample: lambda e: ((e.zone_id,), (e.present, e.tracks))},
         empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_zones_of,
-        partner_fields=_occupancy_fields,
-        suppression="not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
-        k_anonymous=False,
+        rebuild=_occupancy_rebuild, contributions=lambda cell, _ctx: (tuple(cell[1]), (0,) * len(cell[1])),
+        support={"samples": None}, always_present=True, dp_statistics={"p95_present": 1}, derive=_occupancy_derive,
+        suppression="the head-count statistics need k distinct people present in the window (else null, "
+                    "suppressed=true); the crowding level is always published (G5)",
         notice={"en": "occupancy (people present per area)", "ja": "混雑度（エリアごとの人数）"}),
     TableSpec(
         name="flow_lines", label="Flow lines", schema="partner_flow_lines",
         dims=(Dim("origin_zone_id", "zone"), Dim("destination_zone_id", "zone")),
-        feeds={ZoneVisit: lambda e: ((e.from_zone_id, e.zone_id), e.travel_s)
+        feeds={ZoneVisit: lambda e: ((e.from_zone_id, e.zone_id), (e.track_id, e.travel_s))
                if e.kind == "ENTRY" and e.from_zone_id is not None else None},
         empty=_count_and_values, add=_add_count_and_value, stats=_flow_stats, places=_zones_of,
-        partner_fields=_flow_fields,
-        suppression="a count below k is withheld (null, suppressed=true), with its travel time",
+        rebuild=_count_rebuild, support={"median_travel_s": "travel_objects"},
+        suppression="a cell with fewer than k distinct objects is not published, nor its travel time",
         notice={"en": "movements between areas (flow lines)", "ja": "エリア間の移動数（動線）"}),
     TableSpec(
         name="dwell", label="Dwell time", schema="partner_dwell",
         dims=(Dim("zone_id", "zone"),),
-        feeds={ZoneVisit: lambda e: ((e.zone_id,), float(e.dwell_s))
+        feeds={ZoneVisit: lambda e: ((e.zone_id,), (e.track_id, float(e.dwell_s)))
                if e.kind == "EXIT" and e.dwell_s is not None else None},
         empty=_dwell_empty, add=_dwell_add, stats=_dwell_stats, places=_zones_of, rebuild=_dwell_rebuild,
-        partner_fields=_dwell_fields,
-        suppression="every bin holding 1..k-1 visits is withheld; the median needs k visits",
+        contributions=_dwell_contributions,
+        suppression="a zone's row needs k distinct visitors; every bin with fewer than k (none included) is "
+                    "null; the median needs k visitors",
         notice={"en": "dwell-time distributions", "ja": "滞在時間の分布"}),
     TableSpec(
         name="attributes", label="Visitor attributes", schema="partner_attributes",
         dims=(Dim("place_id", "place"), Dim("age_bracket", "age_bracket"), Dim("gender", "gender")),
-        feeds={Crossing: lambda e: _attributes(e.line_id, e.age_bracket, e.gender),
-               ZoneVisit: lambda e: _attributes(e.zone_id, e.age_bracket, e.gender) if e.kind == "ENTRY" else None},
-        empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
-        places=_attribute_places, partner_fields=_attribute_fields,
-        suppression="a count below k is withheld (null, suppressed=true)",
+        feeds={Crossing: lambda e: _attributes(e.line_id, e.age_bracket, e.gender, e.track_id),
+               ZoneVisit: lambda e: _attributes(e.zone_id, e.age_bracket, e.gender, e.track_id)
+               if e.kind == "ENTRY" else None},
+        empty=lambda _ctx: [0, []], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        rebuild=lambda cell, _ctx: cell if len(cell) == 2 else [cell[0], [-1] * cell[0]],
+        places=_attribute_places,
+        suppression="a cell with fewer than k distinct objects is not published; cells that would let a "
+                    "withheld count be recomputed from traffic_volume are withheld too",
         notice={"en": "counts by estimated age group and gender", "ja": "推定年代・性別ごとの人数"}),
 )}
 TABLES: tuple[str, ...] = tuple(SPECS)
@@ -429,7 +470,10 @@ class WindowStore:
     # ------------------------------------------------------------------ results
 
     def _closed(self, table: str, start: int, win: _Window, dims: Dims, cell: Cell) -> ClosedWindow:
-        return ClosedWindow(table, self.site_id, dims, start, win.end, SPECS[table].stats(cell, dims, self._ctx))
+        spec = SPECS[table]
+        tracks, slots = spec.contributions(cell, self._ctx)
+        return ClosedWindow(table, self.site_id, dims, start, win.end, spec.stats(cell, dims, self._ctx),
+                            tracks, slots)
 
     def close(self, watermark_ms: int) -> list[ClosedWindow]:
         """Close and return (once) every window whose end plus grace is at or before the watermark.

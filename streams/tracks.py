@@ -159,6 +159,7 @@ class TrackBook:
         along: list[list[float]] = []
         zstate: list[list[int]] = []
         present: list[list[int]] = []
+        inside_tracks: dict[tuple[int, int], list[int]] = {}  # (frame, zone) -> tracks of the people inside
         world: list[list[float]] | None = None
         if dets_all:
             z = np.array([d["foot_x"] + 1j * d["foot_y"] for d in dets_all], dtype=np.complex128)
@@ -177,6 +178,12 @@ class TrackBook:
                     np.cumsum(inside & person[:, None], axis=0, out=cum[1:])
                     bounds = np.fromiter(accumulate((len(f["detections"]) for f in frames), initial=0), np.intp)
                     present = (cum[bounds[1:]] - cum[bounds[:-1]]).tolist()
+                det_i, zone_k = np.nonzero(inside & person[:, None])
+                if det_i.size:
+                    ends = np.cumsum([len(f["detections"]) for f in frames])
+                    for f_i, k, i in zip(np.searchsorted(ends, det_i, side="right").tolist(), zone_k.tolist(),
+                                         det_i.tolist(), strict=True):
+                        inside_tracks.setdefault((f_i, k), []).append(dets_all[i]["track_id"])
             if self._homography is not None:
                 world = apply_homography(self._homography, np.stack([z.real, z.imag], axis=1)).tolist()
         out: list[Event] = []
@@ -197,7 +204,8 @@ class TrackBook:
             if dets:
                 self._detections(dets, ts, first, sides, along, zstate, world, out)
             for k in range(nz):
-                out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0))
+                out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0,
+                                           tuple(inside_tracks.get((fi, k), ()))))
         return out
 
     def _detections(self, dets: list[dict[str, Any]], ts: int, first: int, sides: list[list[float]],

@@ -30,7 +30,7 @@ from privaflow.schemas.codec import parsed_schema
 from privaflow.schemas.site import COCO_CLASSES, ConfigError, SiteConfig, parse_site_config
 from privaflow.schemas.topics import PARTNER_TABLES, topic, topics_for_site
 from privaflow.streams.consume import CameraState
-from privaflow.streams.partners import records_for_partners
+from privaflow.streams.disclosure import records_for_partners
 
 CASES = 10_000
 T0 = 1_767_225_600_000
