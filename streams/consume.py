@@ -48,6 +48,7 @@ from typing import Any
 
 from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, epoch_ms, unframe
 from privaflow.schemas.site import SiteConfig
+from privaflow.schemas.vocabulary import VOCABULARIES
 from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowStore
@@ -210,11 +211,35 @@ class Checkpoints:
         self._since = None
 
 
+# labels a detection may carry, each from its closed vocabulary (schemas/vocabulary.py): anything else is
+# free text from whoever holds the edge credential, never a partner row (docs/privacy-model.md, rule e)
+_LABELS = {kind: frozenset(VOCABULARIES[kind].labels) for kind in ("age_bracket", "gender", "colour")}
+
+
+def label_problem(detections: list[dict[str, Any]], classes: frozenset[str] | None) -> tuple[str, str] | None:
+    """('label', reason) for the first detection whose class is not one the camera counts (`classes`)
+    or whose age bracket, gender or colour is outside its closed vocabulary; the value is shown
+    shortened and escaped, as it may be anything."""
+    for i, d in enumerate(detections):
+        c = d["class_name"]
+        if classes is not None and c not in classes:
+            return "label", (f"detection {i}: class {c[:40]!r} is not one of the camera's classes "
+                             f"({', '.join(sorted(classes))})")
+        for kind, allowed in _LABELS.items():
+            v = d.get(kind)
+            if v is not None and v not in allowed:
+                return "label", f"detection {i}: {kind} {v[:40]!r} is not in the closed vocabulary"
+    return None
+
+
 def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | frozenset[str], key: str | None,
-                  max_ahead_ms: int = DEFAULT_MAX_CLOCK_AHEAD_MS) -> tuple[str, str] | None:
+                  max_ahead_ms: int = DEFAULT_MAX_CLOCK_AHEAD_MS,
+                  classes: Mapping[str, frozenset[str]] | None = None) -> tuple[str, str] | None:
     """(kind, reason) when a schema-valid record is semantically unusable, else None. A frame more than
     `max_ahead_ms` ahead of this worker's clock is unusable: accepted, it would move its camera's
-    watermark past every later real frame, and those would be skipped as replays."""
+    watermark past every later real frame, and those would be skipped as replays. With `classes`
+    (camera -> the classes it counts), a label outside the camera's classes or a closed vocabulary
+    makes the frame unusable too (`label_problem`)."""
     if frame["site_id"] != site_id:
         return "site", f"site_id {frame['site_id']!r} is not this worker's site {site_id!r}"
     cam = frame["camera_id"]
@@ -238,6 +263,8 @@ def frame_problem(frame: dict[str, Any], site_id: str, cameras: set[str] | froze
             return "box", f"detection {i}: foot point ({d['foot_x']:.4g}, {d['foot_y']:.4g}) is not inside 0..1"
         if not 0.0 <= d["confidence"] <= 1.0:
             return "value", f"detection {i}: confidence {d['confidence']:.4g} is not in 0..1"
+    if classes is not None:
+        return label_problem(frame["detections"], classes.get(cam))
     return None
 
 
@@ -302,6 +329,7 @@ class Engine:
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)
+        self.classes = {c.id: frozenset(c.classes) for c in site.cameras}
         self.max_ahead_ms = site.windows.max_clock_skew_s * 1000
         self._cache: dict[bytes, CameraState] = {}
         # camera key -> (partition, last applied offset, monotonic time of its last record)
@@ -432,7 +460,7 @@ class Engine:
             except DecodeError as e:
                 out.dead.append(DeadLetter(m, _dead_kind(e.reason), e.reason))
                 continue
-            problem = frame_problem(frame, self.site.site_id, self.cameras, cam, self.max_ahead_ms)
+            problem = frame_problem(frame, self.site.site_id, self.cameras, cam, self.max_ahead_ms, self.classes)
             if problem:
                 out.dead.append(DeadLetter(m, *problem))
                 continue
