@@ -77,7 +77,8 @@ def expected_values(tables: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[
         out[f"occ-p95-{zone}"] = (last["p95_present"], None)
         out[f"occ-mean-{zone}"] = (last["mean_present"], None)
         out[f"occ-max-{zone}"] = (last["max_present"], None)
-        out[f"occ-icons-{zone}"] = (math.ceil(last["p95_present"]), None)
+        p95 = last["p95_present"]
+        out[f"occ-icons-{zone}"] = (None if p95 is None else math.ceil(p95), None)  # withheld below k
 
     for (o, d), rs in group(tables.get("flow_lines", []), "origin_zone_id", "destination_zone_id").items():
         out[f"od-{o}-{d}"] = _tally(r["count"] for r in rs)

@@ -3,7 +3,10 @@
 The same records feed the fake API (fast browser test) and the real broker (integration test), so
 both tests look at the same picture: a street line with cars (speeds known) and bicycles, a station
 concourse with three zones and gate lines, transitions between zones, dwell times, and visitor
-attributes at the shop door. Counts under K are withheld exactly as streams/partners.py does it.
+attributes at the shop door. `operator_rows` are the windows as the operator's topics carry them (no
+suppression); `partner_rows` the same windows as partners receive them, with the k-anonymity rules of
+streams/disclosure.py written again here: a cell below K is absent, a dwell bin below K (zero
+included) is null, a median needs K visits.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ def site_yaml(site_id: str) -> str:
     return SITE_YAML.format(site_id=site_id, k=K)
 
 
-def _count(n: int) -> tuple[int | None, bool]:
-    return (None, True) if n < K else (n, False)
+def _count(n: int, k: int) -> tuple[int | None, bool]:
+    return (None, True) if n < k else (n, False)
 
 
 def _windows(length_s: int, minutes: int, now_ms: int) -> list[tuple[int, int]]:
@@ -91,9 +94,23 @@ def _level(ratio: float) -> str:
     return "EMPTY" if ratio < 0.1 else "LOW" if ratio < 0.5 else "CROWDED" if ratio < 0.9 else "FULL"
 
 
-def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30,
-                 seed: int = 7) -> dict[str, list[dict[str, Any]]]:
-    """table -> partner Avro records (window times as epoch millis), newest window closed before now."""
+def operator_rows(site_id: str, now_ms: int | None = None, minutes: int = 30, seed: int = 7
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """table -> operator Avro records: every window, nothing withheld."""
+    return _rows(site_id, now_ms, minutes, seed, k=0)
+
+
+def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30, seed: int = 7
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """table -> the partners' Avro records of the same windows (k-anonymity with K)."""
+    rows = _rows(site_id, now_ms, minutes, seed, k=K)
+    for table in ("traffic_volume", "flow_lines", "attributes"):
+        rows[table] = [r for r in rows[table] if r["count"] is not None]  # below K: not published at all
+    return rows
+
+
+def _rows(site_id: str, now_ms: int | None, minutes: int, seed: int, k: int) -> dict[str, list[dict[str, Any]]]:
+    """table -> Avro records (window times as epoch millis), newest window closed before now."""
     now_ms = now_ms or int(time.time() * 1000)
     rnd = random.Random(seed)
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in
@@ -111,7 +128,7 @@ def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30,
                 ("gate-line", "leaving", "person", 16, None),
                 ("shop-door", "into-shop", "person", 6, None),
                 ("shop-door", "leaving-shop", "person", 5, None)):
-            count, suppressed = _count(max(0, round(base * rush + rnd.gauss(0, 2))))
+            count, suppressed = _count(max(0, round(base * rush + rnd.gauss(0, 2))), k)
             mean = None if suppressed or speed is None else round(speed + rnd.gauss(0, 3), 1)
             out["traffic_volume"].append({
                 "site_id": site_id, "line_id": line, "direction": direction, "class_name": cls,
@@ -123,31 +140,31 @@ def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30,
                 "site_id": site_id, "zone_id": zone, "window_start": ws, "window_end": we,
                 "mean_present": round(p95 * 0.7, 2), "max_present": math.ceil(p95 * 1.1),
                 "p95_present": p95, "capacity_ratio": round(p95 / cap, 3),
-                "crowding_level": _level(p95 / cap), "samples": 600})
+                "crowding_level": _level(p95 / cap), "samples": 600, "suppressed": False})
 
     for ws, we in _windows(300, minutes, now_ms):
         for origin, dest, base, travel in (("gates", "hall", 40, 18.0), ("hall", "gates", 35, 21.0),
                                            ("hall", "shop", 9, 12.0), ("shop", "hall", 8, 14.0),
                                            ("gates", "shop", 2, 30.0)):
-            count, suppressed = _count(max(0, round(base + rnd.gauss(0, 4))))
+            count, suppressed = _count(max(0, round(base + rnd.gauss(0, 4))), k)
             out["flow_lines"].append({
                 "site_id": site_id, "origin_zone_id": origin, "destination_zone_id": dest,
                 "window_start": ws, "window_end": we, "count": count, "suppressed": suppressed,
                 "median_travel_s": None if suppressed else round(travel + rnd.gauss(0, 2), 1)})
         for zone, shape in (("gates", [30, 22, 9, 3, 1, 0, 0]), ("shop", [2, 6, 9, 8, 5, 3, 1])):
             raw = [max(0, round(c + rnd.gauss(0, 1.5))) for c in shape]
-            counts = [None if 0 < c < K else c for c in raw]
+            counts = [None if c < k else c for c in raw]
             median = round((8.0 if zone == "gates" else 45.0) + rnd.gauss(0, 2), 1)
             out["dwell"].append({
                 "site_id": site_id, "zone_id": zone, "window_start": ws, "window_end": we,
                 "bin_upper_s": DWELL_BINS, "bin_counts": counts, "suppressed": any(c is None for c in counts),
-                "median_dwell_s": median if sum(raw) >= K else None})
+                "median_dwell_s": median if sum(raw) >= k else None})
 
     for ws, we in _windows(900, minutes, now_ms):
         for age, weight in (("age_10_19", 0.6), ("age_20_29", 1.6), ("age_30_39", 1.4), ("age_40_49", 1.0),
                             ("age_50_59", 0.7), ("age_60_69", 0.5), ("unknown", 0.3)):
             for gender, g in (("female", 1.1), ("male", 0.9), ("unknown", 0.25)):
-                count, suppressed = _count(max(0, round(9 * weight * g + rnd.gauss(0, 1.5))))
+                count, suppressed = _count(max(0, round(9 * weight * g + rnd.gauss(0, 1.5))), k)
                 out["attributes"].append({
                     "site_id": site_id, "place_id": "shop-door", "age_bracket": age, "gender": gender,
                     "window_start": ws, "window_end": we, "count": count, "suppressed": suppressed})
