@@ -535,5 +535,8 @@ window.addEventListener("DOMContentLoaded", () => {
     clearTimeout(timer);
     refresh();
   });
+  window.addEventListener("hashchange", () => {  // a link with #token=… opened in this tab
+    if (/(?:^#|&)token=/.test(location.hash)) { clearTimeout(timer); refresh(); }
+  });
   refresh();
 });
