@@ -43,14 +43,14 @@ def _free_port() -> int:
 TABLES = ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
 
 
-def _page_matches_api(page: Any, base: str, site_id: str) -> None:
+def _page_matches_api(page: Any, base: str, site_id: str, token: str) -> None:
     """The numbers on the live page equal the API's for the same period. Windows keep closing while
     the demo runs, so a snapshot taken just before a window closed is retried after the next refresh."""
     for attempt in range(4):
         shown = snapshot(page)
         q = {"site": site_id, "from": shown["from"], "to": shown["to"]}
-        api = {t: httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q, timeout=10).json()["rows"]
-               for t in TABLES}
+        api = {t: httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"}).json()["rows"] for t in TABLES}
         try:
             assert api["occupancy"], "the page's period holds no closed window of this run yet"
             assert_page_matches(shown["values"], expected_values(api))
@@ -62,6 +62,23 @@ def _page_matches_api(page: Any, base: str, site_id: str) -> None:
                                    timeout=20000)
 
 
+early: list[str] = []  # what the demo printed on stderr before the token line
+
+
+def _token_from(proc: subprocess.Popen[str]) -> str:
+    """Read the demo's stderr up to the dashboard line and return the token in its #token= link."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        early.append(line)
+        if "/dashboard/#token=" in line:
+            return line.strip().split("#token=", 1)[1]
+    pytest.fail("the demo printed no dashboard link with the operator's token:\n" + "".join(early)[-3000:])
+
+
 def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) -> None:
     require_media("vtest.avi", "sample.mp4")
     port, worker_port = _free_port(), _free_port()
@@ -71,6 +88,8 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
                              "--worker-port", str(worker_port)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
+        # the demo prints the dashboard's address with the operator's token, as a new user gets it
+        token = _token_from(proc)
         # while it runs: the dashboard is served and the operator API fills with closed windows
         deadline = time.monotonic() + 80
         rows: list[dict] = []
@@ -79,7 +98,7 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
             try:
                 html = httpx.get(f"http://127.0.0.1:{port}/dashboard/", timeout=3).text
                 r = httpx.get(f"http://127.0.0.1:{port}/api/v1/operator/tables/occupancy",
-                              params={"from": started}, timeout=3)
+                              params={"from": started}, timeout=3, headers={"Authorization": f"Bearer {token}"})
                 if r.status_code == 200:
                     rows = r.json()["rows"]
             except httpx.HTTPError:
@@ -91,21 +110,25 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
 
         # the live page, in a real browser, shows the API's numbers
         base = f"http://127.0.0.1:{port}"
-        page.goto(f"{base}/dashboard/?refresh=3")
+        page.goto(f"{base}/dashboard/?refresh=3#token={token}")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30000)
-        _page_matches_api(page, base, "demo-town")
+        _page_matches_api(page, base, "demo-town", token)
+        # counts at once: the operator view is not held back by k
+        assert page.locator("[data-value='suppressed']").count() == 0
         assert not page.errors, page.errors
         assert not page.outside_requests, page.outside_requests
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "dashboard-demo.png"), full_page=True)
 
-        out, err = proc.communicate(timeout=240)
+        out, rest = proc.communicate(timeout=240)
+        err = "".join(early) + rest
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # like Ctrl-C: the demo stops everything it started
             proc.communicate(timeout=90)
     assert proc.returncode == 0, err[-3000:]
-    assert "dashboard   http://127.0.0.1:" in err
+    assert f"dashboard   http://127.0.0.1:{port}/dashboard/#token=" in err
+    assert "operator view: counts before suppression" in out and "what partners received" in out
     assert "traffic volume" in out and "occupancy" in out
     assert "campus-west" in out and "campus-east" in out
     assert "level " in out

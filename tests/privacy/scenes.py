@@ -43,7 +43,7 @@ BASE_SITE: dict[str, Any] = {
 def site_with(partners: list[dict[str, Any]], **changes: Any) -> SiteConfig:
     data = json.loads(json.dumps(BASE_SITE))
     for key, value in changes.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_site_config({**data, "partners": partners}, "<attack site>")
 
 
