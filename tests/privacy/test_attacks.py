@@ -130,8 +130,8 @@ def _attacker_differences(got: dict[str, dict[str, dict[str, Any]]], site: SiteC
     for start, end in sorted(windows):
         # the attacker adds up whichever windows of each table tile the longer of the two
         lo, hi = min(start, _tile_start(start, site)), max(end, _tile_end(end, site))
-        persons = sum(t["count"] for t in tv if t["class_name"] == "person" and lo <= t["window_start"] < hi)
-        parts = sum(a["count"] for a in attrs if a["place_id"] == "door-line" and lo <= a["window_start"] < hi)
+        persons = sum(t["count"] or 0 for t in tv if t["class_name"] == "person" and lo <= t["window_start"] < hi)
+        parts = sum(a["count"] or 0 for a in attrs if a["place_id"] == "door-line" and lo <= a["window_start"] < hi)
         out.append(persons - parts)
     return out
 
