@@ -51,6 +51,15 @@ def site_warnings(site: SiteConfig, base_dir: Path | None = None) -> list[str]:
             if not path.exists():
                 out.append(f"cameras.{i}.source: {src!r} does not exist here (fine if this config is for "
                            "another machine)")
+    for i, p in enumerate(site.partners):
+        if p.dp and p.privacy.epsilon_per_window is not None:
+            windows = sum(86_400 // int(getattr(site.windows, t)) for t in p.tables)
+            affordable = int((p.privacy.epsilon_per_day or 0) / p.privacy.epsilon_per_window + 1e-9)
+            if affordable < windows:
+                hours = 24 * affordable / windows
+                out.append(f"partners.{i}.privacy: {p.id!r} spends {p.privacy.epsilon_per_window:g} per window on "
+                           f"{windows} windows a day, but its budget of {p.privacy.epsilon_per_day:g} covers "
+                           f"{affordable}: after about {hours:.1f} h of each UTC day nothing is published to it")
     if not any(c.attributes for c in site.cameras):
         for i, p in enumerate(site.partners):
             if "attributes" in p.tables:
@@ -79,9 +88,18 @@ def summary(site: SiteConfig, source: str) -> list[str]:
                  f"{w.grace_s} s, edge clocks up to {w.max_clock_skew_s} s ahead")
     lines.append(f"  retention: detections and events {site.retention.detections_days:g} days, partner tables "
                  f"{site.retention.partner_days:g} days")
+    op = site.operator.token_env if site.operator else None
+    lines.append(f"  operator view: token in ${op}" if op else "  operator view: off (no operator.token_env)")
     for p in site.partners:
         http = f"HTTP token in ${p.token_env}" if p.token_env else "no HTTP access"
-        lines.append(f"  partner {p.id}: k={p.k_anonymity}, {', '.join(p.tables)}; {http}")
+        if p.dp:
+            eps = p.epsilon_per_window(site.windows)
+            how = (f"differential privacy (laplace), epsilon {p.privacy.epsilon_per_day:g} per camera and day, "
+                   f"{eps:.3g} per window, {p.privacy.contributions_per_window} contribution(s) per track and window, "
+                   f"own topics")
+        else:
+            how = f"k={p.k_anonymity}"
+        lines.append(f"  partner {p.id}: {how}, {', '.join(p.tables)}; {http}")
     if not site.partners:
         lines.append("  no partners: nothing is published")
     return lines
