@@ -64,7 +64,8 @@ class Agent:
                  source: str | int | None = None, realtime: bool | None = None, pace: bool = False,
                  max_frames: int | None = None,
                  attributes: AttributeEstimator | None = None, metrics_port: int | None = None,
-                 metrics_host: str = "127.0.0.1", status_every_s: float = 2.0, status_out: TextIO | None = None) -> None:
+                 metrics_host: str = "127.0.0.1", status_every_s: float = 2.0,
+                 status_out: TextIO | None = None) -> None:
         self.site_id, self.camera, self.detector, self.sink = site_id, camera, detector, sink
         self.privacy = PrivacyFilter(camera.max_width, camera.privacy_masks)
         self.capture = Capture(camera.source if source is None else source, fps=camera.fps, realtime=realtime,

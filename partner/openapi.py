@@ -167,8 +167,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "privaflow partner API", "version": _version(),
             "description": "Closed-window aggregates of a privaflow site: the same rows as the partner "
-                           "Kafka topics, with the disclosure policy applied (k-anonymity or differential privacy). Nothing here "
-                           "identifies a person or "
+                           "Kafka topics, with the disclosure policy applied (k-anonymity or differential "
+                           "privacy). Nothing here identifies a person or "
                            "a vehicle (T6, T7). Authenticate with the bearer token issued to your "
                            "organisation.",
         },

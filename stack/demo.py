@@ -158,8 +158,8 @@ def read_rows(site: SiteConfig, timeout: float = 20) -> tuple[dict[str, list[dic
     store.start()
     try:
         store.wait_ready(timeout)
-        received = {p.id: {t: len(store.rows(t, view=p.id if p.dp else SHARED)) for t in p.tables}
-                    for p in site.partners}
+        received: dict[str, dict[str, int]] = {
+            p.id: {str(t): len(store.rows(t, view=p.id if p.dp else SHARED)) for t in p.tables} for p in site.partners}
         return {table: store.rows(table, view=OPERATOR) for table in PARTNER_TABLES}, received
     finally:
         store.stop()

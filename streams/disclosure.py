@@ -168,8 +168,9 @@ def k_anonymous_fields(closed: ClosedWindow, k: int) -> dict[str, Any] | None:
         if kind == "count":
             out[name] = value  # the row has k objects (and a count of at least as many contributions)
         elif kind == "bins":
-            objects = _bin_objects(closed, len(value))
-            out[name] = [v if n >= k else None for v, n in zip(value, objects, strict=True)]
+            bins: list[int] = list(value or [])
+            objects = _bin_objects(closed, len(bins))
+            out[name] = [v if n >= k else None for v, n in zip(bins, objects, strict=True)]
             withheld = withheld or any(v is None for v in out[name])
         elif kind == "statistic":
             support = _support(spec, closed, name)
@@ -571,9 +572,12 @@ def camera_of(site: SiteConfig, table: str, dims: Dims) -> str:
     """The camera a cell belongs to: the one of its line or zone (each belongs to one camera)."""
     spec = SPECS[table]
     place = next(v for d, v in zip(spec.dims, dims, strict=True) if d.kind in ("line", "zone", "place"))
-    for item in (*site.lines, *site.zones):
-        if item.id == place:
-            return item.camera
+    for line in site.lines:
+        if line.id == place:
+            return line.camera
+    for zone in site.zones:
+        if zone.id == place:
+            return zone.camera
     raise ValueError(f"{table} cell {dims!r}: {place!r} is no line or zone of the site")
 
 

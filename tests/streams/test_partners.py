@@ -67,7 +67,8 @@ def test_a_cell_below_k_is_not_published_and_at_k_it_is(k: int) -> None:
     is published with its statistics."""
     if k > 1:
         assert record(closed("traffic_volume", volume(k - 1)), k) is None
-        assert record(closed("flow_lines", {"count": k - 1, "travel_objects": k - 1, "median_travel_s": 3.0}), k) is None
+        few = {"count": k - 1, "travel_objects": k - 1, "median_travel_s": 3.0}
+        assert record(closed("flow_lines", few), k) is None
         assert record(closed("attributes", {"count": k - 1}), k) is None
     ok = record(closed("traffic_volume", volume(k)), k)
     assert ok is not None
