@@ -78,7 +78,7 @@ def _dup(kind: str):
     (_dup("cameras"), "cameras.2.id", "'campus' is already used by cameras.0"),
     (_dup("lines"), "lines.2.id", "'campus-midline' is already used by lines.0"),
     (_dup("zones"), "zones.2.id", "'campus-west' is already used by zones.0"),
-    (_dup("partners"), "partners.2.id", "'city' is already used by partners.0"),
+    (_dup("partners"), "partners.3.id", "'city' is already used by partners.0"),
     (lambda d: d["partners"][1].update(token_env="PRIVAFLOW_TOKEN_CITY"), "partners.1.token_env", "already used"),
     (lambda d: d["partners"][0].update(token_env="HOME"), "partners.0.token_env", "PRIVAFLOW_TOKEN_"),
     (lambda d: d["lines"][0].update(id="mid|line"), "lines.0.id", "no spaces, '|', ','"),
