@@ -48,6 +48,8 @@ from tests.streams.harness import (  # noqa: E402
 
 FUZZ_CASES = 3000
 CAMERAS = frozenset(c["id"] for c in TEST_SITE["cameras"])
+# the classes each camera counts: a garbled label outside them (or a vocabulary) is a dead letter too
+CLASSES = {c["id"]: frozenset(c["classes"]) for c in TEST_SITE["cameras"]}
 CAMERA_KEYS = sorted(c.encode() for c in CAMERAS)
 # float32 values (Avro `float`; bounds exact in float32) outside the worker's 0..1 tolerance of 1e-4
 OUTSIDE = (st.floats(min_value=1 + 2**-7, width=32) | st.floats(max_value=-(2**-7), width=32) | st.just(math.nan))
@@ -193,7 +195,7 @@ def usable(serde: AvroSerde, key: bytes | None, value: bytes | None) -> bool:
     except DecodeError:
         return False
     cam = None if key is None else key.decode("utf-8", "replace")
-    return frame_problem(frame, TEST_SITE["site_id"], CAMERAS, cam) is None
+    return frame_problem(frame, TEST_SITE["site_id"], CAMERAS, cam, classes=CLASSES) is None
 
 
 def metric(worker: WorkerProcess, name: str, **labels: str) -> float:
