@@ -5,6 +5,8 @@
     GET /healthz                                                 200 once every topic was read
     GET /api/v1/operator/tables/{table}?site=&from=&to=&limit=&cursor=&as=      operator token
     GET /api/v1/operator/site                                    operator token: lines, zones, partners
+    GET /api/v1/operator/scene/{camera}                          operator token: latest frame as objects (icon scene)
+    GET /api/v1/operator/road-map?site=&from=&to=                operator token: road cells, polygons, congestion level
     GET /dashboard/...                                           partner/dashboard/ (static, no data)
 
 Rows come from `PartnerStore` (the compacted partner topics replayed into memory), so a partner
@@ -42,6 +44,7 @@ from aiohttp import web
 
 from privaflow.partner.openapi import openapi_document
 from privaflow.partner.rows import csv_text, dims, json_row
+from privaflow.partner.scenes import LatestFrames, road_map
 from privaflow.partner.store import OPERATOR, SHARED, PartnerStore
 from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import ConfigError, Partner, SiteConfig
@@ -179,6 +182,7 @@ def site_summary(site: SiteConfig) -> dict[str, Any]:
                       "mechanism": p.privacy.mechanism, "tables": list(p.tables)} for p in site.partners],
         "windows": site.windows.model_dump(),
         "tables": [{"name": s.name, "label": s.label, "dims": list(s.dim_names)} for s in SPECS.values()],
+        "mobile_cameras": [c.id for c in site.mobile_cameras()],
     }
 
 
@@ -186,8 +190,8 @@ class PartnerApi:
     """The request handlers, bound to one site, its store and its partners' tokens."""
 
     def __init__(self, site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner],
-                 operator: str | None = None) -> None:
-        self.site, self.store, self.tokens, self.operator = site, store, tokens, operator
+                 operator: str | None = None, frames: LatestFrames | None = None) -> None:
+        self.site, self.store, self.tokens, self.operator, self.frames = site, store, tokens, operator, frames
         self._openapi = openapi_document()
 
     def _bearer(self, request: web.Request) -> str | web.Response:
@@ -327,6 +331,27 @@ class PartnerApi:
             return denied
         return web.json_response(site_summary(self.site))
 
+    async def operator_scene(self, request: web.Request) -> web.StreamResponse:
+        denied = self._authenticate_operator(request)
+        if denied is not None:
+            return denied
+        camera = request.match_info["camera"]
+        kinds = {c.id: c.kind for c in self.site.cameras}
+        if camera not in kinds:
+            return _error(404, f"unknown camera {camera[:80]!r}")
+        scene = self.frames.scene(camera) if self.frames is not None else None
+        if scene is None:  # nothing seen yet (or scenes are off): an empty scene, not an error
+            scene = {"camera_id": camera, "kind": kinds[camera], "ts": None, "objects": [], "probe": None}
+        return web.json_response(scene, headers={"Cache-Control": "no-store"})
+
+    async def operator_road_map(self, request: web.Request) -> web.StreamResponse:
+        denied = self._authenticate_operator(request)
+        if denied is not None:
+            return denied
+        rows, _ = self._select(request, "road_conditions", ("site", "from", "to"), None, OPERATOR)
+        return web.json_response(road_map(rows, self.site.h3_resolution()), headers={"Cache-Control": "no-store"},
+                                 dumps=_strict_dumps)
+
     async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self._openapi)
 
@@ -338,17 +363,22 @@ class PartnerApi:
 
 
 def make_app(site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner] | None = None,
-             dashboard_dir: Path | None = DASHBOARD_DIR, operator: str | None = None) -> web.Application:
-    """The aiohttp application. The store's consumer thread starts and stops with the app. `operator`:
-    the operator's token (default: the one in the variable the site's `operator.token_env` names;
-    without either there is no operator view)."""
+             dashboard_dir: Path | None = DASHBOARD_DIR, operator: str | None = None,
+             frames: LatestFrames | None = None) -> web.Application:
+    """The aiohttp application. The store's (and the scenes') consumer threads start and stop with the app.
+    `operator`: the operator's token (default: the one in the variable the site's `operator.token_env`
+    names; without either there is no operator view)."""
     handlers = PartnerApi(site, store, partner_tokens(site) if tokens is None else tokens,
-                          operator_token(site) if operator is None else operator)
+                          operator_token(site) if operator is None else operator, frames)
     app = web.Application()
 
     async def _store_lifecycle(app: web.Application) -> Any:
         store.start()
+        if frames is not None:
+            frames.start()
         yield
+        if frames is not None:
+            frames.stop()
         store.stop()
 
     app.cleanup_ctx.append(_store_lifecycle)
@@ -358,6 +388,8 @@ def make_app(site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner] |
     r.add_get("/api/v1/tables/{table}", handlers.partner_table)
     r.add_get("/api/v1/operator/tables/{table}", handlers.operator_table)
     r.add_get("/api/v1/operator/site", handlers.operator_site)
+    r.add_get("/api/v1/operator/scene/{camera}", handlers.operator_scene)
+    r.add_get("/api/v1/operator/road-map", handlers.operator_road_map)
     r.add_get("/", _redirect("/dashboard/"))
     r.add_get("/dashboard", _redirect("/dashboard/"))
     index = dashboard_dir / "index.html" if dashboard_dir else None
@@ -418,7 +450,7 @@ def serve(config_path: str, host: str, port: int) -> None:
     store = PartnerStore(site.site_id, dp_partners=[p.id for p in site.partners if p.dp])
     click.echo(f"privaflow api: site {site.site_id}, http://{host}:{port}/ (dashboard /dashboard/, "
                f"OpenAPI /api/v1/openapi.json)")
-    web.run_app(make_app(site, store, tokens, operator=operator), host=host, port=port,
+    web.run_app(make_app(site, store, tokens, operator=operator, frames=LatestFrames(site)), host=host, port=port,
                 access_log_format=ACCESS_LOG_FORMAT, print=None)
 
 

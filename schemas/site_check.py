@@ -60,6 +60,11 @@ def site_warnings(site: SiteConfig, base_dir: Path | None = None) -> list[str]:
                 out.append(f"partners.{i}.privacy: {p.id!r} spends {p.privacy.epsilon_per_window:g} per window on "
                            f"{windows} windows a day, but its budget of {p.privacy.epsilon_per_day:g} covers "
                            f"{affordable}: after about {hours:.1f} h of each UTC day nothing is published to it")
+    if not site.mobile_cameras():
+        for i, p in enumerate(site.partners):
+            if "road_conditions" in p.tables:
+                out.append(f"partners.{i}.tables: {p.id!r} receives road_conditions, but no camera is of kind "
+                           "mobile, so that table stays empty")
     if not any(c.attributes for c in site.cameras):
         for i, p in enumerate(site.partners):
             if "attributes" in p.tables:
@@ -77,14 +82,20 @@ def summary(site: SiteConfig, source: str) -> list[str]:
         lines.append(f"  camera {c.id}: {c.source}, {c.max_width} px wide, {c.fps:g} fps, detect every "
                      f"{c.detect_every}, {masks} privacy mask{'s' * (masks != 1)}, {detector}; counts "
                      f"{', '.join(c.classes)}{'; estimates age and gender' if c.attributes else ''}")
+        if c.mobile is not None:
+            m, src = c.mobile, c.mobile.position
+            lines.append(f"    mobile: positions from {src.kind} {src.path} (align {src.align}), H3 resolution "
+                         f"{m.h3_resolution}, {len(m.privacy_zones)} privacy zone{'s' * (len(m.privacy_zones) != 1)}, "
+                         f"nothing within {m.trip_end_radius_m:g} m of a trip's start or end")
         for ln in site.lines_for(c.id):
             lines.append(f"    line {ln.id}: {ln.directions[0]} / {ln.directions[1]}")
         for z in site.zones_for(c.id):
             cap = f", capacity {z.capacity}" if z.capacity else ""
             lines.append(f"    zone {z.id}: {len(z.polygon)} points{cap}")
     w = site.windows
+    road = f", road_conditions {w.road_conditions} s" if site.mobile_cameras() else ""
     lines.append(f"  windows: traffic_volume {w.traffic_volume} s, occupancy {w.occupancy} s, flow_lines "
-                 f"{w.flow_lines} s, dwell {w.dwell} s, attributes {w.attributes} s; late records up to "
+                 f"{w.flow_lines} s, dwell {w.dwell} s, attributes {w.attributes} s{road}; late records up to "
                  f"{w.grace_s} s, edge clocks up to {w.max_clock_skew_s} s ahead")
     lines.append(f"  retention: detections and events {site.retention.detections_days:g} days, partner tables "
                  f"{site.retention.partner_days:g} days")

@@ -17,8 +17,8 @@ Avro names (`[A-Za-z_][A-Za-z0-9_]*`), so each label has exactly one *symbol*, d
     ValueError: gender 'plate KA-01-1234' is not in the closed vocabulary (female, male, unknown)
 
 A vocabulary's kind is the name of the partner field that carries it (`class_name`, `age_bracket`,
-`gender`, `colour`, `crowding_level`). Adding a label later is a BACKWARD-compatible change of the
-enum (old records still read); removing or renaming one is not.
+`gender`, `colour`, `crowding_level`, `heading`, `congestion_level`). Adding a label later is a
+BACKWARD-compatible change of the enum (old records still read); removing or renaming one is not.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ COLOURS: tuple[str, ...] = ("black", "white", "grey", "red", "orange", "yellow",
                             "brown")
 # the occupancy table's levels, as station-gate crowding icons show them (G5); already Avro names
 CROWDING_LEVELS: tuple[str, ...] = ("EMPTY", "LOW", "CROWDED", "FULL")
+# COCO classes that are street structures: what a vehicle-mounted camera surveys for map makers (G4). A
+# plugged-in model whose class_map maps more classes onto these names adds to them; nothing else is furniture.
+ROAD_FURNITURE: tuple[str, ...] = ("traffic light", "fire hydrant", "stop sign", "parking meter", "bench")
+# a probe vehicle's direction of travel in eight compass buckets of 45 degrees, N centred on 0 (road_conditions)
+HEADINGS: tuple[str, ...] = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+# the road_conditions table's levels, from probe speed and vehicles ahead (streams/road_conditions.py)
+CONGESTION_LEVELS: tuple[str, ...] = ("FREE", "SLOW", "CONGESTED", "JAMMED")
 
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -127,7 +134,16 @@ VOCABULARIES: dict[str, Vocabulary] = {v.kind: v for v in (
     Vocabulary("colour", "Colour", COLOURS, "Dominant vehicle colour, one of eleven named colours."),
     Vocabulary("crowding_level", "CrowdingLevel", CROWDING_LEVELS,
                "Four levels as shown by icons at station gates."),
+    Vocabulary("heading", "Heading", HEADINGS,
+               "Direction of travel of the probe vehicles, one of eight 45-degree compass sectors (N is 337.5-22.5)."),
+    Vocabulary("congestion_level", "CongestionLevel", CONGESTION_LEVELS,
+               "Four road congestion levels from probe speed and vehicles ahead."),
 )}
+
+
+def heading_bucket(degrees: float) -> str:
+    """The compass sector of a heading in degrees clockwise from north: 0 -> N, 44.9 -> NE, 350 -> N."""
+    return HEADINGS[int(((degrees % 360.0) + 22.5) // 45.0) % 8]
 
 
 def vocabulary(kind: str) -> Vocabulary:

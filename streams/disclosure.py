@@ -57,7 +57,7 @@ from privaflow.schemas.topics import (
     operator_topic_name,
     partner_topic_name,
 )
-from privaflow.schemas.vocabulary import AGE_BRACKETS, GENDERS, UNKNOWN
+from privaflow.schemas.vocabulary import AGE_BRACKETS, GENDERS, UNKNOWN, partner_symbol
 from privaflow.streams.budget import EpsilonLedger, utc_day
 from privaflow.streams.noise import cell_key, keyed_noisy_counts
 from privaflow.streams.partners import partner_key, partner_value, strictest_k
@@ -126,24 +126,42 @@ class Released:
             self.spent[k] = self.spent.get(k, 0.0) + e
 
 
+_VALUES = ("count", "statistic", "level", "bin_edges", "bins", "class_counts")
+
+
+def _value(closed: ClosedWindow, name: str, kind: str) -> Any:
+    """A field's value as the partner schema wants it (a class list as the vocabulary's symbols)."""
+    value = closed.agg.get(name)
+    if kind == "class_list":
+        return [partner_symbol("class_name", c) for c in value or []]
+    if kind == "class_counts":
+        return list(value or [])
+    return value
+
+
 def operator_value(closed: ClosedWindow) -> dict[str, Any]:
     """The operator's record of a closed window: every field exact, no rule applied (never for a
     partner: it goes to the operator topics, readable by the api role only)."""
     kinds = field_kinds(closed.table)
     fields: dict[str, Any] = {}
     for name, kind in kinds.items():
-        if kind in ("count", "statistic", "level", "bin_edges", "bins"):
-            fields[name] = closed.agg.get(name)
+        if kind in (*_VALUES, "class_list"):
+            fields[name] = _value(closed, name, kind)
         elif kind == "flag":
             fields[name] = False
     return partner_value(closed, fields)
+
+
+def cell_objects(spec: TableSpec, closed: ClosedWindow) -> int:
+    """What k counts for a cell: its distinct tracks, or the distinct trips its aggregate names."""
+    return closed.objects if spec.k_unit == "objects" else int(closed.agg.get(spec.k_unit) or 0)
 
 
 def _support(spec: TableSpec, closed: ClosedWindow, statistic: str) -> int | None:
     key = spec.support.get(statistic, "objects")
     if key is None:
         return None
-    return closed.objects if key == "objects" else int(closed.agg.get(key) or 0)
+    return cell_objects(spec, closed) if key == "objects" else int(closed.agg.get(key) or 0)
 
 
 def _bin_objects(closed: ClosedWindow, bins: int) -> list[int]:
@@ -159,20 +177,22 @@ def k_anonymous_fields(closed: ClosedWindow, k: int) -> dict[str, Any] | None:
     if k < 1:
         raise ValueError(f"k-anonymity threshold must be at least 1, got {k}")
     spec = SPECS[closed.table]
-    if not spec.always_present and closed.objects < k:
+    if not spec.always_present and cell_objects(spec, closed) < k:
         return None
     out: dict[str, Any] = {}
     withheld = False
     for name, kind in field_kinds(closed.table).items():
         value = closed.agg.get(name)
-        if kind == "count":
+        if kind in ("class_list", "class_counts"):
+            out[name] = _value(closed, name, kind)  # what the row's k objects passed (road furniture)
+        elif kind == "count":
             out[name] = value  # the row has k objects (and a count of at least as many contributions)
         elif kind == "bins":
             bins: list[int] = list(value or [])
             objects = _bin_objects(closed, len(bins))
             out[name] = [v if n >= k else None for v, n in zip(bins, objects, strict=True)]
             withheld = withheld or any(v is None for v in out[name])
-        elif kind == "statistic":
+        elif kind == "statistic" or kind == "level" and name in spec.support:
             support = _support(spec, closed, name)
             published = support is None or support >= k
             out[name] = value if published else None
@@ -183,6 +203,15 @@ def k_anonymous_fields(closed: ClosedWindow, k: int) -> dict[str, Any] | None:
         if kind == "flag":
             out[name] = withheld
     return out
+
+
+def k_anonymous_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]] | None:
+    """(key, value) of one cell under threshold k (rules a, b), or None when the row is not published;
+    ValueError for a cell that can have no partner record (a label outside its vocabulary, a spatial
+    cell that is not an H3 index). For a table released outside the per-camera state (road_conditions,
+    over a whole fleet) and for tests; the worker's tables go through `Disclosure`."""
+    fields = k_anonymous_fields(closed, k)
+    return None if fields is None else (partner_key(closed), partner_value(closed, fields))
 
 
 # ---------------------------------------------------------------- differential privacy

@@ -13,6 +13,12 @@ table is one spec here plus its `schemas/avro/partner_<name>.avsc`.
 | flow_lines     | origin_zone_id, destination_zone_id   | ZoneVisit ENTRY with from_zone_id       |
 | dwell          | zone_id                               | ZoneVisit EXIT with dwell_s             |
 | attributes     | place_id, age_bracket, gender         | Crossing / ZoneVisit ENTRY with either  |
+| road_conditions| h3_cell, heading                      | mobile cameras' frames, over the fleet  |
+
+road_conditions is the one table not kept per camera: its cells are places on a map that every
+vehicle of a site passes, and its k counts distinct trips across all of them, so streams/road_worker.py
+aggregates it over the site's mobile cameras (`RoadWindows` in streams/road_conditions.py); its spec
+here gives it a name, dimensions, a schema and its partner fields like every other table.
 
 Windows are aligned to the epoch, sized per table by `site.windows.<table>`, and stay open until the
 watermark passes `window_end + grace_s`. An event for a window that has already closed is never
@@ -110,6 +116,8 @@ class TableSpec:
     always_present: bool = False
     dp_statistics: Mapping[str, int] = field(default_factory=dict)
     derive: Callable[[dict[str, Any], Dims, WindowContext], dict[str, Any]] = lambda _f, _d, _c: {}
+    # what k counts: distinct objects (the cell's tracks), or for road_conditions distinct trips (`agg["trips"]`)
+    k_unit: str = "objects"
     notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
     rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
 
@@ -390,6 +398,28 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
                     "withheld count be recomputed from traffic_volume are withheld too",
         notice={"en": "counts by estimated age group and gender", "ja": "推定年代・性別ごとの人数"}),
 )}
+
+
+def _mobile(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return (camera,) if site.camera(camera).kind == "mobile" else ()
+
+
+def _road_spec() -> TableSpec:
+    from privaflow.streams import road_conditions as road  # defined there; it uses `percentile` above
+
+    return TableSpec(
+        name="road_conditions", label="Road conditions", schema="partner_road_conditions",
+        dims=(Dim("h3_cell", "cell"), Dim("heading", "heading")),
+        feeds={}, empty=road.empty, add=road.add, stats=road.stats, places=_mobile, k_unit="trips",
+        contributions=lambda _cell, _ctx: ((), ()),  # kept per trip by streams/road_conditions.py, not per track
+        support={"samples": None, "median_speed_kmh": "speed_trips", "congestion_level": "speed_trips"},
+        suppression="a cell fewer than k distinct trips passed is not published; the speed and congestion "
+                    "level also need k trips with a speed",
+        notice={"en": "road conditions per map cell (probe speed, congestion, vehicles ahead, road furniture)",
+                "ja": "地図上の区画ごとの道路状況（走行速度・渋滞度・前方車両数・道路附属物）"})
+
+
+SPECS["road_conditions"] = _road_spec()
 TABLES: tuple[str, ...] = tuple(SPECS)
 
 

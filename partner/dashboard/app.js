@@ -54,6 +54,12 @@ function readToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/** The Authorization header for the operator routes (also used by scene.js and roadmap.js). */
+window.operatorHeaders = () => {
+  const token = readToken();
+  return token ? {Authorization: `Bearer ${token}`} : {};
+};
+
 function viewedPartner() { return view ? (site.partners || []).find(p => p.id === view) || null : null; }
 
 // ------------------------------------------------------------------ small helpers
@@ -492,7 +498,8 @@ async function refresh() {
     const data = Object.fromEntries(TABLES.map(t => [t, []]));
     tables.forEach((t, i) => { data[t] = results[i]; });
     // render everything in one synchronous pass so a reader never sees two periods mixed
-    for (const t of TABLES) document.getElementById(SECTION[t]).hidden = !tables.includes(t) && t !== "occupancy";
+    // a table drawn by its own script (road_conditions: roadmap.js) has no entry here and shows itself
+    for (const t of TABLES.filter(t => SECTION[t])) document.getElementById(SECTION[t]).hidden = !tables.includes(t) && t !== "occupancy";
     const totals = renderTraffic(data.traffic_volume);
     renderCrowding(site, data.occupancy, totals, params.get("plan"));
     renderOccupancyChart(data.occupancy);

@@ -66,7 +66,7 @@ def test_dims_are_the_key_fields_of_streams_partner_key() -> None:
     assert {t: dim_fields(t) for t in PARTNER_TABLES} == {
         "traffic_volume": ("line_id", "direction", "class_name"), "occupancy": ("zone_id",),
         "flow_lines": ("origin_zone_id", "destination_zone_id"), "dwell": ("zone_id",),
-        "attributes": ("place_id", "age_bracket", "gender")}
+        "attributes": ("place_id", "age_bracket", "gender"), "road_conditions": ("h3_cell", "heading")}
 
 
 @pytest.mark.parametrize("table", list(PARTNER_TABLES))
@@ -83,7 +83,12 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
                         "bin_upper_s": [5.0, float("inf")], "bin_counts": [1, None], "suppressed": True,
                         "median_dwell_s": 2.5},
               "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "age_20_29", "gender": "male",
-                             "window_start": 0, "window_end": 1, "count": 7, "suppressed": False}}[table]
+                             "window_start": 0, "window_end": 1, "count": 7, "suppressed": False},
+              "road_conditions": {"site_id": "s", "h3_cell": "892f5a32d97ffff", "heading": "NW", "window_start": 0,
+                                  "window_end": 1, "trips": 3, "suppressed": False, "samples": 40,
+                                  "median_speed_kmh": 31.0, "mean_vehicles_ahead": 1.5, "p85_vehicles_ahead": 2.0,
+                                  "mean_people": 0.25, "congestion_level": "FREE",
+                                  "furniture_classes": ["traffic_light"], "furniture_counts": [2]}}[table]
     row = json.loads(json.dumps(json_row(table, sample), allow_nan=False))
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
     with pytest.raises(jsonschema.ValidationError):

@@ -200,3 +200,13 @@ def test_the_operator_token_variable_is_never_a_partners() -> None:
     with pytest.raises(ConfigError, match="a partner's token must never open the operator view"):
         site(operator={"name": "o", "contact": "c", "purpose": "p", "token_env": "PRIVAFLOW_TOKEN_X"},
              partners=[{"id": "p", "tables": ["occupancy"], "token_env": "PRIVAFLOW_TOKEN_X"}])
+
+
+@pytest.mark.parametrize(("partner", "message"), [
+    ({"id": "maps", "k_anonymity": 1, "tables": ["road_conditions"]}, "partners.0.k_anonymity: 1 would publish"),
+    ({"id": "maps", "tables": ["road_conditions"], "privacy": {"mechanism": "laplace", "epsilon_per_day": 1}},
+     "partners.0.privacy: road_conditions cannot go to a differential-privacy partner"),
+])
+def test_road_conditions_need_k_of_two_trips_and_no_dp_yet(partner: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        site(partners=[partner])

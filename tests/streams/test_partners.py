@@ -30,7 +30,8 @@ from privaflow_stack.simulate import REALISTIC, simulate
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000
 DEFAULT_DIMS = {"traffic_volume": ("l1", "in", "car"), "flow_lines": ("a", "b"), "dwell": ("a",),
-                "occupancy": ("a",), "attributes": ("l1", "30-39", "female")}
+                "occupancy": ("a",), "attributes": ("l1", "30-39", "female"),
+                "road_conditions": ("892f5a32d97ffff", "NW")}
 
 
 def closed(table: str, agg: dict[str, Any], dims: tuple[str, ...] | None = None, objects: int | None = None,
@@ -130,6 +131,17 @@ def test_key_is_stable_and_names_the_cell() -> None:
         partner_value(ClosedWindow("nope", "s1", (), T0, T0, {}), {})
 
 
+def _road(passes: list[tuple[int, int, float | None, int, int, list[str]]]) -> dict[str, Any]:
+    from privaflow.streams.road_conditions import ProbeFrame, add, empty, stats
+
+    cell = empty()
+    for trip, n, speed, ahead, people, furniture in passes:
+        for i in range(n):
+            add(cell, ProbeFrame("taxi", T0 + i, trip, "892f5a32d97ffff", "NW", speed, ahead, people,
+                                 tuple(furniture) if i == 0 else ()))
+    return stats(cell)
+
+
 aggs = {
     "traffic_volume": st.builds(volume, st.integers(0, 50)),
     "flow_lines": st.fixed_dictionaries({"count": st.integers(0, 50), "travel_objects": st.integers(0, 50),
@@ -143,7 +155,12 @@ aggs = {
         "p95_present": st.floats(0, 100), "capacity": st.none() | st.integers(1, 100),
         "capacity_ratio": st.none() | st.floats(0, 10),
         "crowding_level": st.sampled_from(["EMPTY", "LOW", "CROWDED", "FULL"])}),
+    "road_conditions": st.lists(st.tuples(st.integers(1, 8), st.integers(1, 30), st.none() | st.floats(0, 200),
+                                          st.integers(0, 9), st.integers(0, 20),
+                                          st.lists(st.sampled_from(["traffic light", "stop sign", "bench"]),
+                                                   max_size=2)), min_size=1, max_size=12).map(_road),
 }
+
 
 
 @settings(max_examples=200, deadline=None)
@@ -183,7 +200,8 @@ def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
         {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
     windows, track_ids = pipeline(site, "campus", 150)
     published = records_for_partners(windows, site, policy=Policy(site, secret=b"x" * 32))
-    assert {partner_topic_name(t) for t in PARTNER_TABLES} <= set(published)  # and the DP partner's own
+    # road_conditions is the fleet's table, published by the road worker (tests/streams/test_road_e2e.py)
+    assert {partner_topic_name(t) for t in PARTNER_TABLES if t != "road_conditions"} <= set(published)
     n = 0
     for topic, records in published.items():
         table = next(t for t in PARTNER_TABLES if topic.endswith(partner_topic_name(t).split(".", 2)[2]))
@@ -280,4 +298,8 @@ _AGGS: dict[str, dict[str, Any]] = {
     "dwell": {"count": 6, "bin_upper_s": [5.0, math.inf], "bin_counts": [6, 0], "median_dwell_s": 2.0},
     "occupancy": {"samples": 10, "mean_present": 1.0, "max_present": 2, "p95_present": 2.0, "capacity": None,
                   "capacity_ratio": None, "crowding_level": "LOW"},
+    "road_conditions": {"trips": 3, "samples": 30, "median_speed_kmh": 25.0, "speed_trips": 3,
+                        "mean_vehicles_ahead": 1.0, "p85_vehicles_ahead": 2.0, "mean_people": 0.5,
+                        "congestion_level": "FREE", "furniture": {"traffic light": 2},
+                        "furniture_classes": ["traffic light"], "furniture_counts": [2]},
 }
