@@ -13,6 +13,10 @@ table is one spec here plus its `schemas/avro/partner_<name>.avsc`.
 | flow_lines     | origin_zone_id, destination_zone_id   | ZoneVisit ENTRY with from_zone_id       |
 | dwell          | zone_id                               | ZoneVisit EXIT with dwell_s             |
 | attributes     | place_id, age_bracket, gender         | Crossing / ZoneVisit ENTRY with either  |
+| congestion     | intersection_id, approach_id          | ApproachSample (streams/congestion.py)  |
+| intersection_volume | intersection_id, approach_id, flow_direction, class_name | ApproachCrossing |
+| turning_movements | intersection_id, entry_approach_id, exit_approach_id, class_name | TurningMovement |
+| vehicle_colours | line_id, direction, class_name, colour_family | Crossing of a vehicle (T5)     |
 
 Windows are aligned to the epoch, sized per table by `site.windows.<table>`, and stay open until the
 watermark passes `window_end + grace_s`. An event for a window that has already closed is never
@@ -23,6 +27,14 @@ Crowding levels (occupancy) from `capacity_ratio = p95_present / capacity`: belo
 below 0.5 LOW, below 0.9 CROWDED, else FULL. A zone without a capacity has no ratio and reads
 EMPTY when nobody was ever present in the window, else LOW: without a capacity there is no
 honest basis for calling it crowded.
+
+Counts that add up to a count another table publishes (a line's vehicle colours add up to its traffic
+volume; the turning movements from an approach to at most its entering volume) are withheld as a group
+(`TableSpec.group`, `complementary_suppression`): if any cell of the group is below k, further cells
+are withheld, smallest first, until at least two are withheld holding at least k between them, so
+that the published total minus the published cells never gives one withheld cell or a sum below k.
+Until streams/disclosure.py (issue 12 part B) applies that across tables, this is how these tables
+keep their withheld counts from being worked out.
 """
 
 from __future__ import annotations
@@ -35,7 +47,18 @@ from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
-from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
+from privaflow.schemas.vocabulary import VEHICLE_CLASSES, colour_family
+from privaflow.streams import congestion
+from privaflow.streams.approaches import ApproachGeometry, site_approach_geometry
+from privaflow.streams.events import (
+    ApproachCrossing,
+    ApproachSample,
+    Crossing,
+    Event,
+    OccupancySample,
+    TurningMovement,
+    ZoneVisit,
+)
 
 UNKNOWN = "unknown"
 STATE_VERSION = 1
@@ -60,10 +83,12 @@ class WindowContext:
 
     dwell_bins: tuple[float, ...]
     capacity: Mapping[str, int | None]
+    approaches: Mapping[tuple[str, str], ApproachGeometry] = field(default_factory=dict)
 
     @classmethod
     def of(cls, site: SiteConfig) -> WindowContext:
-        return cls(tuple(sorted(float(b) for b in site.counting.dwell_bins_s)), {z.id: z.capacity for z in site.zones})
+        return cls(tuple(sorted(float(b) for b in site.counting.dwell_bins_s)), {z.id: z.capacity for z in site.zones},
+                   site_approach_geometry(site))
 
 
 # an event -> the cell it feeds (dims) and the value it adds, or None when it does not feed the table
@@ -77,7 +102,8 @@ class TableSpec:
     config (or returns it unchanged); `places` names the config items of a camera that feed it (empty:
     the camera does not feed it); `partner_fields` turns a closed cell's statistics into the partner
     record's fields other than site, dimensions and window, with threshold k applied, as
-    `suppression` says in words."""
+    `suppression` says in words. `group` names dimensions whose cells add up to a total published
+    elsewhere: their counts are withheld together (`complementary_suppression`)."""
 
     name: str
     label: str
@@ -93,6 +119,7 @@ class TableSpec:
     k_anonymous: bool = True  # False: published without a k threshold (the crowding level, G5)
     notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
     rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
+    group: tuple[str, ...] = ()
 
     @property
     def topic(self) -> str:
@@ -155,6 +182,26 @@ def hist_percentile(hist: list[int], q: float) -> float | None:
     v_lo = _hist_value(hist, lo)
     v_hi = _hist_value(hist, min(lo + 1, n - 1))
     return v_lo + (v_hi - v_lo) * (pos - lo)
+
+
+def complementary_suppression(counts: list[int], k: int) -> set[int]:
+    """Indices of the counts to withhold in a group whose total is published: every count in 1..k-1,
+    and, if any, further counts (smallest first, then by position) until at least two are withheld and
+    they hold at least k between them (or all are). What a partner can then work out, the published
+    total minus the published counts, is the sum of two or more withheld counts, and at least k.
+
+    >>> sorted(complementary_suppression([1, 6, 9], 5)), sorted(complementary_suppression([3, 4, 9], 5))
+    ([0, 1], [0, 1])
+    >>> sorted(complementary_suppression([5, 6], 5))
+    []
+    """
+    withheld = {i for i, c in enumerate(counts) if 0 < c < k}
+    if not withheld:
+        return withheld
+    rest = sorted((c, i) for i, c in enumerate(counts) if i not in withheld and c > 0)
+    while rest and (len(withheld) < 2 or sum(counts[i] for i in withheld) < k):
+        withheld.add(rest.pop(0)[1])
+    return withheld
 
 
 def crowding_level(capacity_ratio: float | None, max_present: int) -> str:
@@ -284,6 +331,35 @@ def _attribute_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
     return {"count": count, "suppressed": suppressed}
 
 
+def _grouped_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
+    """A count withheld with its group (`complementary_suppression`): `agg["group"]` holds the counts
+    of every cell of the group in one order and `agg["group_index"]` this cell's place in it."""
+    group, index = agg.get("group", [agg["count"]]), agg.get("group_index", 0)  # no group given: a group of one
+    if index in complementary_suppression(list(group), k):
+        return {"count": None, "suppressed": True}
+    return {"count": int(agg["count"]), "suppressed": False}
+
+
+def _vehicle(class_name: str) -> bool:
+    return class_name in VEHICLE_CLASSES
+
+
+def _approaches_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return tuple(a.id for _x, a in site.approaches_for(camera))
+
+
+def _turning_places(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    # a turning movement needs an entry and an exit approach of one intersection seen by the one camera
+    by_x: dict[str, list[str]] = {}
+    for x, a in site.approaches_for(camera):
+        by_x.setdefault(x.id, []).append(a.id)
+    return tuple(a for ids in by_x.values() if len(ids) > 1 for a in ids)
+
+
+def _vehicle_lines(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return _lines_of(site, camera) if any(_vehicle(c) for c in site.camera(camera).classes) else ()
+
+
 def _attributes(place: str, age: str | None, gender: str | None) -> tuple[Dims, None] | None:
     if age is None and gender is None:
         return None
@@ -348,6 +424,52 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         places=_attribute_places, partner_fields=_attribute_fields,
         suppression="a count below k is withheld (null, suppressed=true)",
         notice={"en": "counts by estimated age group and gender", "ja": "推定年代・性別ごとの人数"}),
+    TableSpec(
+        name="congestion", label="Congestion", schema="partner_congestion",
+        dims=(Dim("intersection_id", "intersection"), Dim("approach_id", "approach")),
+        feeds={ApproachSample: lambda e: ((e.intersection_id, e.approach_id), e)},
+        empty=lambda _ctx: congestion.empty(), add=lambda cell, e, _ctx: congestion.add(cell, e),
+        stats=lambda cell, dims, ctx: congestion.stats(cell, dims, ctx.approaches), places=_approaches_of,
+        partner_fields=congestion.partner_fields,
+        suppression="fewer than k distinct vehicles in the window: every statistic and the level of service "
+                    "are withheld (null, suppressed=true)",
+        notice={"en": "congestion per approach (vehicles waiting, queue length, level of service)",
+                "ja": "流入路ごとの渋滞状況（滞留台数・渋滞長・サービス水準）"}),
+    TableSpec(
+        name="intersection_volume", label="Intersection volume", schema="partner_intersection_volume",
+        dims=(Dim("intersection_id", "intersection"), Dim("approach_id", "approach"),
+              Dim("flow_direction", "flow_direction"), Dim("class_name", "class")),
+        feeds={ApproachCrossing: lambda e: ((e.intersection_id, e.approach_id, e.flow_direction, e.class_name),
+                                            e.speed_kmh)},
+        empty=_count_and_values, add=_add_count_and_value, stats=_volume_stats, places=_approaches_of,
+        partner_fields=_volume_fields,
+        suppression="a count below k is withheld (null, suppressed=true), with its speed statistics",
+        notice={"en": "vehicles entering and leaving the intersection (by approach, type and time)",
+                "ja": "交差点の流入・流出交通量（流入路・車種・時間帯ごと）"}),
+    TableSpec(
+        name="turning_movements", label="Turning movements", schema="partner_turning_movements",
+        dims=(Dim("intersection_id", "intersection"), Dim("entry_approach_id", "approach"),
+              Dim("exit_approach_id", "approach"), Dim("class_name", "class")),
+        feeds={TurningMovement: lambda e: ((e.intersection_id, e.entry_approach_id, e.exit_approach_id,
+                                            e.class_name), None)},
+        empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        places=_turning_places, partner_fields=_grouped_fields,
+        group=("intersection_id", "entry_approach_id", "class_name"),
+        suppression="a count below k is withheld (null, suppressed=true), and with it the smallest other "
+                    "movements from the same approach and class until the withheld ones hold at least k",
+        notice={"en": "turning movements (from which approach to which, by vehicle type)",
+                "ja": "方向別交通量（右左折・直進）"}),
+    TableSpec(
+        name="vehicle_colours", label="Vehicle colours", schema="partner_vehicle_colours",
+        dims=(Dim("line_id", "line"), Dim("direction", "direction"), Dim("class_name", "class"),
+              Dim("colour_family", "colour_family")),
+        feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name, colour_family(e.colour)), None)
+               if _vehicle(e.class_name) else None},
+        empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        places=_vehicle_lines, partner_fields=_grouped_fields, group=("line_id", "direction", "class_name"),
+        suppression="a count below k is withheld (null, suppressed=true), and with it the smallest other "
+                    "colours of the same line, direction and class until the withheld ones hold at least k",
+        notice={"en": "vehicle counts by type and colour family", "ja": "車種・色系統ごとの台数"}),
 )}
 TABLES: tuple[str, ...] = tuple(SPECS)
 
@@ -442,15 +564,16 @@ class WindowStore:
             windows = self._windows[table]
             for start in sorted(s for s, w in windows.items() if w.end + self._grace_ms <= wm):
                 win = windows.pop(start)
-                out.extend(self._closed(table, start, win, dims, cell) for dims, cell in sorted(win.cells.items()))
+                closed = [self._closed(table, start, win, dims, cell) for dims, cell in sorted(win.cells.items())]
+                out.extend(_with_groups(SPECS[table], closed))
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
         return out
 
     def open_windows(self) -> list[ClosedWindow]:
         """Snapshots of every window still open, with statistics so far (for the HTTP view)."""
-        out = [self._closed(table, start, win, dims, cell)
-               for table in TABLES for start, win in self._windows[table].items()
-               for dims, cell in win.cells.items()]
+        out = [c for table in TABLES for start, win in self._windows[table].items()
+               for c in _with_groups(SPECS[table], [self._closed(table, start, win, dims, cell)
+                                                    for dims, cell in sorted(win.cells.items())])]
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
         return out
 
@@ -486,6 +609,22 @@ class WindowStore:
     def __len__(self) -> int:
         """Number of open cells (cheap, unlike `open_windows`)."""
         return sum(len(w.cells) for windows in self._windows.values() for w in windows.values())
+
+
+def _with_groups(spec: TableSpec, closed: list[ClosedWindow]) -> list[ClosedWindow]:
+    """For a table with a `group`: every cell's statistics also get the counts of its group's cells
+    (`group`, in dims order) and its place among them (`group_index`), for `_grouped_fields`."""
+    if not spec.group or not closed:
+        return closed
+    at = [spec.dim_names.index(d) for d in spec.group]
+    groups: dict[Dims, list[ClosedWindow]] = {}
+    for c in closed:
+        groups.setdefault(tuple(c.dims[i] for i in at), []).append(c)
+    for members in groups.values():
+        counts = [int(c.agg["count"]) for c in members]
+        for i, c in enumerate(members):
+            c.agg["group"], c.agg["group_index"] = counts, i
+    return closed
 
 
 def _copy_cell(cell: Cell) -> Cell:

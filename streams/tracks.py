@@ -50,7 +50,7 @@ class _Track:
     """Mutable state of one track; plain fields so the hot loop stays cheap."""
 
     __slots__ = ("n", "last_ts", "cls", "votes", "ls", "lt", "done", "zin", "zts", "exit_zone", "exit_ts",
-                 "age", "gender", "speed", "anchor", "pending")
+                 "age", "gender", "colour", "speed", "anchor", "pending")
 
     def __init__(self, n_lines: int, n_zones: int) -> None:
         self.n = 0
@@ -66,6 +66,7 @@ class _Track:
         self.exit_ts = 0
         self.age: str | None = None
         self.gender: str | None = None
+        self.colour: str | None = None
         self.speed: float | None = None
         self.anchor: tuple[int, float, float] | None = None  # (ts, world x, world y) for speed
         self.pending: list[Event] = []
@@ -76,7 +77,7 @@ class _Track:
                 "ls": list(self.ls), "lt": list(self.lt), "done": list(self.done), "zin": list(self.zin),
                 "zts": list(self.zts),
                 "xz": self.exit_zone, "xts": self.exit_ts, "age": self.age, "gender": self.gender,
-                "speed": self.speed, "anchor": list(self.anchor) if self.anchor else None,
+                "colour": self.colour, "speed": self.speed, "anchor": list(self.anchor) if self.anchor else None,
                 "pending": [event_to_json(e) for e in self.pending]}
 
     @classmethod
@@ -92,6 +93,7 @@ class _Track:
                 t.zin[k], t.zts[k] = int(d["zin"][old]), int(d["zts"][old])
         t.exit_zone, t.exit_ts = d["xz"], int(d["xts"])
         t.age, t.gender, t.speed = d["age"], d["gender"], d["speed"]
+        t.colour = d.get("colour")  # absent in snapshots from before colours were kept
         a = d["anchor"]
         t.anchor = (int(a[0]), float(a[1]), float(a[2])) if a else None
         t.pending = [event_from_json(e) for e in d["pending"]]
@@ -224,6 +226,9 @@ class TrackBook:
                 tr.age = age
             if gender is not None:
                 tr.gender = gender
+            colour = d.get("colour")
+            if colour is not None:
+                tr.colour = colour  # the edge votes a track's colour over its frames: the latest is its best
             if speed is not None:
                 tr.speed = float(speed)
             elif world is not None:
@@ -251,7 +256,8 @@ class TrackBook:
                                     tr.done[j] |= bit
                                     sink.append(Crossing(
                                         self.site_id, self.camera_id, self._line_ids[j],
-                                        self._dirs[j][bit - 1], tr.cls, ts, tid, tr.speed, tr.age, tr.gender))
+                                        self._dirs[j][bit - 1], tr.cls, ts, tid, tr.speed, tr.age, tr.gender,
+                                        tr.colour))
                         ls[j] = s
                         tr.lt[j] = trow[j]
             if nz:

@@ -21,7 +21,7 @@ from privaflow.schemas.codec import parsed_schema
 from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_config
 from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
 from privaflow.streams.partners import partner_key, partner_record, records_for_partners, strictest_k
-from privaflow.streams.tables import ClosedWindow, WindowStore
+from privaflow.streams.tables import ClosedWindow, WindowStore, camera_tables
 from privaflow.streams.tracks import TrackBook
 from privaflow_stack.simulate import REALISTIC, simulate
 
@@ -31,7 +31,10 @@ T0 = 1_767_225_600_000
 
 def closed(table: str, agg: dict[str, Any], dims: tuple[str, ...] | None = None) -> ClosedWindow:
     default_dims = {"traffic_volume": ("l1", "in", "car"), "flow_lines": ("a", "b"), "dwell": ("a",),
-                    "occupancy": ("a",), "attributes": ("l1", "30-39", "female")}
+                    "occupancy": ("a",), "attributes": ("l1", "30-39", "female"), "congestion": ("x", "north"),
+                    "intersection_volume": ("x", "north", "entering", "car"),
+                    "turning_movements": ("x", "north", "east", "bus"),
+                    "vehicle_colours": ("l1", "in", "truck", "red")}
     return ClosedWindow(table, "s1", dims or default_dims[table], T0, T0 + 60_000, agg)
 
 
@@ -118,6 +121,15 @@ aggs = {
         "p95_present": st.floats(0, 100), "capacity": st.none() | st.integers(1, 100),
         "capacity_ratio": st.none() | st.floats(0, 10),
         "crowding_level": st.sampled_from(["EMPTY", "LOW", "CROWDED", "FULL"])}),
+    "congestion": st.fixed_dictionaries({
+        "count": st.integers(0, 50), "samples": st.integers(1, 10_000), "mean_present": st.floats(0, 100),
+        "max_present": st.integers(0, 500), "mean_speed_kmh": st.none() | st.floats(0, 200),
+        "density_veh_per_km_lane": st.floats(0, 500), "queue_length_m": st.floats(0, 500),
+        "mean_queue_length_m": st.floats(0, 500), "level_of_service": st.sampled_from("ABCDEF")}),
+    "intersection_volume": st.builds(volume, st.integers(0, 50)),
+    "turning_movements": st.fixed_dictionaries({"count": st.integers(0, 50)}),
+    "vehicle_colours": st.lists(st.integers(1, 30), min_size=1, max_size=7).flatmap(
+        lambda g: st.integers(0, len(g) - 1).map(lambda i: {"count": g[i], "group": g, "group_index": i})),
 }
 
 
@@ -155,7 +167,8 @@ def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
         {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
     windows, track_ids = pipeline(site, "campus", 150)
     published = records_for_partners(windows, site)
-    assert set(published) == {partner_topic_name(t) for t in PARTNER_TABLES}
+    received = {t for p in site.partners for t in p.tables}
+    assert set(published) == {partner_topic_name(t) for t in camera_tables(site, "campus") if t in received}
     n = 0
     for topic, records in published.items():
         table = next(t for t in PARTNER_TABLES if partner_topic_name(t) == topic)
@@ -247,4 +260,10 @@ _AGGS: dict[str, dict[str, Any]] = {
     "dwell": {"count": 6, "bin_upper_s": [5.0, math.inf], "bin_counts": [6, 0], "median_dwell_s": 2.0},
     "occupancy": {"samples": 10, "mean_present": 1.0, "max_present": 2, "p95_present": 2.0, "capacity": None,
                   "capacity_ratio": None, "crowding_level": "LOW"},
+    "congestion": {"count": 6, "samples": 10, "mean_present": 1.0, "max_present": 2, "mean_speed_kmh": 20.0,
+                   "density_veh_per_km_lane": 12.5, "queue_length_m": 14.0, "mean_queue_length_m": 3.5,
+                   "level_of_service": "C"},
+    "intersection_volume": volume(6),
+    "turning_movements": {"count": 6},
+    "vehicle_colours": {"count": 6},
 }
