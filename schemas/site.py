@@ -125,9 +125,6 @@ class Camera(_Model):
             raise ValueError(f"classes: camera {self.id!r} counts vehicles only (vehicles_only: true), so its classes "
                              f"may only be {', '.join(VEHICLE_CLASSES)}; got {', '.join(others)} as well (or leave "
                              "classes out)")
-        if self.vehicles_only and self.attributes:
-            raise ValueError(f"attributes: camera {self.id!r} counts vehicles only, so it cannot estimate people's "
-                             "age and gender; expected attributes: false")
         return self
 
     @field_validator("privacy_masks")

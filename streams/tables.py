@@ -374,6 +374,11 @@ def _zones_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
     return tuple(z.id for z in site.zones_for(camera))
 
 
+def _people_zones(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    # occupancy is a head count of people: a camera that does not count them has none (streams.tracks)
+    return _zones_of(site, camera) if "person" in site.camera(camera).classes else ()
+
+
 def _attribute_places(site: SiteConfig, camera: str) -> tuple[str, ...]:
     return (*_lines_of(site, camera), *_zones_of(site, camera)) if site.camera(camera).attributes else ()
 
@@ -392,7 +397,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         name="occupancy", label="Occupancy", schema="partner_occupancy",
         dims=(Dim("zone_id", "zone"),),
         feeds={OccupancySample: lambda e: ((e.zone_id,), e.present)},
-        empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_zones_of,
+        empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_people_zones,
         partner_fields=_occupancy_fields,
         suppression="not suppressed: a head count per frame over a zone, no breakdown of individuals (G5)",
         k_anonymous=False,

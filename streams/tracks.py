@@ -19,6 +19,7 @@ Rules (all in event time, i.e. the frames' `ts`):
   and if it expires younger they are dropped as flicker.
 - **Occupancy.** Every frame yields one sample per zone: the number of `person` detections whose
   foot point is inside it (raw geometry, no hysteresis, no track age: it is a head count per frame).
+  A camera that does not count people (e.g. `vehicles_only`) yields none: its head count is no reading.
 - **Speed.** The record's `speed_kmh` when present, else, with a camera homography, distance over
   ground between world positions about `SPEED_BASE_MS` apart.
 - **Lateness.** Exits of expired tracks are emitted up to `track_expiry_s` + 1 s after their
@@ -133,6 +134,7 @@ class TrackBook:
         self._min_frames = site.counting.min_track_frames
         self._expiry_ms = int(round(site.counting.track_expiry_s * 1000))
         self._homography = np.asarray(cam.homography, dtype=np.float64) if cam.homography else None
+        self._people = "person" in cam.classes
         self._tracks: dict[int, _Track] = {}
         self._last_ts = -(2**62)
         self._next_sweep = -(2**62)
@@ -198,8 +200,9 @@ class TrackBook:
                 self._next_sweep = ts + SWEEP_EVERY_MS
             if dets:
                 self._detections(dets, ts, first, sides, along, zstate, world, out)
-            for k in range(nz):
-                out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0))
+            if self._people:
+                for k in range(nz):
+                    out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0))
         return out
 
     def _detections(self, dets: list[dict[str, Any]], ts: int, first: int, sides: list[list[float]],
