@@ -1,7 +1,8 @@
 /* privaflow live dashboard: polls the operator API and redraws every few seconds.
  *
  * Query parameters: ?minutes=60 (period shown), ?refresh=5 (seconds), ?plan=URL (floor plan drawn
- * under every camera's schematic), ?from=&to= (fixed ISO period instead of the last `minutes`).
+ * under every camera's schematic), ?from=&to= (fixed ISO period instead of the last `minutes`),
+ * ?hours=3 (what the congestion map's time slider spans, ending at `to`).
  *
  * Every number put in the DOM carries data-testid + data-value so tests compare it with the API.
  * A withheld (k-anonymised) cell is never added in as 0: totals add published cells only and say how
@@ -15,7 +16,9 @@ const API = "/api/v1/operator";
 // sections that draw them are this page's
 let TABLES = [];
 const SECTION = {traffic_volume: "sec-traffic", occupancy: "sec-crowding", flow_lines: "sec-flow",
-                 dwell: "sec-dwell", attributes: "sec-attributes"};
+                 dwell: "sec-dwell", attributes: "sec-attributes", congestion: "sec-intersection",
+                 intersection_volume: "sec-intersection", turning_movements: "sec-intersection",
+                 vehicle_colours: "sec-colours"};
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                  "#bcbd22", "#7f7f7f", "#d62728"];
 // one hue family per counting line, so a line's stack reads as one block; shades tell its series apart
@@ -29,6 +32,7 @@ const GENDER_COLOURS = {female: "#7b3294", male: "#008837", unknown: "#9e9e9e"};
 const params = new URLSearchParams(location.search);
 const REFRESH_S = Math.min(Math.max(Number(params.get("refresh")) || 5, 1), 300);
 const MINUTES = Math.max(Number(params.get("minutes")) || 60, 1);
+const HOURS = Math.min(Math.max(Number(params.get("hours")) || 3, 0.25), 48);
 
 const charts = {};
 let site = null;
@@ -405,14 +409,28 @@ async function refresh() {
     const results = await Promise.all(tables.map(t => getJSON(`${API}/tables/${t}?${q}`).then(j => j.rows || [])));
     const data = Object.fromEntries(TABLES.map(t => [t, []]));
     tables.forEach((t, i) => { data[t] = results[i]; });
+    // the congestion map's slider spans the last hours up to the same end
+    const intersections = (site.intersections || []).length > 0;
+    const mapFrom = new Date(new Date(to).getTime() - HOURS * 3600000).toISOString();
+    const mapRows = intersections && tables.includes("congestion")
+      ? (await getJSON(`${API}/tables/congestion?${new URLSearchParams({site: site.site_id, from: mapFrom, to})}`)).rows || []
+      : [];
     // render everything in one synchronous pass so a reader never sees two periods mixed
-    for (const t of TABLES) document.getElementById(SECTION[t]).hidden = !tables.includes(t) && t !== "occupancy";
+    const shownSections = new Set(["sec-crowding", ...tables.map(t => SECTION[t]).filter(Boolean)]);
+    if (!intersections) shownSections.delete("sec-intersection");
+    for (const id of new Set(Object.values(SECTION))) document.getElementById(id).hidden = !shownSections.has(id);
     const totals = renderTraffic(data.traffic_volume);
     renderCrowding(site, data.occupancy, totals, params.get("plan"));
     renderOccupancyChart(data.occupancy);
     renderFlow(data.flow_lines);
     renderDwell(data.dwell);
     renderAttributes(data.attributes);
+    if (intersections) {
+      renderCongestionMap(mapRows, mapFrom, to);
+      renderIntersectionVolumes(data.intersection_volume, data.congestion);
+      renderTurns(data.turning_movements);
+    }
+    renderColours(data.vehicle_colours);
     const now = new Date();
     const lu = document.getElementById("last-updated");
     lu.textContent = now.toLocaleTimeString([], {hourCycle: "h23"});

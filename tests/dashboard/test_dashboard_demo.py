@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard.reading import SCREENSHOTS, assert_page_matches, expected_values, snapshot
+from tests.dashboard.reading import SCREENSHOTS, api_reading, assert_page_matches, expected_values, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -40,20 +40,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-TABLES = ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
-
-
 def _page_matches_api(page: Any, base: str, site_id: str) -> None:
     """The numbers on the live page equal the API's for the same period. Windows keep closing while
     the demo runs, so a snapshot taken just before a window closed is retried after the next refresh."""
     for attempt in range(4):
         shown = snapshot(page)
-        q = {"site": site_id, "from": shown["from"], "to": shown["to"]}
-        api = {t: httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q, timeout=10).json()["rows"]
-               for t in TABLES}
+        reading = api_reading(base, site_id, shown)
+        api = reading["tables"]
         try:
             assert api["occupancy"], "the page's period holds no closed window of this run yet"
-            assert_page_matches(shown["values"], expected_values(api))
+            assert_page_matches(shown["values"], expected_values(api, reading["site"], reading["map_rows"]))
             return
         except AssertionError:
             if attempt == 3:
@@ -94,6 +90,11 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
         page.goto(f"{base}/dashboard/?refresh=3")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30000)
         _page_matches_api(page, base, "demo-town")
+        # the intersection (T1, T5): congestion windows of both approaches, and the map showing one
+        cg = httpx.get(f"{base}/api/v1/operator/tables/congestion", params={"from": started}, timeout=10).json()
+        assert {r["approach_id"] for r in cg["rows"]} == {"market-sw", "market-ne"}
+        assert page.locator("#cg-window").get_attribute("data-value")
+        assert page.locator(".cg-map").count() == 1
         assert not page.errors, page.errors
         assert not page.outside_requests, page.outside_requests
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -109,3 +110,4 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
     assert "traffic volume" in out and "occupancy" in out
     assert "campus-west" in out and "campus-east" in out
     assert "level " in out
+    assert "congestion (latest closed window per approach):" in out and "market-ferry/market-sw" in out

@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
-
 from privaflow.schemas.site import parse_site_config
 from tests.dashboard.fake_api import fake_api
-from tests.dashboard.reading import SCREENSHOTS, assert_page_matches, expected_values, snapshot
+from tests.dashboard.reading import SCREENSHOTS, api_reading, assert_page_matches, expected_values, snapshot
 from tests.dashboard.sample_site import partner_rows, site_yaml
 
 SITE_ID = "fake-station"
@@ -23,14 +21,9 @@ def _site() -> Any:
     return parse_site_config(yaml.safe_load(site_yaml(SITE_ID)), "sample_site")
 
 
-def _api_tables(base: str, shown: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    q = {"site": SITE_ID, "from": shown["from"], "to": shown["to"]}
-    out = {}
-    for t in ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes"):
-        r = httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q)
-        r.raise_for_status()
-        out[t] = r.json()["rows"]  # Python's json reads the bare Infinity it writes
-    return out
+def _expected(base: str, shown: dict[str, Any]) -> dict[str, Any]:
+    api = api_reading(base, SITE_ID, shown)
+    return expected_values(api["tables"], api["site"], api["map_rows"])
 
 
 def test_dashboard_shows_the_api_numbers(page: Any) -> None:
@@ -39,7 +32,7 @@ def test_dashboard_shows_the_api_numbers(page: Any) -> None:
         page.goto(f"{base}/dashboard/?refresh=2")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=15000)
         shown = snapshot(page)
-        assert_page_matches(shown["values"], expected_values(_api_tables(base, shown)))
+        assert_page_matches(shown["values"], _expected(base, shown))
 
         assert shown["values"]["site-id"]["value"] == SITE_ID
         assert "aggregates only — no images, no identities" in page.inner_text("header")
