@@ -81,8 +81,8 @@ def _left(d: np.ndarray) -> np.ndarray:
 def _world_to_image() -> np.ndarray:
     """A camera south of the intersection looking north: the far edge of the view is narrower."""
     v = VIEW_M
-    world = np.float32([[-v, v], [v, v], [v, -v], [-v, -v]])
-    image = np.float32([[0.18, 0.03], [0.82, 0.03], [0.99, 0.98], [0.01, 0.98]])
+    world = np.array([[-v, v], [v, v], [v, -v], [-v, -v]], dtype=np.float32)
+    image = np.array([[0.18, 0.03], [0.82, 0.03], [0.99, 0.98], [0.01, 0.98]], dtype=np.float32)
     return cv2.getPerspectiveTransform(world, image).astype(np.float64)
 
 
@@ -274,14 +274,14 @@ def simulate_intersection(duration_s: float = 1200.0, fps: float = 10.0, demand_
     queued_at: dict[str, list[list[tuple[float, bool]]]] = {leg: [[] for _ in range(n_frames)] for leg in legs}
     paths: list[_Path] = []
     for vid, v in enumerate(vehicles):
-        s = np.array(v.s)
-        frames_k = np.arange(v.first, v.first + len(s))
-        speed = np.diff(s, prepend=s[0]) / dt * 3.6
+        arc = np.array(v.s)
+        frames_k = np.arange(v.first, v.first + len(arc))
+        speed = np.diff(arc, prepend=arc[0]) / dt * 3.6
         if len(speed) > 1:
             speed[0] = speed[1]
         queued = False
         entered = left = False
-        for i, (f, si, sp) in enumerate(zip(frames_k.tolist(), s.tolist(), speed.tolist(), strict=True)):
+        for i, (f, si, sp) in enumerate(zip(frames_k.tolist(), arc.tolist(), speed.tolist(), strict=True)):
             if sp < QUEUE_BEGIN_KMH:
                 queued = True
             elif sp > QUEUE_END_KMH:
@@ -300,9 +300,9 @@ def simulate_intersection(duration_s: float = 1200.0, fps: float = 10.0, demand_
                 left = True
                 truth.crossings.append((ts, v.exit.lower(), "leaving", v.cls, v.colour))
                 truth.turns.append((ts, v.entry.lower(), v.exit.lower(), v.cls))
-        world = np.array([_at(v, x) for x in s.tolist()]) if len(s) else np.zeros((0, 2))
+        world = np.array([_at(v, x) for x in arc.tolist()]) if len(arc) else np.zeros((0, 2))
         img = to_image(world) if len(world) else world
-        keep = (s >= 0) & (np.abs(world) <= VIEW_M).all(axis=1) if len(s) else np.zeros(0, bool)
+        keep = (arc >= 0) & (np.abs(world) <= VIEW_M).all(axis=1) if len(arc) else np.zeros(0, bool)
         keep &= (img >= 0).all(axis=1) & (img <= 1).all(axis=1)
         if keep.sum() >= 2:
             paths.append(_Path(v.cls, frames_k[keep], img[keep, 0], img[keep, 1],
