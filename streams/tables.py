@@ -30,7 +30,7 @@ honest basis for calling it crowded.
 
 Counts that add up to a count another table publishes (a line's vehicle colours add up to its traffic
 volume; the turning movements from an approach to at most its entering volume) are withheld as a group
-(`TableSpec.group`, `complementary_suppression`): if any cell of the group is below k, further cells
+(`TableSpec.group`, `streams.groups`): if any cell of the group is below k, further cells
 are withheld, smallest first, until at least two are withheld holding at least k between them, so
 that the published total minus the published cells never gives one withheld cell or a sum below k.
 Until streams/disclosure.py (issue 12 part B) applies that across tables, this is how these tables
@@ -59,6 +59,7 @@ from privaflow.streams.events import (
     TurningMovement,
     ZoneVisit,
 )
+from privaflow.streams.groups import grouped_fields, with_group_counts
 
 UNKNOWN = "unknown"
 STATE_VERSION = 1
@@ -103,7 +104,7 @@ class TableSpec:
     the camera does not feed it); `partner_fields` turns a closed cell's statistics into the partner
     record's fields other than site, dimensions and window, with threshold k applied, as
     `suppression` says in words. `group` names dimensions whose cells add up to a total published
-    elsewhere: their counts are withheld together (`complementary_suppression`)."""
+    elsewhere: their counts are withheld together (`streams.groups`)."""
 
     name: str
     label: str
@@ -182,26 +183,6 @@ def hist_percentile(hist: list[int], q: float) -> float | None:
     v_lo = _hist_value(hist, lo)
     v_hi = _hist_value(hist, min(lo + 1, n - 1))
     return v_lo + (v_hi - v_lo) * (pos - lo)
-
-
-def complementary_suppression(counts: list[int], k: int) -> set[int]:
-    """Indices of the counts to withhold in a group whose total is published: every count in 1..k-1,
-    and, if any, further counts (smallest first, then by position) until at least two are withheld and
-    they hold at least k between them (or all are). What a partner can then work out, the published
-    total minus the published counts, is the sum of two or more withheld counts, and at least k.
-
-    >>> sorted(complementary_suppression([1, 6, 9], 5)), sorted(complementary_suppression([3, 4, 9], 5))
-    ([0, 1], [0, 1])
-    >>> sorted(complementary_suppression([5, 6], 5))
-    []
-    """
-    withheld = {i for i, c in enumerate(counts) if 0 < c < k}
-    if not withheld:
-        return withheld
-    rest = sorted((c, i) for i, c in enumerate(counts) if i not in withheld and c > 0)
-    while rest and (len(withheld) < 2 or sum(counts[i] for i in withheld) < k):
-        withheld.add(rest.pop(0)[1])
-    return withheld
 
 
 def crowding_level(capacity_ratio: float | None, max_present: int) -> str:
@@ -331,15 +312,6 @@ def _attribute_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
     return {"count": count, "suppressed": suppressed}
 
 
-def _grouped_fields(agg: dict[str, Any], k: int) -> dict[str, Any]:
-    """A count withheld with its group (`complementary_suppression`): `agg["group"]` holds the counts
-    of every cell of the group in one order and `agg["group_index"]` this cell's place in it."""
-    group, index = agg.get("group", [agg["count"]]), agg.get("group_index", 0)  # no group given: a group of one
-    if index in complementary_suppression(list(group), k):
-        return {"count": None, "suppressed": True}
-    return {"count": int(agg["count"]), "suppressed": False}
-
-
 def _vehicle(class_name: str) -> bool:
     return class_name in VEHICLE_CLASSES
 
@@ -458,7 +430,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         feeds={TurningMovement: lambda e: ((e.intersection_id, e.entry_approach_id, e.exit_approach_id,
                                             e.class_name), None)},
         empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
-        places=_turning_places, partner_fields=_grouped_fields,
+        places=_turning_places, partner_fields=grouped_fields,
         group=("intersection_id", "entry_approach_id", "class_name"),
         suppression="a count below k is withheld (null, suppressed=true), and with it the smallest other "
                     "movements from the same approach and class until the withheld ones hold at least k",
@@ -471,7 +443,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name, colour_family(e.colour)), None)
                if _vehicle(e.class_name) else None},
         empty=lambda _ctx: [0], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
-        places=_vehicle_lines, partner_fields=_grouped_fields, group=("line_id", "direction", "class_name"),
+        places=_vehicle_lines, partner_fields=grouped_fields, group=("line_id", "direction", "class_name"),
         suppression="a count below k is withheld (null, suppressed=true), and with it the smallest other "
                     "colours of the same line, direction and class until the withheld ones hold at least k",
         notice={"en": "vehicle counts by type and colour family", "ja": "車種・色系統ごとの台数"}),
@@ -570,14 +542,14 @@ class WindowStore:
             for start in sorted(s for s, w in windows.items() if w.end + self._grace_ms <= wm):
                 win = windows.pop(start)
                 closed = [self._closed(table, start, win, dims, cell) for dims, cell in sorted(win.cells.items())]
-                out.extend(_with_groups(SPECS[table], closed))
+                out.extend(with_group_counts(SPECS[table], closed))
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
         return out
 
     def open_windows(self) -> list[ClosedWindow]:
         """Snapshots of every window still open, with statistics so far (for the HTTP view)."""
         out = [c for table in TABLES for start, win in self._windows[table].items()
-               for c in _with_groups(SPECS[table], [self._closed(table, start, win, dims, cell)
+               for c in with_group_counts(SPECS[table], [self._closed(table, start, win, dims, cell)
                                                     for dims, cell in sorted(win.cells.items())])]
         out.sort(key=lambda c: (c.window_start_ms, c.table, c.dims))
         return out
@@ -614,22 +586,6 @@ class WindowStore:
     def __len__(self) -> int:
         """Number of open cells (cheap, unlike `open_windows`)."""
         return sum(len(w.cells) for windows in self._windows.values() for w in windows.values())
-
-
-def _with_groups(spec: TableSpec, closed: list[ClosedWindow]) -> list[ClosedWindow]:
-    """For a table with a `group`: every cell's statistics also get the counts of its group's cells
-    (`group`, in dims order) and its place among them (`group_index`), for `_grouped_fields`."""
-    if not spec.group or not closed:
-        return closed
-    at = [spec.dim_names.index(d) for d in spec.group]
-    groups: dict[Dims, list[ClosedWindow]] = {}
-    for c in closed:
-        groups.setdefault(tuple(c.dims[i] for i in at), []).append(c)
-    for members in groups.values():
-        counts = [int(c.agg["count"]) for c in members]
-        for i, c in enumerate(members):
-            c.agg["group"], c.agg["group_index"] = counts, i
-    return closed
 
 
 def _copy_cell(cell: Cell) -> Cell:

@@ -20,8 +20,9 @@ from privaflow.schemas.site import parse_site_config
 from privaflow.schemas.topics import partner_topic_name
 from privaflow.schemas.vocabulary import COLOUR_FAMILIES, COLOUR_FAMILY_OF, COLOURS, UNKNOWN, colour_family
 from privaflow.streams.events import Crossing
+from privaflow.streams.groups import complementary_suppression
 from privaflow.streams.partners import records_for_partners
-from privaflow.streams.tables import WindowStore, complementary_suppression
+from privaflow.streams.tables import WindowStore
 from privaflow_stack.simulate import NO_NOISE
 from privaflow_stack.simulate_intersection import simulate_intersection, truth_windows
 
