@@ -84,15 +84,15 @@ function drawIntersection(x, rowsAt, scale) {
                      "data-scale": String(scale)}),
       svgEl("line", {x1: BOX, y1: 0, x2: BOX, y2: LANE_W, class: "cg-stop-line"}));
     root.append(g);
-    // the label, upright, near the arm's far end, beside the road on its outbound side, inside the map
+    // the label, upright, beside the arm's outer part on its outbound side (away from the queue)
     const rad = (ANGLE[a.compass] ?? 0) * Math.PI / 180;
     const cos = Math.cos(rad), sin = Math.sin(rad);
-    const ex = CENTRE + cos * (BOX + ARM_PX * 0.95), ey = CENTRE + sin * (BOX + ARM_PX * 0.95);
-    const side = Math.abs(cos) > 0.3;  // a left or right arm: label above it; an upper or lower arm: to its left
-    const anchor = side ? (cos > 0 ? "end" : "start") : "end";
-    const lx = side ? ex : ex - LANE_W - 12;
-    const ly = side ? ey - LANE_W - 52 : (sin < 0 ? ey + 10 : ey - 50);
-    const t = svgEl("text", {x: Math.min(Math.max(lx, 8), MAP - 8), y: Math.min(Math.max(ly, 20), MAP - 50),
+    const nx = sin, ny = -cos;  // the outbound side: the arm's local -y, rotated
+    const along = BOX + ARM_PX * 0.8, off = LANE_W + 16;
+    const lx = CENTRE + cos * along + nx * off, ly = CENTRE + sin * along + ny * off;
+    const anchor = nx > 0.3 ? "start" : nx < -0.3 ? "end" : "middle";
+    const top = ly + (ny < -0.3 ? -46 : ny > 0.3 ? 16 : -20);  // the three lines grow downwards from `top`
+    const t = svgEl("text", {x: Math.min(Math.max(lx, 8), MAP - 8), y: Math.min(Math.max(top, 20), MAP - 50),
                              "text-anchor": anchor, class: "cg-label"});
     t.append(svgEl("tspan", {class: "cg-name", x: t.getAttribute("x"), dy: 0}, `${a.id} · ${a.road}`));
     const losText = !r ? "no data" : r.suppressed ? `${kOf("congestion")} vehicles` : `LOS ${level}`;

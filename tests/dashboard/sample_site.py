@@ -28,7 +28,7 @@ cameras:
   - id: street
     source: street.mp4
     classes: [person, bicycle, car]
-    homography: [[40, 0, 0], [0, 60, 0], [0, 0, 1]]
+    homography: [[100, 0, 0], [0, 60, 0], [0, 0, 1]]
   - id: concourse
     source: concourse.mp4
     classes: [person]
@@ -191,7 +191,8 @@ def partner_rows(site_id: str, now_ms: int | None = None, minutes: int = 30, see
     return out
 
 
-APPROACHES = {"north": (56.0, 40.0), "east": (20.0, 30.0)}  # approach -> (lane length m, free-flow km/h)
+# approach -> (its lane zone's length on the ground through the homography above, m; free-flow km/h)
+APPROACHES = {"north": (30.0, 40.0), "east": (23.0, 30.0)}
 FAMILIES = ("white", "black", "grey", "red", "blue", "other", "unknown")
 
 

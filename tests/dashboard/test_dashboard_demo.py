@@ -63,6 +63,7 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
     port, worker_port = _free_port(), _free_port()
     # only this run's windows count (the stack may hold earlier demos' tables)
     started = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    launched = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "privaflow", "demo", "--duration", "100", "--port", str(port),
                              "--worker-port", str(worker_port)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -90,10 +91,15 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_tables(stack, page: Any) ->
         page.goto(f"{base}/dashboard/?refresh=3")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30000)
         _page_matches_api(page, base, "demo-town")
-        # the intersection (T1, T5): congestion windows of both approaches, and the map showing one
-        cg = httpx.get(f"{base}/api/v1/operator/tables/congestion", params={"from": started}, timeout=10).json()
-        assert {r["approach_id"] for r in cg["rows"]} == {"market-sw", "market-ne"}
-        assert page.locator("#cg-window").get_attribute("data-value")
+        # the intersection (T1, T5): congestion windows of both approaches (60 s in the demo, so the
+        # first closes within about 80 s of the start), and the map showing one
+        approaches: set[str] = set()
+        while time.monotonic() < launched + 95 and approaches != {"market-sw", "market-ne"}:
+            cg = httpx.get(f"{base}/api/v1/operator/tables/congestion", params={"from": started}, timeout=10).json()
+            approaches = {r["approach_id"] for r in cg["rows"]}
+            time.sleep(2)
+        assert approaches == {"market-sw", "market-ne"}, "no congestion window closed while the demo ran"
+        page.wait_for_function("document.getElementById('cg-window').dataset.value !== ''", timeout=20000)
         assert page.locator(".cg-map").count() == 1
         assert not page.errors, page.errors
         assert not page.outside_requests, page.outside_requests

@@ -76,7 +76,7 @@ def _dup(kind: str):
      "cameras.0.privacy_masks", "mask 0 has no area"),
     (lambda d: d["lines"][0].update(directions=["in", "in"]), "lines.0.directions", "two different names"),
     (_dup("cameras"), "cameras.3.id", "'campus' is already used by cameras.0"),
-    (_dup("lines"), "lines.3.id", "'campus-midline' is already used by lines.0"),
+    (_dup("lines"), "lines.4.id", "'campus-midline' is already used by lines.0"),
     (_dup("zones"), "zones.4.id", "'campus-west' is already used by zones.0"),
     (_dup("partners"), "partners.2.id", "'city' is already used by partners.0"),
     (lambda d: d["partners"][1].update(token_env="PRIVAFLOW_TOKEN_CITY"), "partners.1.token_env", "already used"),
