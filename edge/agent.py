@@ -24,7 +24,9 @@ from privaflow.edge.capture import Capture
 from privaflow.edge.detect import Detector, load_detector
 from privaflow.edge.detections import Detections
 from privaflow.edge.health import HealthServer, Metrics
+from privaflow.edge.mobile import MobileSurvey
 from privaflow.edge.privacy import PrivacyFilter, PseudonymousIds
+from privaflow.edge.probe import untracked_people
 from privaflow.edge.publish import Sink
 from privaflow.edge.records import class_ids, frame_record
 from privaflow.edge.tracking import ByteTrack, GroundMotion
@@ -75,6 +77,8 @@ class Agent:
         self.motion = GroundMotion(camera.homography) if camera.homography is not None else None
         self.colours = ColourVotes()
         self.attributes = (attributes or FaceAgeGender()) if camera.attributes else None
+        # a vehicle-mounted camera (G4): positions as H3 cells, trips, privacy zones (edge/mobile.py)
+        self.mobile = MobileSurvey(camera) if camera.kind == "mobile" else None
         self._person_attrs: dict[int, tuple[str | None, str | None]] = {}
         self._allowed = np.array(class_ids(camera.classes))
         self.stats = AgentStats()
@@ -106,6 +110,8 @@ class Agent:
                     break
         finally:
             self.capture.stop()
+            if self.mobile is not None:
+                self.mobile.end()  # the trip ends with the source: what is still held never leaves
             self.sink.close()
             if capturing:  # a source that never opened gets its error alone, not a "0 frames" summary first
                 self._print_status(final=True)
@@ -152,9 +158,12 @@ class Agent:
         if self.attributes is not None:
             extra["ages"], extra["genders"] = self._people(image, tracks, tids, detected)
         del image  # pixels end here; the record below holds none
-        record = frame_record(self.site_id, self.camera.id, ts_ms, seq, (w, h), detected, tracks,
-                              self.ids(tids, ts_ms), **extra)
-        self.sink.publish(record)
+        ids = self.ids(tids, ts_ms)
+        if self.mobile is not None and tracks.class_id is not None:
+            ids = untracked_people(tracks.class_id, ids)
+        record = frame_record(self.site_id, self.camera.id, ts_ms, seq, (w, h), detected, tracks, ids, **extra)
+        for out in (self.mobile.offer(record, tracks, tids) if self.mobile is not None else (record,)):
+            self.sink.publish(out)
         if detected:
             self._forget(set(tids.tolist()))
         self.stats.frames += 1
@@ -179,6 +188,8 @@ class Agent:
         """Drop per-track state of tracks the tracker no longer holds."""
         alive = set(self.tracker.tracks.track_id.tolist()) | live
         self.colours.forget_except(alive)
+        if self.mobile is not None:
+            self.mobile.view.forget_except(alive)
         for tid in [t for t in self._person_attrs if t not in alive]:
             del self._person_attrs[tid]
 
@@ -195,6 +206,7 @@ class Agent:
             "records_dropped": ss.dropped, "spool_depth": self.sink.depth, "broker_up": ss.broker_up,
             "registry_ok": ss.registry_ok,
             "inference_ms": round(self.stats.inference_ms_total / n, 1) if n else None,
+            **({"mobile": self.mobile.status()} if self.mobile is not None else {}),
             "last_frame_age_s": round(time.monotonic() - self.stats.last_frame_at, 1)
             if self.stats.last_frame_at else None,
         }
@@ -224,4 +236,9 @@ class Agent:
         line = (f"{'done' if final else 'edge'} {s['camera']}: {s['frames']} frames  {s['fps']:.1f} fps  "
                 f"{s['objects']} objects  dropped {s['dropped_frames']}  corrupt {s['corrupt_frames']}  "
                 f"spool {s['spool_depth']}  records lost {s['records_dropped']}{broker}")
+        m = s.get("mobile")
+        if m:
+            line += (f"  trips {m['trips']}  held {m['held']}  withheld: zones {m['dropped_privacy_zone']} "
+                     f"trip ends {m['dropped_trip_end']} no trip {m['dropped_no_trip']} stale {m['dropped_stale']}"
+                     f"  no position {m['without_position']} (fix gaps {m['fix_gaps']})")
         print(line, file=self.status_out, flush=True)

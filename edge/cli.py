@@ -92,9 +92,17 @@ def run(config_path: Path, camera_id: str, source: str | None, sink: str, max_fr
         out = AvroFileSink(sink[5:])
     else:
         raise click.BadParameter("expected 'kafka' or 'file:PATH'", param_hint="--sink")
-    agent = Agent(site.site_id, camera, detector, out, source=src, realtime=realtime, pace=pace,
-                  max_frames=max_frames, metrics_port=metrics_port, metrics_host=metrics_host,
-                  status_every_s=0 if quiet else 2.0)
+    from privaflow.edge.position import PositionError
+
+    try:
+        agent = Agent(site.site_id, camera, detector, out, source=src, realtime=realtime, pace=pace,
+                      max_frames=max_frames, metrics_port=metrics_port, metrics_host=metrics_host,
+                      status_every_s=0 if quiet else 2.0)
+    except PositionError as e:  # a mobile camera's position source: names the file and what was wrong
+        out.close()
+        raise click.ClickException(f"{config_path}: camera {camera.id}: mobile.position: {e}") from None
+    if agent.mobile is not None and not quiet:
+        click.echo(f"edge {camera.id}: position track {agent.mobile.track.report.summary()}", err=True)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         click.echo(f"edge {camera.id}: {signal.Signals(signum).name}, finishing the current frame", err=True)

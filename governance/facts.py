@@ -21,6 +21,18 @@ K_TABLES = tuple(s.name for s in SPECS.values() if s.k_anonymous)
 
 
 @dataclass(frozen=True)
+class MobileFacts:
+    """A vehicle-mounted camera's privacy settings, as a notice or report states them. Privacy zones by
+    id and radius only: where a driver lives is exactly what they protect."""
+
+    h3_resolution: int
+    cell_edge_m: int  # average hexagon edge at that resolution
+    privacy_zones: tuple[tuple[str, float], ...]  # (id, radius in metres)
+    trip_end_radius_m: float
+    trip_break_s: float
+
+
+@dataclass(frozen=True)
 class CameraFacts:
     """Everything a notice or report says about one camera, derived from the site config."""
 
@@ -35,6 +47,7 @@ class CameraFacts:
     attributes: bool
     tables: tuple[str, ...]  # partner tables this camera feeds
     shared: tuple[tuple[Partner, tuple[str, ...]], ...]  # partners receiving any of them
+    mobile: MobileFacts | None = None  # set for a vehicle-mounted camera (G4)
 
 
 def mask_area_fraction(masks: list[list[tuple[float, float]]], resolution: int = 1000) -> float:
@@ -55,7 +68,15 @@ def camera_facts(site: SiteConfig, camera_id: str) -> CameraFacts:
     tables = camera_tables(site, camera_id)
     shared = tuple((p, tuple(t for t in p.tables if t in tables)) for p in site.partners
                    if any(t in tables for t in p.tables))
+    mobile = None
+    if cam.mobile is not None:
+        import h3
+
+        m = cam.mobile
+        mobile = MobileFacts(m.h3_resolution, round(h3.average_hexagon_edge_length(m.h3_resolution, "m")),
+                             tuple((z.id, z.radius_m) for z in m.privacy_zones), m.trip_end_radius_m, m.trip_break_s)
     return CameraFacts(
+        mobile=mobile,
         camera_id=cam.id, traffic=bool(cam.classes) and set(cam.classes) <= MOTOR_VEHICLES,
         classes=tuple(cam.classes), max_width=cam.max_width, mask_count=len(cam.privacy_masks),
         mask_fraction=mask_area_fraction([list(m) for m in cam.privacy_masks]), speed=cam.homography is not None,

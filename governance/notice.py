@@ -8,9 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from privaflow.governance.facts import K_TABLES, camera_facts, md_escape, missing_notice_items, percent
+from privaflow.governance.facts import (
+    K_TABLES,
+    CameraFacts,
+    camera_facts,
+    md_escape,
+    missing_notice_items,
+    percent,
+)
 from privaflow.governance.notice_texts import TEXTS
 from privaflow.schemas.site import ConfigError, SiteConfig
+from privaflow.schemas.vocabulary import ROAD_FURNITURE
 from privaflow.streams.tables import SPECS
 
 
@@ -76,7 +84,41 @@ def _notice_parts(site: SiteConfig, camera_id: str, lang: str,
     ]
     title = t["title_traffic"] if f.traffic else t["title"]
     lead = str(t["lead"]).format(operator=esc(op.name), objects=objects)
+    if f.mobile is not None:
+        title, lead, sections = _mobile(f, site, t, esc, sections)
     return title, lead, sections, str(t["camera_id"]).format(camera=esc(f.camera_id))
+
+
+def _mobile(f: CameraFacts, site: SiteConfig, t: dict[str, Any], esc: Callable[[str], str],
+            sections: list[_Section]) -> tuple[str, str, list[_Section]]:
+    """The sticker on a vehicle (the guidebook's case 4): the same sections, what a moving camera reads
+    instead of what a fixed one counts, and where nothing is recorded."""
+    assert f.mobile is not None and site.operator is not None
+    m = f.mobile
+    furniture = [c for c in f.classes if c in ROAD_FURNITURE] or ["traffic light", "stop sign"]
+    captured = [str(t["video"]).format(width=f.max_width),
+                str(t["mobile_objects"]).format(furniture=_join([esc(t["classes"].get(c, c)) for c in furniture], t)),
+                str(t["mobile_position"]).format(edge=m.cell_edge_m, res=m.h3_resolution)]
+    by_radius: dict[float, int] = {}
+    for _zone, radius in m.privacy_zones:
+        by_radius[radius] = by_radius.get(radius, 0) + 1
+    zones = [str(t["mobile_zone_items"]).format(radius=f"{r:g}", count=n) for r, n in sorted(by_radius.items())]
+    if m.trip_end_radius_m > 0:
+        zones.append(str(t["mobile_trip_ends"]).format(radius=f"{m.trip_end_radius_m:g}"))
+    kept = [str(t["mobile_detections"]).format(period=_period(site.retention.detections_days, t)),
+            str(t["mobile_aggregates"]).format(period=_period(site.retention.partner_days, t))]
+    out = []
+    for s in sections:
+        if s.heading == t["captured"]:
+            s = _Section(s.heading, [], captured)
+        elif s.heading == t["discarded"]:
+            s = _Section(s.heading, [], [str(t["frames"])])
+        elif s.heading == t["kept"]:
+            s = _Section(s.heading, s.paragraphs, kept)
+        out.append(s)
+        if s.heading == t["discarded"]:
+            out.append(_Section(t["mobile_zones"], [] if zones else [t["mobile_no_zones"]], zones))
+    return t["mobile_title"], str(t["mobile_lead"]).format(operator=esc(site.operator.name)), out
 
 
 

@@ -51,7 +51,26 @@ TEXTS: dict[str, dict[str, Any]] = {
         "hours": "{n}時間",
         "hour": "{n}時間",
         "classes": {"person": "人", "bicycle": "自転車", "car": "自動車", "motorcycle": "オートバイ",
-                    "bus": "バス", "truck": "トラック"},
+                    "bus": "バス", "truck": "トラック", "traffic light": "信号機", "stop sign": "一時停止標識",
+                    "fire hydrant": "消火栓", "parking meter": "パーキングメーター", "bench": "ベンチ"},
+        # a vehicle-mounted camera (guidebook case 4): the sticker on the vehicle
+        "mobile_title": "車載カメラ作動中",
+        "mobile_lead": "この車両は{operator}の道路状況調査のため、走行中に前方を撮影しています。映像は車内の機器で"
+                       "処理し、すぐに消去します。人の顔やナンバープレートを読み取ることはなく、人は人数としてのみ"
+                       "数えます。",
+        "mobile_objects": "映像から読み取る内容：{furniture}などの道路附属物、前方の車両の台数と距離の目安、"
+                          "人の人数（人の動きは追跡しません）",
+        "mobile_position": "車両の位置：一辺約{edge}メートルの地図上の区画（H3 解像度{res}）としてのみ記録し、"
+                           "緯度・経度は車外に出しません。走行（トリップ）ごとの番号は無作為で、毎日変わります",
+        "mobile_zones": "記録しない場所",
+        "mobile_zone_items": "登録された{count}か所（車庫・乗務員の自宅など）から半径{radius}メートル以内",
+        "mobile_trip_ends": "走行の出発地と到着地から{radius}メートル以内（到着地は着いてから判断するため、"
+                            "その手前の記録は送信を保留し、到着後に消去します）",
+        "mobile_no_zones": "登録された場所はありません",
+        "mobile_aggregates": "集計データ（地図上の区画・進行方向・時間帯ごとの通過した走行数、速度、渋滞度、"
+                             "前方車両数、道路附属物、人数）：{period}",
+        "mobile_detections": "匿名の検出記録（物体の種類・画面上の位置、車両の地図区画・方角・速度・走行番号）："
+                             "{period}",
     },
     "en": {
         "title_traffic": "Traffic-flow measurement camera in operation",
@@ -98,7 +117,26 @@ TEXTS: dict[str, dict[str, Any]] = {
         "hours": "{n} hours",
         "hour": "{n} hour",
         "classes": {"person": "people", "bicycle": "bicycles", "car": "cars", "motorcycle": "motorcycles",
-                    "bus": "buses", "truck": "trucks"},
+                    "bus": "buses", "truck": "trucks", "traffic light": "traffic lights", "stop sign": "stop signs",
+                    "fire hydrant": "fire hydrants", "parking meter": "parking meters", "bench": "benches"},
+        "mobile_title": "In-vehicle camera in operation",
+        "mobile_lead": "This vehicle films the road ahead while driving, for {operator}'s survey of road conditions. "
+                       "The video is processed by a device in the vehicle and discarded at once. Faces and number "
+                       "plates are never read, and people are only counted.",
+        "mobile_objects": "Read from the video: road furniture such as {furniture}, how many vehicles are ahead and "
+                          "roughly how far, and how many people are in view (people are never followed)",
+        "mobile_position": "Where the vehicle is: recorded only as a map cell about {edge} m across a side (H3 "
+                           "resolution {res}), never as coordinates; each trip gets a random number that changes "
+                           "every day",
+        "mobile_zones": "Where nothing is recorded",
+        "mobile_zone_items": "Within {radius} m of {count} registered place(s) (depot, drivers' homes)",
+        "mobile_trip_ends": "Within {radius} m of where a trip starts or ends (the end is only known on arrival, so "
+                            "records near it are held back in the vehicle and deleted when the trip ends)",
+        "mobile_no_zones": "No places are registered",
+        "mobile_aggregates": "Aggregated statistics (per map cell, direction and time window: trips that passed, "
+                             "speed, congestion level, vehicles ahead, road furniture, people): {period}",
+        "mobile_detections": "Anonymous detection records (object type and position in the picture; the vehicle's "
+                             "map cell, direction, speed and trip number): {period}",
     },
 }
 

@@ -68,6 +68,14 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "shared": {"type": "array", "items": {"type": "object", "required": [
                     "partner_id", "partner_name", "tables", "k_anonymity", "requirements"]}},
                 "notice": {"type": "object", "required": ["command", "requirements"]},
+                "mobile": {"type": "object", "required": ["h3_resolution", "cell_edge_m", "privacy_zones",
+                                                          "trip_end_radius_m", "requirements"],
+                           "properties": {"h3_resolution": {"type": "integer"},
+                                          "privacy_zones": {"type": "array", "items": {
+                                              "type": "object", "required": ["id", "radius_m"],
+                                              "properties": {"id": {"type": "string"},
+                                                             "radius_m": {"type": "number"}},
+                                              "additionalProperties": False}}}},
             },
         },
     },
@@ -136,6 +144,23 @@ def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str
             "notice": {"command": f"privaflow notice --config {config_name} --camera {f.camera_id} --lang ja "
                                   "--format html", "requirements": ["G0", "T3"]},
         })
+        if f.mobile is not None:
+            m = f.mobile
+            cameras[-1]["mobile"] = {
+                "h3_resolution": m.h3_resolution, "cell_edge_m": m.cell_edge_m,
+                "privacy_zones": [{"id": z, "radius_m": r} for z, r in m.privacy_zones],
+                "trip_end_radius_m": m.trip_end_radius_m, "trip_break_s": m.trip_break_s,
+                "description": f"vehicle-mounted: the vehicle's position leaves the edge only as an H3 cell of "
+                               f"resolution {m.h3_resolution} (about {m.cell_edge_m} m a side), never as "
+                               f"coordinates; trip ids are random and change at least daily; nothing is recorded "
+                               f"whose cell comes within a privacy zone's radius (zones listed by id and radius "
+                               f"only, never their places) or within {m.trip_end_radius_m:g} m of where a trip "
+                               f"starts or ends (records are held in the vehicle until it is that far away, and "
+                               f"dropped if the trip ends first); people are only counted",
+                "requirements": ["G4", "T6"]}
+            kept[0]["description"] = (
+                "per frame: class, box, the vehicle's H3 cell, heading sector, whole km/h and pseudonymous trip id, "
+                "vehicles ahead, people count, road furniture passed; people's rows carry a new random id every frame")
     published = sorted(ks)
     report: dict[str, Any] = {
         "report": "privaflow privacy report", "version": 1, "site_id": site.site_id,
@@ -205,6 +230,12 @@ def report_markdown(r: dict[str, Any]) -> str:
                     f"k = {s['k_anonymity']}{_reqs(s)}" for s in c["shared"]]
         else:
             out.append("- **Shared with:** nobody")
+        if c.get("mobile"):
+            mob = c["mobile"]
+            zones = ", ".join(f"`{md(z['id'])}` ({z['radius_m']:g} m)" for z in mob["privacy_zones"]) or "none"
+            out += [f"- **Vehicle-mounted:** H3 resolution {mob['h3_resolution']} (cells about {mob['cell_edge_m']} m "
+                    f"a side); privacy zones: {zones}; trip start and end: {mob['trip_end_radius_m']:g} m"
+                    f"{_reqs(mob)}", f"  - {md(mob['description'])}"]
         out += [f"- **Notice:** `{md(c['notice']['command'])}`{_reqs(c['notice'])}", ""]
     out += ["## k-anonymity", "", "| table | k applied | rule |", "|---|---|---|"]
     out += [f"| {t} | {v['k'] if v['k'] is not None else '—'} | {v['rule']} |" for t, v in r["k_anonymity"].items()]

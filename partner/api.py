@@ -5,6 +5,8 @@
     GET /healthz                                                 200 once every topic was read
     GET /api/v1/operator/tables/{table}?site=&from=&to=&limit=&cursor=          operator, no token
     GET /api/v1/operator/site                                    lines, zones, cameras, partners
+    GET /api/v1/operator/scene/{camera}                          latest frame as objects (icon scene)
+    GET /api/v1/operator/road-map?site=&from=&to=                road cells, polygons, congestion level
     GET /dashboard/...                                           partner/dashboard/ (static)
 
 Rows come from `PartnerStore` (the compacted partner topics replayed into memory), so a partner
@@ -38,6 +40,7 @@ from aiohttp import web
 
 from privaflow.partner.openapi import openapi_document
 from privaflow.partner.rows import csv_text, dims, json_row
+from privaflow.partner.scenes import LatestFrames, road_map
 from privaflow.partner.store import PartnerStore
 from privaflow.schemas.codec import epoch_ms
 from privaflow.schemas.site import ConfigError, Partner, SiteConfig
@@ -163,14 +166,16 @@ def site_summary(site: SiteConfig) -> dict[str, Any]:
                      for p in site.partners],
         "windows": site.windows.model_dump(),
         "tables": [{"name": s.name, "label": s.label, "dims": list(s.dim_names)} for s in SPECS.values()],
+        "mobile_cameras": [c.id for c in site.mobile_cameras()],
     }
 
 
 class PartnerApi:
     """The request handlers, bound to one site, its store and its partners' tokens."""
 
-    def __init__(self, site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner]) -> None:
-        self.site, self.store, self.tokens = site, store, tokens
+    def __init__(self, site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner],
+                 frames: LatestFrames | None = None) -> None:
+        self.site, self.store, self.tokens, self.frames = site, store, tokens, frames
         self._openapi = openapi_document()
 
     def _authenticate(self, request: web.Request) -> Partner | web.Response:
@@ -266,6 +271,21 @@ class PartnerApi:
     async def operator_site(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(site_summary(self.site))
 
+    async def operator_scene(self, request: web.Request) -> web.StreamResponse:
+        camera = request.match_info["camera"]
+        kinds = {c.id: c.kind for c in self.site.cameras}
+        if camera not in kinds:
+            return _error(404, f"unknown camera {camera[:80]!r}")
+        scene = self.frames.scene(camera) if self.frames is not None else None
+        if scene is None:  # nothing seen yet (or scenes are off): an empty scene, not an error
+            scene = {"camera_id": camera, "kind": kinds[camera], "ts": None, "objects": [], "probe": None}
+        return web.json_response(scene, headers={"Cache-Control": "no-store"})
+
+    async def operator_road_map(self, request: web.Request) -> web.StreamResponse:
+        rows, _ = self._select(request, "road_conditions", ("site", "from", "to"), None)
+        return web.json_response(road_map(rows, self.site.h3_resolution()), headers={"Cache-Control": "no-store"},
+                                 dumps=_strict_dumps)
+
     async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self._openapi)
 
@@ -277,14 +297,18 @@ class PartnerApi:
 
 
 def make_app(site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner] | None = None,
-             dashboard_dir: Path | None = DASHBOARD_DIR) -> web.Application:
-    """The aiohttp application. The store's consumer thread starts and stops with the app."""
-    handlers = PartnerApi(site, store, partner_tokens(site) if tokens is None else tokens)
+             dashboard_dir: Path | None = DASHBOARD_DIR, frames: LatestFrames | None = None) -> web.Application:
+    """The aiohttp application. The store's (and the scenes') consumer threads start and stop with the app."""
+    handlers = PartnerApi(site, store, partner_tokens(site) if tokens is None else tokens, frames)
     app = web.Application()
 
     async def _store_lifecycle(app: web.Application) -> Any:
         store.start()
+        if frames is not None:
+            frames.start()
         yield
+        if frames is not None:
+            frames.stop()
         store.stop()
 
     app.cleanup_ctx.append(_store_lifecycle)
@@ -294,6 +318,8 @@ def make_app(site: SiteConfig, store: PartnerStore, tokens: dict[str, Partner] |
     r.add_get("/api/v1/tables/{table}", handlers.partner_table)
     r.add_get("/api/v1/operator/tables/{table}", handlers.operator_table)
     r.add_get("/api/v1/operator/site", handlers.operator_site)
+    r.add_get("/api/v1/operator/scene/{camera}", handlers.operator_scene)
+    r.add_get("/api/v1/operator/road-map", handlers.operator_road_map)
     r.add_get("/", _redirect("/dashboard/"))
     r.add_get("/dashboard", _redirect("/dashboard/"))
     index = dashboard_dir / "index.html" if dashboard_dir else None
@@ -361,7 +387,8 @@ def serve(config_path: str, host: str, port: int) -> None:
     store = PartnerStore(site.site_id)
     click.echo(f"privaflow api: site {site.site_id}, http://{host}:{port}/ (dashboard /dashboard/, "
                f"OpenAPI /api/v1/openapi.json)")
-    web.run_app(make_app(site, store, tokens), host=host, port=port, access_log_format=ACCESS_LOG_FORMAT,
+    web.run_app(make_app(site, store, tokens, frames=LatestFrames(site)), host=host, port=port,
+                access_log_format=ACCESS_LOG_FORMAT,
                 print=None)
 
 

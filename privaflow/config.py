@@ -92,6 +92,13 @@ def _camera_objects(site: SiteConfig, config_path: str, models: bool) -> str:
         except (DetectorError, ValueError, FileNotFoundError) as e:
             raise ConfigError(f"{where}: {e}") from None
         PrivacyFilter(cam.max_width, cam.privacy_masks).apply(np.zeros((48, 64, 3), np.uint8))
+        if cam.mobile is not None and cam.mobile.position.kind != "nmea_serial":
+            from privaflow.edge.position import PositionError, read_track
+
+            try:  # a recorded track is read as the edge will; a serial receiver only when it runs
+                read_track(cam.mobile.position)
+            except PositionError as e:
+                raise ConfigError(f"{config_path}: cameras.{i}.mobile.position ({cam.id}): {e}") from None
         if cam.homography is not None:
             GroundMotion(cam.homography).update([1], [[0.5, 0.5]], 0)
     for cam in site.cameras:

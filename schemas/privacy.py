@@ -8,11 +8,22 @@ a closed window needs, each field by its name and the one type its rule allows:
 | window bound      | window_start, window_end                                 | long, timestamp-millis      |
 | window length     | window_length_s                                          | int or long                 |
 | site-config id    | CONFIG_DIMENSIONS (site_id, line_id, zone_id, ...)       | string                      |
-| closed vocabulary | VOCABULARIES (class_name, age_bracket, colour_family, ...) | that vocabulary's Avro enum |
-| count             | count                                                    | int or long                 |
+| spatial cell      | SPATIAL_CELLS (h3_cell)                                  | string                      |
+| closed vocabulary | class_name, age_bracket, gender, colour, crowding_level, | that vocabulary's Avro enum |
+|                   | heading, congestion_level, colour_family,                |                             |
+|                   | level_of_service, flow_direction                         |                             |
+| count             | COUNTS (count, trips)                                    | int or long                 |
 | flag              | suppressed                                               | boolean                     |
 | statistic         | STATISTICS (mean_speed_kmh, median_dwell_s, ...)         | int, long, float or double  |
 | bin list          | bin_upper_s / bin_counts                                 | array of float / of count   |
+| class list        | furniture_classes / furniture_counts                     | array of class enum / count |
+
+A spatial-cell dimension is the one kind of dimension whose values come neither from the site config
+nor from a closed vocabulary: an H3 cell index (schemas/cells.py) of a moving camera's position. Its
+type is a string like an id's; what keeps it coarse is the value check, not the schema: the road
+worker skips (counting it, and logging why) a detection record whose cell is not a valid H3 index at
+the site's configured resolution, and `partner_record` refuses to build a row from anything that is
+not a valid H3 cell, so no finer cell and no coordinate written into the field is ever published.
 
 Every rule except window bounds, flags and bin lists also allows the type as a union with null.
 Anything else is refused: other names, nested records, maps, bytes, fixed, other arrays, unions of
@@ -44,7 +55,10 @@ WINDOW_LENGTH = "window_length_s"
 # dimension of this kind is one more name here.
 CONFIG_DIMENSIONS = ("site_id", "line_id", "zone_id", "place_id", "origin_zone_id", "destination_zone_id",
                      "direction", "approach_id", "intersection_id", "entry_approach_id", "exit_approach_id")
-COUNTS = ("count",)
+# Where a moving camera was, as an H3 cell at the site's resolution (values checked by schemas/cells.py)
+SPATIAL_CELLS = ("h3_cell",)
+# `trips`: distinct probe-vehicle trips that passed a cell (road_conditions counts k in trips)
+COUNTS = ("count", "trips")
 FLAGS = ("suppressed",)
 # Named aggregate statistics. `samples` is the number of frames the occupancy statistics rest on: it
 # counts frames, not objects (one per analysed frame, whoever is present), so it is a statistic about
@@ -52,9 +66,13 @@ FLAGS = ("suppressed",)
 # the stop line), density (vehicles per km and lane) and delay (s per vehicle) are statistics over its
 # window's frames.
 STATISTICS = ("mean_speed_kmh", "p85_speed_kmh", "median_travel_s", "median_dwell_s", "mean_present", "max_present",
-              "p95_present", "capacity_ratio", "samples", "queue_length_m", "mean_queue_length_m",
-              "density_veh_per_km_lane", "mean_delay_s")
+              "p95_present", "capacity_ratio", "samples", "median_speed_kmh", "mean_vehicles_ahead",
+              "p85_vehicles_ahead", "mean_people", "queue_length_m", "mean_queue_length_m", "density_veh_per_km_lane",
+              "mean_delay_s")
 BIN_EDGES, BIN_COUNTS = "bin_upper_s", "bin_counts"
+# A declared class list: which road-furniture classes (the class_name enum) and how many of each, index
+# by index (road_conditions). Like the bin lists, the only arrays a partner schema may hold.
+CLASS_LIST, CLASS_COUNTS = "furniture_classes", "furniture_counts"
 
 _INTS = ("int", "long")
 _NUMBERS = ("int", "long", "float", "double")
@@ -124,6 +142,8 @@ def _check_field(name: str, t: Any) -> None:
         _primitive(_nullable(t), _INTS, "a window length")
     elif name in CONFIG_DIMENSIONS:
         _primitive(_nullable(t), ("string",), "a site-config id")
+    elif name in SPATIAL_CELLS:
+        _primitive(t, ("string",), "a spatial cell (an H3 index)")
     elif name in VOCABULARIES:
         _vocabulary_enum(name, _nullable(t))
     elif name in COUNTS:
@@ -136,6 +156,10 @@ def _check_field(name: str, t: Any) -> None:
         _primitive(_array_items(t), ("float", "double"), "a bin edge")
     elif name == BIN_COUNTS:
         _primitive(_nullable(_array_items(t)), _INTS, "a bin count")
+    elif name == CLASS_LIST:
+        _vocabulary_enum("class_name", _array_items(t, "a class list"))
+    elif name == CLASS_COUNTS:
+        _primitive(_nullable(_array_items(t, "a class count list")), _INTS, "a class count")
     else:
         raise _Refused(f"field name {name!r} is not in the partner allowlist")
 
@@ -173,12 +197,12 @@ def _timestamp_millis(t: Any) -> None:
         raise _Refused(f"attribute {extra[0]!r} is not allowed on a window bound's type")
 
 
-def _array_items(t: Any) -> Any:
+def _array_items(t: Any, what: str = "a bin list") -> Any:
     if not (isinstance(t, dict) and t.get("type") == "array"):
-        raise _Refused(f"a bin list must be an array, not {_describe(t)}")
+        raise _Refused(f"{what} must be an array, not {_describe(t)}")
     extra = _extra(t, {"type", "items"})
     if extra:
-        raise _Refused(f"attribute {extra[0]!r} is not allowed on a bin list")
+        raise _Refused(f"attribute {extra[0]!r} is not allowed on {what}")
     return t.get("items")
 
 

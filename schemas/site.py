@@ -16,13 +16,14 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from privaflow.schemas.mobile import MobileSettings
 from privaflow.schemas.topics import PARTNER_TABLES
 from privaflow.schemas.vocabulary import OBJECT_CLASSES as COCO_CLASSES  # the class names a record may carry
 from privaflow.schemas.vocabulary import VEHICLE_CLASSES
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
-TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes", "congestion",
-                    "intersection_volume", "turning_movements", "vehicle_colours"]
+TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes", "road_conditions",
+                    "congestion", "intersection_volume", "turning_movements", "vehicle_colours"]
 Compass = Literal["N", "NE", "E", "SE", "S", "SW", "W", "NW"]
 
 
@@ -34,6 +35,7 @@ MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1 / 24, 36_500.0  # an hour .. a centur
 _TOKEN_ENV = re.compile(r"^PRIVAFLOW_TOKEN_[A-Z0-9_]+$")
 # ids end up in Kafka keys (`table|site|dims|window`), CSV cells and dashboard keys
 _ID = re.compile(r"^[\w.-]+$")
+_SUBFIELD = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$")  # "field: problem", as a model validator writes it
 
 
 class ConfigError(ValueError):
@@ -93,7 +95,9 @@ class DetectorSpec(_Model):
 
 
 class Camera(_Model):
-    """One camera: where its video comes from and what privacy rules apply before detection."""
+    """One camera: where its video comes from and what privacy rules apply before detection. `kind`
+    `fixed` (the default) watches lines and zones; `mobile` rides on a vehicle and surveys the road
+    (G4): it has `mobile` settings (position source, cell resolution, privacy zones) instead."""
 
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_.-]+$")
     source: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=0)] = Field(
@@ -109,6 +113,29 @@ class Camera(_Model):
                                 "no people, no bicycles); its classes default to those and may hold nothing else")
     classes: list[str] = Field(default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck"])
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    kind: Literal["fixed", "mobile"] = "fixed"
+    mobile: MobileSettings | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> Camera:
+        if self.kind == "fixed":
+            if self.mobile is not None:
+                raise ValueError("mobile: only a camera of kind 'mobile' has mobile settings (add kind: mobile, "
+                                 "or remove the mobile section)")
+            return self
+        problems = []
+        if self.mobile is None:
+            problems.append("mobile: a camera of kind 'mobile' needs mobile settings with at least a position "
+                            "source, e.g. mobile: {position: {kind: gpx, path: drive.gpx}}")
+        if self.homography is not None:
+            problems.append("homography: a mobile camera's ground plane moves with the vehicle; expected none "
+                            "(distances to vehicles ahead come from their box widths)")
+        if self.attributes:
+            problems.append("attributes: a vehicle-mounted camera shows people only as a count (G4); expected "
+                            "false")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -258,6 +285,7 @@ class Windows(_Model):
     flow_lines: int = Field(300, gt=0, le=MAX_WINDOW_S)
     dwell: int = Field(300, gt=0, le=MAX_WINDOW_S)
     attributes: int = Field(900, gt=0, le=MAX_WINDOW_S)
+    road_conditions: int = Field(900, gt=0, le=MAX_WINDOW_S)
     congestion: int = Field(60, gt=0, le=MAX_WINDOW_S)
     intersection_volume: int = Field(300, gt=0, le=MAX_WINDOW_S)
     turning_movements: int = Field(900, gt=0, le=MAX_WINDOW_S)
@@ -368,17 +396,29 @@ class SiteConfig(_Model):
                 problems.append(f"lines.{i}.id: {line.id!r} is also a zone id; expected lines and zones to "
                                 "have different ids")
         cams = {c.id for c in self.cameras}
+        mobile = {c.id for c in self.cameras if c.kind == "mobile"}
         placed: list[tuple[str, Sequence[Line | Zone]]] = [("lines", self.lines), ("zones", self.zones)]
         for kind, items in placed:
             for i, item in enumerate(items):
                 if item.camera not in cams:
                     problems.append(f"{kind}.{i}.camera: {kind} {item.id!r} names camera {item.camera!r}, which "
                                     f"is not in cameras (have: {', '.join(sorted(cams))})")
+                elif item.camera in mobile:
+                    problems.append(f"{kind}.{i}.camera: {kind} {item.id!r} names camera {item.camera!r}, which is "
+                                    f"mobile: a moving picture has no fixed {kind}; expected a fixed camera")
         if self.windows.grace_s < self.counting.track_expiry_s + 1:
             # an expiring track's exit is stamped at its last sighting, up to track_expiry_s late
             problems.append(f"windows.grace_s: {self.windows.grace_s} must be at least counting.track_expiry_s "
                             f"+ 1 ({self.counting.track_expiry_s + 1:g}), or exits of lost tracks arrive too late")
         problems += _intersection_problems(self)
+        resolutions = {c.mobile.h3_resolution for c in self.cameras if c.mobile is not None}
+        if len(resolutions) > 1:
+            first = next(c for c in self.cameras if c.mobile is not None)
+            for i, c in enumerate(self.cameras):
+                if c.mobile is not None and c.mobile.h3_resolution != first.mobile.h3_resolution:  # type: ignore[union-attr]
+                    problems.append(f"cameras.{i}.mobile.h3_resolution: {c.mobile.h3_resolution} differs from "
+                                    f"camera {first.id!r}'s {first.mobile.h3_resolution}: the road_conditions "  # type: ignore[union-attr]
+                                    "table adds every mobile camera's trips per cell, so they must share one")
         for i, p in enumerate(self.partners):
             unknown = set(p.tables) - set(PARTNER_TABLES)
             if unknown:
@@ -393,6 +433,16 @@ class SiteConfig(_Model):
                 return c
         raise ConfigError(f"camera {camera_id!r} is not in the site config (have: "
                           f"{', '.join(c.id for c in self.cameras)})")
+
+    def mobile_cameras(self) -> list[Camera]:
+        """The vehicle-mounted cameras (kind `mobile`), in config order."""
+        return [c for c in self.cameras if c.kind == "mobile"]
+
+    def h3_resolution(self) -> int | None:
+        """The one H3 resolution of the site's mobile cameras (None without any): their cells are
+        aggregated together, so they must share it (checked on load)."""
+        res = {c.mobile.h3_resolution for c in self.cameras if c.mobile is not None}
+        return res.pop() if res else None
 
     def lines_for(self, camera_id: str) -> list[Line]:
         return [line for line in self.lines if line.camera == camera_id]
@@ -435,6 +485,10 @@ def _intersection_problems(site: SiteConfig) -> list[str]:
             if cam is None:
                 problems.append(f"{at}.camera: approach {a.id!r} names camera {a.camera!r}, which is not in cameras "
                                 f"(have: {', '.join(sorted(cams))})")
+                continue
+            if cam.kind == "mobile":
+                problems.append(f"{at}.camera: approach {a.id!r} names camera {a.camera!r}, which is vehicle-mounted; "
+                                "expected a fixed camera watching the approach")
                 continue
             if cam.homography is None:
                 problems.append(f"{at}.camera: approach {a.id!r} is watched by camera {a.camera!r}, which has no "
@@ -514,6 +568,10 @@ def _describe(err: ValidationError, source: str) -> str:
             continue
         got = e.get("input")
         got_s = "" if isinstance(got, dict | list | tuple) or "got " in msg else f" (got {got!r})"
+        sub = [_SUBFIELD.match(m) for m in msg.splitlines()]
+        if all(sub):  # a check across a model's fields: each line names its field within the model
+            lines += [f"  {loc}.{m.group(1)}: {m.group(2)}" for m in sub if m]
+            continue
         lines.append(f"  {loc}: {msg}{got_s}")
     return "\n".join(lines)
 

@@ -53,6 +53,11 @@ def site_warnings(site: SiteConfig, base_dir: Path | None = None) -> list[str]:
                 out.append(f"cameras.{i}.source: {src!r} does not exist here (fine if this config is for "
                            "another machine)")
     out += _intersection_warnings(site)
+    if not site.mobile_cameras():
+        for i, p in enumerate(site.partners):
+            if "road_conditions" in p.tables:
+                out.append(f"partners.{i}.tables: {p.id!r} receives road_conditions, but no camera is of kind "
+                           "mobile, so that table stays empty")
     if not any(c.attributes for c in site.cameras):
         for i, p in enumerate(site.partners):
             if "attributes" in p.tables:
@@ -112,6 +117,11 @@ def summary(site: SiteConfig, source: str, approach_note: Callable[[str, str], s
                      f"{c.detect_every}, {masks} privacy mask{'s' * (masks != 1)}, {detector}; counts "
                      f"{counts}{'; estimates age and gender' if c.attributes else ''}"
                      f"{'; ground homography' if c.homography else ''}")
+        if c.mobile is not None:
+            m, src = c.mobile, c.mobile.position
+            lines.append(f"    mobile: positions from {src.kind} {src.path} (align {src.align}), H3 resolution "
+                         f"{m.h3_resolution}, {len(m.privacy_zones)} privacy zone{'s' * (len(m.privacy_zones) != 1)}, "
+                         f"nothing within {m.trip_end_radius_m:g} m of a trip's start or end")
         for ln in site.lines_for(c.id):
             lines.append(f"    line {ln.id}: {ln.directions[0]} / {ln.directions[1]}")
         for z in site.zones_for(c.id):
@@ -131,11 +141,13 @@ def summary(site: SiteConfig, source: str, approach_note: Callable[[str, str], s
             if note:
                 lines.append(f"      {note}")
     w = site.windows
+    road = f", road_conditions {w.road_conditions} s" if site.mobile_cameras() else ""
+    road += (f", congestion {w.congestion} s, intersection_volume {w.intersection_volume} s, turning_movements "
+             f"{w.turning_movements} s" if site.intersections else "")
     lines.append(f"  windows: traffic_volume {w.traffic_volume} s, occupancy {w.occupancy} s, flow_lines "
-                 f"{w.flow_lines} s, dwell {w.dwell} s, attributes {w.attributes} s, congestion {w.congestion} s, "
-                 f"intersection_volume {w.intersection_volume} s, turning_movements {w.turning_movements} s, "
-                 f"vehicle_colours {w.vehicle_colours} s; late records up to {w.grace_s} s, edge clocks up to "
-                 f"{w.max_clock_skew_s} s ahead")
+                 f"{w.flow_lines} s, dwell {w.dwell} s, attributes {w.attributes} s{road}, vehicle_colours "
+                 f"{w.vehicle_colours} s; late records up to {w.grace_s} s, edge clocks up to {w.max_clock_skew_s} s "
+                 "ahead")
     lines.append(f"  retention: detections and events {site.retention.detections_days:g} days, partner tables "
                  f"{site.retention.partner_days:g} days")
     for p in site.partners:

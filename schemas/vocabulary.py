@@ -17,9 +17,9 @@ Avro names (`[A-Za-z_][A-Za-z0-9_]*`), so each label has exactly one *symbol*, d
     ValueError: gender 'plate KA-01-1234' is not in the closed vocabulary (female, male, unknown)
 
 A vocabulary's kind is the name of the partner field that carries it (`class_name`, `age_bracket`,
-`gender`, `colour`, `colour_family`, `crowding_level`, `level_of_service`, `flow_direction`). Adding
-a label later is a BACKWARD-compatible change of the enum (old records still read); removing or
-renaming one is not.
+`gender`, `colour`, `colour_family`, `crowding_level`, `level_of_service`, `flow_direction`, `heading`,
+`congestion_level`). Adding a label later is a BACKWARD-compatible change of the enum (old records
+still read); removing or renaming one is not.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ COLOUR_FAMILIES: tuple[str, ...] = ("white", "black", "grey", "red", "blue", "ot
 LEVELS_OF_SERVICE: tuple[str, ...] = ("A", "B", "C", "D", "E", "F")
 # whether a vehicle crossed an approach's counting line towards the intersection or away from it
 FLOW_DIRECTIONS: tuple[str, ...] = ("entering", "leaving")
+# COCO classes that are street structures: what a vehicle-mounted camera surveys for map makers (G4). A
+# plugged-in model whose class_map maps more classes onto these names adds to them; nothing else is furniture.
+ROAD_FURNITURE: tuple[str, ...] = ("traffic light", "fire hydrant", "stop sign", "parking meter", "bench")
+# a probe vehicle's direction of travel in eight compass buckets of 45 degrees, N centred on 0 (road_conditions)
+HEADINGS: tuple[str, ...] = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+# the road_conditions table's levels, from probe speed and vehicles ahead (streams/road_conditions.py)
+CONGESTION_LEVELS: tuple[str, ...] = ("FREE", "SLOW", "CONGESTED", "JAMMED")
 
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -149,6 +156,10 @@ VOCABULARIES: dict[str, Vocabulary] = {v.kind: v for v in (
                "Level of service of an approach, A (little delay) to F (long delays), from its delay per vehicle."),
     Vocabulary("flow_direction", "FlowDirection", FLOW_DIRECTIONS,
                "Whether the vehicles entered the intersection on this approach or left it."),
+    Vocabulary("heading", "Heading", HEADINGS,
+               "Direction of travel of the probe vehicles, one of eight 45-degree compass sectors (N is 337.5-22.5)."),
+    Vocabulary("congestion_level", "CongestionLevel", CONGESTION_LEVELS,
+               "Four road congestion levels from probe speed and vehicles ahead."),
 )}
 
 
@@ -159,6 +170,11 @@ def colour_family(colour: str | None) -> str:
     ('red', 'unknown')
     """
     return COLOUR_FAMILY_OF.get(colour, UNKNOWN) if colour is not None else UNKNOWN
+
+
+def heading_bucket(degrees: float) -> str:
+    """The compass sector of a heading in degrees clockwise from north: 0 -> N, 44.9 -> NE, 350 -> N."""
+    return HEADINGS[int(((degrees % 360.0) + 22.5) // 45.0) % 8]
 
 
 def vocabulary(kind: str) -> Vocabulary:

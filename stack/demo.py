@@ -23,6 +23,12 @@ from privaflow.schemas.site import SiteConfig, load_site_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "site.yaml"
+# Vehicle-mounted cameras (G4): the demo adds the taxis and the map maker of this file to the site. Two
+# taxis replay the same dashcam clip and synthetic track at once, as two probe vehicles on one route, so
+# every cell is passed by two distinct trips and the road-condition map shows under the demo's k of 2.
+MOBILE_EXAMPLE = REPO / "examples" / "mobile.yaml"
+DEMO_ROAD_WINDOW_S = 60
+DEMO_MAX_HOLD_S = 20  # enough to clear 150 m and a cell at highway speed; the road windows close sooner
 # Short windows so tables fill within a minute. The sample footage has about 20 line crossings a minute
 # on campus and 7 on the street, split over directions and classes: in the example's k of 5 no 10-s
 # cell reached it, and the headline table stayed empty. 15-s traffic-volume windows with 6 s of grace
@@ -75,10 +81,16 @@ class Child:
             self.proc.wait()
 
 
-def demo_config(source: Path, out: Path, windows: dict[str, int]) -> tuple[Path, SiteConfig]:
-    """The example config with short windows and the demo's k (so traffic volumes show within a minute)
-    and sources made absolute."""
+def demo_config(source: Path, out: Path, windows: dict[str, int],
+                mobile: Path | None = MOBILE_EXAMPLE) -> tuple[Path, SiteConfig]:
+    """The example config with short windows and the demo's k (so traffic volumes show within a minute),
+    the mobile example's taxis and map maker added, and sources made absolute."""
     data = yaml.safe_load(source.read_text())
+    if mobile is not None and not any(c.get("kind") == "mobile" for c in data["cameras"]):
+        extra = yaml.safe_load(mobile.read_text())
+        data["cameras"] += extra["cameras"]
+        data["partners"] = data.get("partners", []) + extra.get("partners", [])
+        windows = {**windows, "road_conditions": DEMO_ROAD_WINDOW_S}
     data["windows"] = {**data.get("windows", {}), **windows}
     data["counting"] = {**data.get("counting", {}), **DEMO_COUNTING}
     for partner in data.get("partners", []):
@@ -88,6 +100,11 @@ def demo_config(source: Path, out: Path, windows: dict[str, int]) -> tuple[Path,
         src = cam["source"]
         if isinstance(src, str) and not src.startswith(("rtsp:", "http:", "https:")) and not Path(src).is_absolute():
             cam["source"] = str((REPO / src).resolve())
+        if "mobile" in cam:
+            cam["mobile"]["max_hold_s"] = min(float(cam["mobile"].get("max_hold_s", 900)), DEMO_MAX_HOLD_S)
+        position = cam.get("mobile", {}).get("position", {})
+        if position.get("kind") in ("gpx", "nmea") and not Path(position["path"]).is_absolute():
+            position["path"] = str((REPO / position["path"]).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out, load_site_config(out)
@@ -134,6 +151,15 @@ def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str
         lines.append("flow lines (origin -> destination):")
         for (o, d), n in sorted(od.items()):
             lines.append(f"  {o} -> {d}: {n}")
+    road = rows.get("road_conditions", [])
+    if site.mobile_cameras():
+        lines.append("road conditions (vehicle-mounted cameras: a real dashcam clip, a synthetic GPS track):")
+        levels: dict[str, int] = defaultdict(int)
+        for r in road:
+            levels[str(r.get("congestion_level"))] += 1
+        cells = {str(r["h3_cell"]) for r in road}
+        lines.append(f"  {len(road)} cell-windows published over {len(cells)} H3 cells; levels "
+                     + (", ".join(f"{k} {v}" for k, v in sorted(levels.items())) or "none yet"))
     return "\n".join(lines)
 
 
@@ -212,6 +238,10 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
         Child("api", _cli("api", "serve", "--config", str(cfg_path), "--port", str(port)), run_dir / "api.log",
               env=tokens),
     ]
+    if site.mobile_cameras():
+        # the road_conditions table over every vehicle of the site (one process per site)
+        children.append(Child("road", _cli("streams", "road", "--config", str(cfg_path), "--settle", "5"),
+                              run_dir / "road.log"))
     for cam in site.cameras:
         children.append(Child(f"edge-{cam.id}", _cli("edge", "run", "--config", str(cfg_path), "--camera", cam.id,
                                                      "--spool-dir", str(run_dir / "spool" / cam.id)),
@@ -219,6 +249,11 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
     click.echo(f"privaflow demo — site {site.site_id}, cameras {', '.join(c.id for c in site.cameras)} (demo "
                f"settings: traffic-volume windows {site.windows.traffic_volume} s, k-anonymity "
                f"{DEMO_K_ANONYMITY})", err=True)
+    if site.mobile_cameras():
+        click.echo("  vehicle-mounted cameras " + ", ".join(c.id for c in site.mobile_cameras()) + ": both replay "
+                   "drive.mp4 (a real dashcam clip of a US highway, Udacity's MIT-licensed project video) with a "
+                   "SYNTHETIC GPS track, examples/tracks/drive.gpx (CC0, stack/make_drive_track.py): no track was "
+                   "recorded with the clip", err=True)
     for ch in children:
         ch.start()
         click.echo(f"  started {ch.name:14} log {ch.log}", err=True)

@@ -69,5 +69,46 @@ def worker(config_path: Path, web_port: int | None, data_dir: Path | None, store
         raise click.ClickException(str(e)) from None
 
 
+@streams.command("road")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Site YAML file with at least one camera of kind mobile.")
+@click.option("--settle", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="How long past a window's end (plus grace) a partition read to its end must stay quiet "
+                   "before the window closes.")
+@click.option("-l", "--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default="info",
+              show_default=True)
+def road(config_path: Path, settle: float, loglevel: str) -> None:
+    """Run the road_conditions table over every mobile camera of the site (one process per site).
+
+    \b
+    Reads the mobile cameras' detection records from every partition, adds up per H3 cell, heading
+    and window the distinct trips that passed, probe speed, vehicles ahead, people and road
+    furniture, and publishes each closed window's cells that at least k distinct trips passed (k:
+    the strictest of the partners receiving road_conditions) to privaflow.partner.road-conditions.v1.
+    A restart re-publishes identical rows.
+
+    \b
+    Example:
+      privaflow streams road --config examples/site.yaml
+    """
+    import logging
+    import signal
+
+    from privaflow.streams.road_worker import RoadWorker
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        site = load_site_config(config_path)
+        worker = RoadWorker(site, settle_s=settle)
+    except (ConfigError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run()
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+
+
 if __name__ == "__main__":
     streams()

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import h3
+
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
 from privaflow.schemas.vocabulary import partner_symbols
@@ -49,6 +51,10 @@ def partner_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any]]:
     spec = SPECS.get(closed.table)
     if spec is None:
         raise ValueError(f"no partner schema for table {closed.table!r}")
+    for dim, v in zip(spec.dims, closed.dims, strict=True):
+        if dim.kind == "cell" and (not isinstance(v, str) or not h3.is_valid_cell(v)):
+            # a spatial cell is the one dimension not from the config or a vocabulary: never anything else
+            raise ValueError(f"{dim.name} {str(v)[:40]!r} is not an H3 cell index")
     value = {"site_id": closed.site_id, **dict(zip(spec.dim_names, closed.dims, strict=True)),
              "window_start": closed.window_start_ms, "window_end": closed.window_end_ms,
              "window_length_s": window_length_s(closed), **spec.partner_fields(closed.agg, k)}

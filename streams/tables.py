@@ -17,6 +17,12 @@ table is one spec here plus its `schemas/avro/partner_<name>.avsc`.
 | intersection_volume | intersection_id, approach_id, flow_direction, class_name | ApproachCrossing |
 | turning_movements | intersection_id, entry_approach_id, exit_approach_id, class_name | TurningMovement |
 | vehicle_colours | line_id, direction, class_name, colour_family | Crossing of a vehicle (T5)     |
+| road_conditions| h3_cell, heading                      | mobile cameras' frames, over the fleet  |
+
+road_conditions is the one table not kept per camera: its cells are places on a map that every
+vehicle of a site passes, and its k counts distinct trips across all of them, so streams/road_worker.py
+aggregates it over the site's mobile cameras (`RoadWindows` in streams/road_conditions.py); its spec
+here gives it a name, dimensions, a schema and its partner fields like every other table.
 
 Windows are aligned to the epoch, sized per table by `site.windows.<table>`, and stay open until the
 watermark passes `window_end + grace_s`. An event for a window that has already closed is never
@@ -118,6 +124,8 @@ class TableSpec:
     partner_fields: Callable[[dict[str, Any], int], dict[str, Any]]
     suppression: str
     k_anonymous: bool = True  # False: published without a k threshold (the crowding level, G5)
+    # what k counts: distinct objects (tracks), or for road_conditions distinct trips (`agg["trips"]`)
+    k_unit: str = "objects"
     notice: Mapping[str, str] = field(default_factory=dict)  # language -> how a public notice names it
     rebuild: Callable[[Cell, WindowContext], Cell] = lambda cell, _ctx: cell
     group: tuple[str, ...] = ()
@@ -448,6 +456,27 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
                     "colours of the same line, direction and class until the withheld ones hold at least k",
         notice={"en": "vehicle counts by type and colour family", "ja": "車種・色系統ごとの台数"}),
 )}
+
+
+def _mobile(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return (camera,) if site.camera(camera).kind == "mobile" else ()
+
+
+def _road_spec() -> TableSpec:
+    from privaflow.streams import road_conditions as road  # defined there; it uses `percentile` above
+
+    return TableSpec(
+        name="road_conditions", label="Road conditions", schema="partner_road_conditions",
+        dims=(Dim("h3_cell", "cell"), Dim("heading", "heading")),
+        feeds={}, empty=road.empty, add=road.add, stats=road.stats, places=_mobile,
+        partner_fields=road.partner_fields, k_unit="trips",
+        suppression="a cell fewer than k distinct trips passed is not published; the speed and congestion "
+                    "level also need k trips with a speed",
+        notice={"en": "road conditions per map cell (probe speed, congestion, vehicles ahead, road furniture)",
+                "ja": "地図上の区画ごとの道路状況（走行速度・渋滞度・前方車両数・道路附属物）"})
+
+
+SPECS["road_conditions"] = _road_spec()
 TABLES: tuple[str, ...] = tuple(SPECS)
 
 

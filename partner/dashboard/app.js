@@ -415,7 +415,8 @@ async function refresh() {
     const mapRows = intersections && tables.includes("congestion")
       ? (await getJSON(`${API}/tables/congestion?${new URLSearchParams({site: site.site_id, from: mapFrom, to})}`)).rows || []
       : [];
-    // render everything in one synchronous pass so a reader never sees two periods mixed
+    // render everything in one synchronous pass so a reader never sees two periods mixed; a table drawn by
+    // its own script (road_conditions: roadmap.js) has no entry in SECTION and shows itself
     const shownSections = new Set(["sec-crowding", ...tables.map(t => SECTION[t]).filter(Boolean)]);
     if (!intersections) shownSections.delete("sec-intersection");
     for (const id of new Set(Object.values(SECTION))) document.getElementById(id).hidden = !shownSections.has(id);

@@ -54,7 +54,8 @@ def test_dims_are_the_key_fields_of_streams_partner_key() -> None:
         "attributes": ("place_id", "age_bracket", "gender"), "congestion": ("intersection_id", "approach_id"),
         "intersection_volume": ("intersection_id", "approach_id", "flow_direction", "class_name"),
         "turning_movements": ("intersection_id", "entry_approach_id", "exit_approach_id", "class_name"),
-        "vehicle_colours": ("line_id", "direction", "class_name", "colour_family")}
+        "vehicle_colours": ("line_id", "direction", "class_name", "colour_family"),
+        "road_conditions": ("h3_cell", "heading")}
 
 
 @pytest.mark.parametrize("table", list(PARTNER_TABLES))
@@ -86,7 +87,12 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
                                     "count": 5, "suppressed": False},
               "vehicle_colours": {"site_id": "s", "line_id": "l", "direction": "in", "class_name": "truck",
                                   "colour_family": "other", "window_start": 0, "window_end": 1, "count": None,
-                                  "suppressed": True}}[table]
+                                  "suppressed": True},
+              "road_conditions": {"site_id": "s", "h3_cell": "892f5a32d97ffff", "heading": "NW", "window_start": 0,
+                                  "window_end": 1, "trips": 3, "suppressed": False, "samples": 40,
+                                  "median_speed_kmh": 31.0, "mean_vehicles_ahead": 1.5, "p85_vehicles_ahead": 2.0,
+                                  "mean_people": 0.25, "congestion_level": "FREE",
+                                  "furniture_classes": ["traffic_light"], "furniture_counts": [2]}}[table]
     row = json.loads(json.dumps(json_row(table, sample), allow_nan=False))
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
     with pytest.raises(jsonschema.ValidationError):

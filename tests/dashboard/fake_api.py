@@ -66,6 +66,11 @@ def fake_api(site: SiteConfig, tables: dict[str, list[dict[str, Any]]]) -> Itera
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/api/v1/operator/site":
                 return self._json(site_summary(site))
+            if url.path.startswith("/api/v1/operator/scene/"):  # no detection records here: empty scenes
+                camera = url.path.rsplit("/", 1)[1]
+                return self._json({"camera_id": camera, "kind": "fixed", "ts": None, "objects": [], "probe": None})
+            if url.path == "/api/v1/operator/road-map":
+                return self._json({"resolution": None, "cells": []})
             if url.path.startswith("/api/v1/operator/tables/"):
                 table = url.path.rsplit("/", 1)[1]
                 if table not in tables:

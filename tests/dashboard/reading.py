@@ -44,12 +44,12 @@ def api_reading(base: str, site_id: str, shown: dict[str, Any]) -> dict[str, Any
 
     q = {"site": site_id, "from": shown["from"], "to": shown["to"]}
     with httpx.Client(base_url=base, timeout=10) as client:
-        tables = {}
-        for t in PARTNER_TABLES:
+        site = client.get("/api/v1/operator/site").json()
+        tables: dict[str, list[dict[str, Any]]] = {t: [] for t in PARTNER_TABLES}
+        for t in sorted(published(site) & set(PARTNER_TABLES)):  # what the page fetches
             r = client.get(f"/api/v1/operator/tables/{t}", params=q)
             r.raise_for_status()
             tables[t] = r.json()["rows"]  # Python's json reads the bare Infinity it writes
-        site = client.get("/api/v1/operator/site").json()
         map_rows = None
         if shown.get("map"):
             r = client.get("/api/v1/operator/tables/congestion",

@@ -173,3 +173,47 @@ def test_config_check_on_files_that_are_no_config(tmp_path: Path, content: bytes
         path.write_bytes(content)
     r = _check("--config", str(path))
     assert r.exit_code == 2 and isinstance(r.exception, SystemExit) and expected in r.output, r.output
+
+
+# Issue 16: the `mobile` camera kind, refused at load where it cannot work, each message naming its field
+def _mobile(**kw: object) -> dict:
+    cam = {"id": "taxi", "source": "d.mp4", "kind": "mobile",
+           "mobile": {"position": {"kind": "gpx", "path": "d.gpx"}}}
+    cam.update(kw)
+    return cam
+
+
+@pytest.mark.parametrize("cameras,extra,field,expected", [
+    ([_mobile(mobile=None)], {}, "cameras.0.mobile", "needs mobile settings"),
+    ([_mobile(homography=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])], {}, "cameras.0.homography", "ground plane moves"),
+    ([_mobile(attributes=True)], {}, "cameras.0.attributes", "only as a count (G4)"),
+    ([{"id": "c", "source": 0, "mobile": {"position": {"kind": "gpx", "path": "d.gpx"}}}], {}, "cameras.0.mobile",
+     "only a camera of kind 'mobile'"),
+    ([_mobile()], {"lines": [{"id": "l", "camera": "taxi", "points": [[0.1, 0.5], [0.9, 0.5]]}]}, "lines.0.camera",
+     "which is mobile"),
+    ([_mobile(), _mobile(id="taxi-2", mobile={"position": {"kind": "gpx", "path": "d.gpx"}, "h3_resolution": 8})],
+     {}, "cameras.1.mobile.h3_resolution", "must share one"),
+    ([_mobile(mobile={"position": {"kind": "nmea_serial", "path": "/dev/ttyUSB0"}})], {},
+     "cameras.0.mobile.position.align", "expected 'utc'"),
+    ([_mobile(mobile={"position": {"kind": "gpx", "path": "d.gpx"}, "h3_resolution": 13})], {},
+     "cameras.0.mobile.h3_resolution", "less than or equal to 10"),
+])
+def test_mobile_cameras_are_refused_where_they_cannot_work(cameras, extra, field, expected) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_site_config({"site_id": "s", "cameras": cameras, **extra}, "taxi.yaml")
+    msg = str(e.value)
+    assert f"{field}: " in msg and expected in msg, msg
+
+
+def test_the_mobile_example_loads_and_its_track_is_checked(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    site = load_site_config(REPO / "examples" / "mobile.yaml")
+    assert [c.id for c in site.mobile_cameras()] == ["taxi-1", "taxi-2"] and site.h3_resolution() == 9
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "examples" / "mobile.yaml").read_text().replace("examples/tracks/drive.gpx",
+                                                                            str(tmp_path / "none.gpx")))
+    out = subprocess.run([sys.executable, "-m", "privaflow", "config", "check", "--config", str(bad), "--no-models"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 2 and "cameras.0.mobile.position (taxi-1)" in out.stderr and "not found" in out.stderr

@@ -43,6 +43,8 @@ def _partner_enums() -> list[tuple[str, str, dict[str, Any]]]:
         for f in load_schema(stem)["fields"]:
             t = f["type"]
             t = next((b for b in t if b != "null"), t) if isinstance(t, list) else t
+            if isinstance(t, dict) and t.get("type") == "array":  # a declared class list
+                t = t["items"]
             if isinstance(t, dict) and t.get("type") == "enum":
                 out.append((stem, f["name"], t))
     return out
@@ -55,20 +57,22 @@ def test_every_categorical_partner_field_is_an_enum_of_its_vocabulary() -> None:
                      ("partner_attributes", "gender"), ("partner_occupancy", "crowding_level"),
                      ("partner_congestion", "level_of_service"), ("partner_intersection_volume", "flow_direction"),
                      ("partner_intersection_volume", "class_name"), ("partner_turning_movements", "class_name"),
-                     ("partner_vehicle_colours", "class_name"), ("partner_vehicle_colours", "colour_family")}
+                     ("partner_vehicle_colours", "class_name"), ("partner_vehicle_colours", "colour_family"),
+                     ("partner_road_conditions", "heading"), ("partner_road_conditions", "congestion_level"),
+                     ("partner_road_conditions", "furniture_classes")}
     for stem, name, enum in _partner_enums():
-        vocab = VOCABULARIES[name]
+        vocab = VOCABULARIES["class_name" if name == "furniture_classes" else name]
         assert enum["name"] == vocab.enum_name, stem
         assert enum["symbols"] == list(vocab.symbols), f"{stem}.{name} drifted from schemas/vocabulary.py"
         assert enum == vocab.avro_enum(), f"{stem}.{name}: write it as VOCABULARIES[{name!r}].avro_enum()"
 
 
-def test_no_partner_field_is_free_text_except_site_config_ids() -> None:
-    from privaflow.schemas.privacy import CONFIG_DIMENSIONS
+def test_no_partner_field_is_free_text_except_site_config_ids_and_checked_cells() -> None:
+    from privaflow.schemas.privacy import CONFIG_DIMENSIONS, SPATIAL_CELLS
 
     for stem in PARTNER_TABLES.values():
         strings = [f["name"] for f in load_schema(stem)["fields"] if "string" in str(f["type"])]
-        assert set(strings) <= set(CONFIG_DIMENSIONS), stem
+        assert set(strings) <= set(CONFIG_DIMENSIONS) | set(SPATIAL_CELLS), stem
 
 
 @pytest.mark.parametrize("kind", VOCABULARIES)

@@ -34,7 +34,7 @@ def closed(table: str, agg: dict[str, Any], dims: tuple[str, ...] | None = None)
                     "occupancy": ("a",), "attributes": ("l1", "30-39", "female"), "congestion": ("x", "north"),
                     "intersection_volume": ("x", "north", "entering", "car"),
                     "turning_movements": ("x", "north", "east", "bus"),
-                    "vehicle_colours": ("l1", "in", "truck", "red")}
+                    "vehicle_colours": ("l1", "in", "truck", "red"), "road_conditions": ("892f5a32d97ffff", "NW")}
     return ClosedWindow(table, "s1", dims or default_dims[table], T0, T0 + 60_000, agg)
 
 
@@ -108,6 +108,17 @@ def test_key_is_stable_and_names_the_cell() -> None:
         partner_record(ClosedWindow("nope", "s1", (), T0, T0, {}), 5)
 
 
+def _road(passes: list[tuple[int, int, float | None, int, int, list[str]]]) -> dict[str, Any]:
+    from privaflow.streams.road_conditions import ProbeFrame, add, empty, stats
+
+    cell = empty()
+    for trip, n, speed, ahead, people, furniture in passes:
+        for i in range(n):
+            add(cell, ProbeFrame("taxi", T0 + i, trip, "892f5a32d97ffff", "NW", speed, ahead, people,
+                                 tuple(furniture) if i == 0 else ()))
+    return stats(cell)
+
+
 aggs = {
     "traffic_volume": st.builds(volume, st.integers(0, 50)),
     "flow_lines": st.fixed_dictionaries({"count": st.integers(0, 50),
@@ -131,7 +142,12 @@ aggs = {
     "turning_movements": st.fixed_dictionaries({"count": st.integers(0, 50)}),
     "vehicle_colours": st.lists(st.integers(1, 30), min_size=1, max_size=7).flatmap(
         lambda g: st.integers(0, len(g) - 1).map(lambda i: {"count": g[i], "group": g, "group_index": i})),
+    "road_conditions": st.lists(st.tuples(st.integers(1, 8), st.integers(1, 30), st.none() | st.floats(0, 200),
+                                          st.integers(0, 9), st.integers(0, 20),
+                                          st.lists(st.sampled_from(["traffic light", "stop sign", "bench"]),
+                                                   max_size=2)), min_size=1, max_size=12).map(_road),
 }
+
 
 
 @settings(max_examples=200, deadline=None)
@@ -168,6 +184,8 @@ def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
         {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
     windows, track_ids = pipeline(site, "campus", 150)
     published = records_for_partners(windows, site)
+    # road_conditions is the fleet's table, published by the road worker (tests/streams/test_road_e2e.py);
+    # the intersection tables come from the street cameras, not from this campus scene
     received = {t for p in site.partners for t in p.tables}
     assert set(published) == {partner_topic_name(t) for t in camera_tables(site, "campus") if t in received}
     n = 0
@@ -267,4 +285,7 @@ _AGGS: dict[str, dict[str, Any]] = {
     "intersection_volume": volume(6),
     "turning_movements": {"count": 6},
     "vehicle_colours": {"count": 6},
+    "road_conditions": {"trips": 3, "samples": 30, "median_speed_kmh": 25.0, "speed_trips": 3,
+                        "mean_vehicles_ahead": 1.0, "p85_vehicles_ahead": 2.0, "mean_people": 0.5,
+                        "congestion_level": "FREE", "furniture": {"traffic light": 2}},
 }
