@@ -170,7 +170,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def site_summary(site: SiteConfig) -> dict[str, Any]:
-    """What the dashboard needs to draw a site; no tokens, no camera sources, no masks."""
+    """What the dashboard needs to draw a site; no tokens, no camera sources, no masks. Approaches carry
+    their lane zones' lengths on the ground, which the congestion map draws queues against."""
+    from privaflow.streams.approaches import approach_geometry
+
     return {
         "site_id": site.site_id,
         "cameras": [c.id for c in site.cameras],
@@ -178,6 +181,12 @@ def site_summary(site: SiteConfig) -> dict[str, Any]:
                    "directions": list(ln.directions)} for ln in site.lines],
         "zones": [{"id": z.id, "camera": z.camera, "polygon": [list(p) for p in z.polygon],
                    "capacity": z.capacity} for z in site.zones],
+        "intersections": [{"id": x.id, "name": x.name, "approaches": [
+            {"id": a.id, "camera": a.camera, "road": a.road, "compass": a.compass, "lanes": list(a.lanes),
+             "inbound": a.inbound.model_dump(), "outbound": a.outbound.model_dump() if a.outbound else None,
+             "free_flow_kmh": a.free_flow_kmh,
+             "lane_lengths_m": [round(m, 1) for m in approach_geometry(site, x, a).lane_lengths_m]}
+            for a in x.approaches]} for x in site.intersections],
         "partners": [{"id": p.id, "name": p.name, "k_anonymity": None if p.dp else p.k_anonymity,
                       "mechanism": p.privacy.mechanism, "tables": list(p.tables)} for p in site.partners],
         "windows": site.windows.model_dump(),

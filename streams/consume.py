@@ -7,6 +7,7 @@ State of a camera is one JSON-able dict (one faust Table entry, keyed by camera 
 co-partitioned with the detections)::
 
     {"tracks": TrackBook state, "windows": WindowStore state, "disclosure": Disclosure state,
+     "approaches": ApproachBook state (cameras watching an intersection approach),
      "offsets": {"<partition>": last applied offset}, "max_ts": newest frame time,
      "open_cells": ..., "live_tracks": ...}
 
@@ -49,6 +50,7 @@ from typing import Any
 from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, epoch_ms, unframe
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.vocabulary import VOCABULARIES
+from privaflow.streams.approaches import ApproachBook
 from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowStore
@@ -109,25 +111,30 @@ class Tick:
 class CameraState:
     """Everything the worker keeps for one camera (see the module docstring)."""
 
-    __slots__ = ("camera_id", "book", "windows", "disclosure", "offsets", "max_ts")
+    __slots__ = ("camera_id", "book", "windows", "disclosure", "offsets", "max_ts", "approaches")
 
     def __init__(self, camera_id: str, book: TrackBook, windows: WindowStore, disclosure: Disclosure,
-                 offsets: dict[int, int] | None = None, max_ts: int | None = None) -> None:
+                 offsets: dict[int, int] | None = None, max_ts: int | None = None,
+                 approaches: ApproachBook | None = None) -> None:
         self.camera_id, self.book, self.windows, self.disclosure = camera_id, book, windows, disclosure
         self.offsets: dict[int, int] = offsets if offsets is not None else {}
         self.max_ts = max_ts
+        self.approaches = approaches  # None: the camera watches no intersection approach
 
     @classmethod
     def new(cls, site: SiteConfig, camera_id: str, policy: Policy | None = None) -> CameraState:
         return cls(camera_id, TrackBook(site, camera_id), WindowStore(site),
-                   Disclosure(policy or Policy(site), camera_id))
+                   Disclosure(policy or Policy(site), camera_id), approaches=ApproachBook.for_camera(site, camera_id))
 
     def to_state(self) -> dict[str, Any]:
         windows = self.windows.to_state()
-        return {"version": STATE_VERSION, "tracks": self.book.to_state(), "windows": windows,
-                "disclosure": self.disclosure.to_state(),
-                "offsets": {str(p): o for p, o in self.offsets.items()}, "max_ts": self.max_ts,
-                "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
+        out = {"version": STATE_VERSION, "tracks": self.book.to_state(), "windows": windows,
+               "disclosure": self.disclosure.to_state(),
+               "offsets": {str(p): o for p, o in self.offsets.items()}, "max_ts": self.max_ts,
+               "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
+        if self.approaches is not None:
+            out["approaches"] = self.approaches.to_state()
+        return out
 
     @classmethod
     def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any], policy: Policy | None = None
@@ -137,7 +144,23 @@ class CameraState:
         return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"]),
                    WindowStore.from_state(site, state["windows"]),
                    Disclosure(policy or Policy(site), camera_id, state.get("disclosure")),
-                   {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"])
+                   {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"],
+                   ApproachBook.from_state(site, camera_id, state.get("approaches")))
+
+    def observe(self, frames: list[dict[str, Any]]) -> list[Any]:
+        """The events of these frames: the track book's, then its approaches' (lane samples, crossings
+        into and out of the intersection, turning movements)."""
+        events: list[Any] = self.book.observe_many(frames)
+        if self.approaches is not None:
+            events += self.approaches.observe(frames, events)
+        return events
+
+    def expire(self, now_ms: int) -> list[Any]:
+        """Tracks (and the vehicles the approaches remember) not seen for `track_expiry_s` before
+        `now_ms` are over; returns the exits that implies."""
+        if self.approaches is not None:
+            self.approaches.expire(now_ms)
+        return self.book.expire(now_ms)
 
     def close_windows(self, watermark_ms: int) -> tuple[list[ClosedWindow], Released]:
         """Close what the watermark has passed and put it through the disclosure policy."""
@@ -476,7 +499,7 @@ class Engine:
     def _observe(self, st: CameraState, frames: list[dict[str, Any]], out: Outcome) -> None:
         if not frames:
             return
-        events = st.book.observe_many(frames)
+        events = st.observe(frames)
         st.windows.add(events)
         for f in frames:
             t = epoch_ms(f["ts"])
@@ -502,7 +525,7 @@ class Engine:
         if self.backlog(m.partition):
             return False  # records of this partition are still on their way: not idle, just behind
         out.ticks += 1
-        events = st.book.expire(tick.watermark_ms)
+        events = st.expire(tick.watermark_ms)
         st.windows.add(events)
         out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
         closed, released = st.close_windows(tick.watermark_ms)

@@ -186,7 +186,11 @@ def k_anonymous_fields(closed: ClosedWindow, k: int) -> dict[str, Any] | None:
         if kind in ("class_list", "class_counts"):
             out[name] = _value(closed, name, kind)  # what the row's k objects passed (road furniture)
         elif kind == "count":
-            out[name] = value  # the row has k objects (and a count of at least as many contributions)
+            # a row has k objects (and a count of at least as many contributions), except one that exists
+            # whoever was there (congestion: one per approach and window): its count then needs k too
+            published = cell_objects(spec, closed) >= k
+            out[name] = value if published else None
+            withheld = withheld or not published
         elif kind == "bins":
             bins: list[int] = list(value or [])
             objects = _bin_objects(closed, len(bins))
@@ -336,20 +340,36 @@ def dp_secret(environ: Mapping[str, str] | None = None) -> bytes:
 
 @dataclass(frozen=True)
 class Overlap:
-    """Cells of `parts` at a place count a subset of the objects counted by the cells of `total` at
-    that place whose `total_filter` dims match (summed over the total's other dims). Published parts
-    subtracted from a published total bound the withheld parts: the policy keeps that difference at 0
-    or at least k."""
+    """Cells of `parts` at a place (the values of its `parts_place` dims) count a subset of the objects
+    counted by the cells of `total` at that place (its `total_place` dims) whose `total_filter` dims
+    match (summed over the total's other dims). Published parts subtracted from a published total bound
+    the withheld parts: the policy keeps that difference at 0 or at least k. Only parts whose first
+    place value is a `place_kind` item of the site (a line, an approach) have a total."""
 
     parts: str
-    parts_place: str
+    parts_place: tuple[str, ...]
     total: str
-    total_place: str
+    total_place: tuple[str, ...]
     total_filter: Mapping[str, str]
+    place_kind: str = "line"
 
 
-# visitors' attributes at a line are estimated on the people who crossed it (either way)
-OVERLAPS = (Overlap("attributes", "place_id", "traffic_volume", "line_id", {"class_name": "person"}),)
+OVERLAPS = (
+    # visitors' attributes at a line are estimated on the people who crossed it (either way)
+    Overlap("attributes", ("place_id",), "traffic_volume", ("line_id",), {"class_name": "person"}),
+    # a line's vehicle colours (per direction and class) add up to its traffic volume
+    Overlap("vehicle_colours", ("line_id", "direction", "class_name"), "traffic_volume",
+            ("line_id", "direction", "class_name"), {}),
+    # the turning movements from an approach (per class) add up to at most its entering volume
+    Overlap("turning_movements", ("intersection_id", "entry_approach_id", "class_name"), "intersection_volume",
+            ("intersection_id", "approach_id", "class_name"), {"flow_direction": "entering"}, place_kind="approach"),
+)
+
+
+def _site_items(site: SiteConfig, kind: str) -> set[str]:
+    if kind == "line":
+        return {ln.id for ln in site.lines}
+    return {a.id for x in site.intersections for a in x.approaches}
 
 
 # ---------------------------------------------------------------- the policy and its state
@@ -465,8 +485,8 @@ class Disclosure:
         st = self.overlaps.setdefault(index, {"totals": {}, "parts": {}})
         size_parts, size_total = self.policy.size_ms[ov.parts], self.policy.size_ms[ov.total]
         parts_spec, total_spec = SPECS[ov.parts], SPECS[ov.total]
-        p_place = parts_spec.dim_names.index(ov.parts_place)
-        t_place = total_spec.dim_names.index(ov.total_place)
+        p_place = tuple(parts_spec.dim_names.index(d) for d in ov.parts_place)
+        t_place = tuple(total_spec.dim_names.index(d) for d in ov.total_place)
         filters = [(total_spec.dim_names.index(d), v) for d, v in ov.total_filter.items()]
 
         def total_cells() -> list[tuple[ClosedWindow, dict[str, Any]]]:
@@ -474,17 +494,21 @@ class Disclosure:
 
         def parts_cells() -> list[tuple[ClosedWindow, dict[str, Any]]]:
             # only places that the total counts (attributes at a zone have no total)
-            lines = {ln.id for ln in self.policy.site.lines}
-            return [(c, f) for c, f in kept.get(ov.parts, []) if c.dims[p_place] in lines]
+            items = _site_items(self.policy.site, ov.place_kind)
+            return [(c, f) for c, f in kept.get(ov.parts, []) if c.dims[p_place[0]] in items]
 
-        def remember(side: str, cells: list[tuple[ClosedWindow, dict[str, Any]]], place_index: int) -> None:
+        def place_of(c: ClosedWindow, place_index: tuple[int, ...]) -> str:
+            return "|".join(c.dims[i] for i in place_index)  # ids never hold "|" (schemas/site.py)
+
+        def remember(side: str, cells: list[tuple[ClosedWindow, dict[str, Any]]], place_index: tuple[int, ...]
+                     ) -> None:
             for c, f in cells:
-                by_start = st[side].setdefault(c.dims[place_index], {})
+                by_start = st[side].setdefault(place_of(c, place_index), {})
                 by_start[str(c.window_start_ms)] = by_start.get(str(c.window_start_ms), 0) + int(f["count"] or 0)
 
-        def window_groups(cells: list[tuple[ClosedWindow, dict[str, Any]]], place_index: int
+        def window_groups(cells: list[tuple[ClosedWindow, dict[str, Any]]], place_index: tuple[int, ...]
                           ) -> Iterator[tuple[int, int, str, list[tuple[ClosedWindow, dict[str, Any]]]]]:
-            key = lambda cf: (cf[0].window_start_ms, cf[0].window_end_ms, cf[0].dims[place_index])  # noqa: E731
+            key = lambda cf: (cf[0].window_start_ms, cf[0].window_end_ms, place_of(cf[0], place_index))  # noqa: E731
             for (start, end, place), group in itertools.groupby(sorted(cells, key=key), key=key):
                 yield start, end, place, list(group)
 
@@ -598,16 +622,20 @@ def _symbols_or_none(build: Any, c: ClosedWindow) -> dict[str, Any] | None:
 
 
 def camera_of(site: SiteConfig, table: str, dims: Dims) -> str:
-    """The camera a cell belongs to: the one of its line or zone (each belongs to one camera)."""
+    """The camera a cell belongs to: the one of its line, zone or approach (each belongs to one camera)."""
     spec = SPECS[table]
-    place = next(v for d, v in zip(spec.dims, dims, strict=True) if d.kind in ("line", "zone", "place"))
+    place = next(v for d, v in zip(spec.dims, dims, strict=True) if d.kind in ("line", "zone", "place", "approach"))
+    for x in site.intersections:
+        for a in x.approaches:
+            if a.id == place:
+                return a.camera
     for line in site.lines:
         if line.id == place:
             return line.camera
     for zone in site.zones:
         if zone.id == place:
             return zone.camera
-    raise ValueError(f"{table} cell {dims!r}: {place!r} is no line or zone of the site")
+    raise ValueError(f"{table} cell {dims!r}: {place!r} is no line, zone or approach of the site")
 
 
 def records_for_partners(closed: Iterable[ClosedWindow], site: SiteConfig, watermark_ms: int | None = None,

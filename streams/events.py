@@ -1,4 +1,6 @@
-"""What per-track state produces: line crossings, zone entries/exits and per-frame occupancy.
+"""What per-track state produces: line crossings, zone entries/exits and per-frame occupancy; and,
+at an intersection's approaches (`streams.approaches`), per-frame lane samples, crossings that enter
+or leave the intersection and turning movements.
 
 Events carry a track id (pseudonymous, internal topics only); nothing here is ever published to a
 partner — `streams.partners` builds partner values from windowed aggregates, never from events.
@@ -26,6 +28,7 @@ class Crossing:
     speed_kmh: float | None
     age_bracket: str | None
     gender: str | None
+    colour: str | None = None  # vehicles: the colour the edge voted for the track (T5); not in line_crossing.avsc
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,57 @@ class OccupancySample:
     tracks: tuple[int, ...] = ()
 
 
-Event = Crossing | ZoneVisit | OccupancySample
+@dataclass(frozen=True, slots=True)
+class ApproachSample:
+    """One frame at one intersection approach: vehicles present in its lane zones, the sum and number of
+    their known ground speeds, the queue length behind the stop line (metres, 0: no queue), and the
+    tracks present that have proven themselves (seen for `counting.min_track_frames` frames), so a
+    window can count distinct vehicles."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    approach_id: str
+    ts_ms: int
+    present: int
+    speed_sum_kmh: float
+    speeds: int
+    queue_m: float
+    tracks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApproachCrossing:
+    """A vehicle crossed an approach's inbound line towards the intersection (`entering`) or its outbound
+    line away from it (`leaving`)."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    approach_id: str
+    flow_direction: str
+    class_name: str
+    ts_ms: int
+    track_id: int
+    speed_kmh: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurningMovement:
+    """A vehicle that entered the intersection on one approach left it on another (or the same: a
+    U-turn), both seen by one camera; at the time it left."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    entry_approach_id: str
+    exit_approach_id: str
+    class_name: str
+    ts_ms: int
+    track_id: int
+
+
+Event = Crossing | ZoneVisit | OccupancySample | ApproachSample | ApproachCrossing | TurningMovement
 
 
 def to_avro(event: Crossing | ZoneVisit) -> dict[str, Any]:
@@ -91,11 +144,13 @@ def event_to_json(event: Event) -> dict[str, Any]:
     return d
 
 
-_TYPES: dict[str, type[Crossing] | type[ZoneVisit] | type[OccupancySample]] = {
-    "Crossing": Crossing, "ZoneVisit": ZoneVisit, "OccupancySample": OccupancySample}
+_TYPES: dict[str, type[Event]] = {t.__name__: t for t in (  # type: ignore[misc]
+    Crossing, ZoneVisit, OccupancySample, ApproachSample, ApproachCrossing, TurningMovement)}
 
 
 def event_from_json(d: dict[str, Any]) -> Event:
     fields = dict(d)
     cls = _TYPES[fields.pop("type")]
+    if cls is ApproachSample:
+        fields["tracks"] = tuple(fields["tracks"])
     return cls(**fields)

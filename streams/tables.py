@@ -13,6 +13,10 @@ table is one spec here plus its `schemas/avro/partner_<name>.avsc`.
 | flow_lines     | origin_zone_id, destination_zone_id   | ZoneVisit ENTRY with from_zone_id       |
 | dwell          | zone_id                               | ZoneVisit EXIT with dwell_s             |
 | attributes     | place_id, age_bracket, gender         | Crossing / ZoneVisit ENTRY with either  |
+| congestion     | intersection_id, approach_id          | ApproachSample (streams/congestion.py)  |
+| intersection_volume | intersection_id, approach_id, flow_direction, class_name | ApproachCrossing |
+| turning_movements | intersection_id, entry_approach_id, exit_approach_id, class_name | TurningMovement |
+| vehicle_colours | line_id, direction, class_name, colour_family | Crossing of a vehicle (T5)     |
 | road_conditions| h3_cell, heading                      | mobile cameras' frames, over the fleet  |
 
 road_conditions is the one table not kept per camera: its cells are places on a map that every
@@ -35,6 +39,10 @@ standing in a zone), so that the disclosure policy (`streams.disclosure`) can co
 objects* behind a value and bound each track's contribution in differential-privacy mode. Track
 ids stay in the worker's state: a `ClosedWindow` carries them for the policy, its `agg` never does,
 and no partner or operator record has a field for them.
+
+Counts that add up to a count another table publishes (a line's vehicle colours add up to its traffic
+volume; the turning movements from an approach to at most its entering volume) are held together by
+the disclosure policy's overlaps (`streams.disclosure.OVERLAPS`, rule (c)).
 """
 
 from __future__ import annotations
@@ -47,7 +55,18 @@ from typing import Any
 
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.topics import partner_topic_name
-from privaflow.streams.events import Crossing, Event, OccupancySample, ZoneVisit
+from privaflow.schemas.vocabulary import VEHICLE_CLASSES, colour_family
+from privaflow.streams import congestion
+from privaflow.streams.approaches import ApproachGeometry, site_approach_geometry
+from privaflow.streams.events import (
+    ApproachCrossing,
+    ApproachSample,
+    Crossing,
+    Event,
+    OccupancySample,
+    TurningMovement,
+    ZoneVisit,
+)
 
 UNKNOWN = "unknown"
 STATE_VERSION = 1
@@ -72,10 +91,12 @@ class WindowContext:
 
     dwell_bins: tuple[float, ...]
     capacity: Mapping[str, int | None]
+    approaches: Mapping[tuple[str, str], ApproachGeometry] = field(default_factory=dict)
 
     @classmethod
     def of(cls, site: SiteConfig) -> WindowContext:
-        return cls(tuple(sorted(float(b) for b in site.counting.dwell_bins_s)), {z.id: z.capacity for z in site.zones})
+        return cls(tuple(sorted(float(b) for b in site.counting.dwell_bins_s)), {z.id: z.capacity for z in site.zones},
+                   site_approach_geometry(site))
 
 
 # an event -> the cell it feeds (dims) and the value it adds, or None when it does not feed the table
@@ -327,6 +348,26 @@ def _occupancy_derive(released: dict[str, Any], dims: Dims, ctx: WindowContext) 
     return {"capacity_ratio": ratio, "crowding_level": crowding_level(ratio, 1 if p95 else 0)}
 
 
+def _vehicle(class_name: str) -> bool:
+    return class_name in VEHICLE_CLASSES
+
+
+def _approaches_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return tuple(a.id for _x, a in site.approaches_for(camera))
+
+
+def _turning_places(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    # a turning movement needs an entry and an exit approach of one intersection seen by the one camera
+    by_x: dict[str, list[str]] = {}
+    for x, a in site.approaches_for(camera):
+        by_x.setdefault(x.id, []).append(a.id)
+    return tuple(a for ids in by_x.values() if len(ids) > 1 for a in ids)
+
+
+def _vehicle_lines(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    return _lines_of(site, camera) if any(_vehicle(c) for c in site.camera(camera).classes) else ()
+
+
 def _attributes(place: str, age: str | None, gender: str | None, track: int) -> tuple[Dims, int] | None:
     if age is None and gender is None:
         return None
@@ -339,6 +380,11 @@ def _lines_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
 
 def _zones_of(site: SiteConfig, camera: str) -> tuple[str, ...]:
     return tuple(z.id for z in site.zones_for(camera))
+
+
+def _people_zones(site: SiteConfig, camera: str) -> tuple[str, ...]:
+    # occupancy is a head count of people: a camera that does not count them has none (streams.tracks)
+    return _zones_of(site, camera) if "person" in site.camera(camera).classes else ()
 
 
 def _attribute_places(site: SiteConfig, camera: str) -> tuple[str, ...]:
@@ -360,7 +406,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         name="occupancy", label="Occupancy", schema="partner_occupancy",
         dims=(Dim("zone_id", "zone"),),
         feeds={OccupancySample: lambda e: ((e.zone_id,), (e.present, e.tracks))},
-        empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_zones_of,
+        empty=_occupancy_empty, add=_occupancy_add, stats=_occupancy_stats, places=_people_zones,
         rebuild=_occupancy_rebuild, contributions=lambda cell, _ctx: (tuple(cell[1]), (0,) * len(cell[1])),
         support={"samples": None}, always_present=True, dp_statistics={"p95_present": 1}, derive=_occupancy_derive,
         suppression="the head-count statistics need k distinct people present in the window (else null, "
@@ -397,6 +443,55 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         suppression="a cell with fewer than k distinct objects is not published; cells that would let a "
                     "withheld count be recomputed from traffic_volume are withheld too",
         notice={"en": "counts by estimated age group and gender", "ja": "推定年代・性別ごとの人数"}),
+    TableSpec(
+        name="congestion", label="Congestion", schema="partner_congestion",
+        dims=(Dim("intersection_id", "intersection"), Dim("approach_id", "approach")),
+        feeds={ApproachSample: lambda e: ((e.intersection_id, e.approach_id), e)},
+        empty=lambda _ctx: congestion.empty(), add=lambda cell, e, _ctx: congestion.add(cell, e),
+        stats=lambda cell, dims, ctx: congestion.stats(cell, dims, ctx.approaches), places=_approaches_of,
+        contributions=lambda cell, _ctx: (tuple(cell[5]), (0,) * len(cell[5])),
+        # a row per approach and analysed window, whoever was there (like occupancy)
+        always_present=True, support={"samples": None, "level_of_service": "objects"},
+        derive=lambda _f, _d, _c: {"level_of_service": None},
+        suppression="fewer than k distinct vehicles in the window: the count, every statistic and the level "
+                    "of service are withheld (null, suppressed=true); the row itself is always published",
+        notice={"en": "congestion per approach (vehicles waiting, queue length, level of service)",
+                "ja": "流入路ごとの渋滞状況（滞留台数・渋滞長・サービス水準）"}),
+    TableSpec(
+        name="intersection_volume", label="Intersection volume", schema="partner_intersection_volume",
+        dims=(Dim("intersection_id", "intersection"), Dim("approach_id", "approach"),
+              Dim("flow_direction", "flow_direction"), Dim("class_name", "class")),
+        feeds={ApproachCrossing: lambda e: ((e.intersection_id, e.approach_id, e.flow_direction, e.class_name),
+                                            (e.track_id, e.speed_kmh))},
+        empty=_count_and_values, add=_add_count_and_value, stats=_volume_stats, places=_approaches_of,
+        rebuild=_count_rebuild, support={"mean_speed_kmh": "speed_objects", "p85_speed_kmh": "speed_objects"},
+        suppression="a cell with fewer than k distinct vehicles is not published; its speed statistics need k "
+                    "measured vehicles (else null, suppressed=true)",
+        notice={"en": "vehicles entering and leaving the intersection (by approach, type and time)",
+                "ja": "交差点の流入・流出交通量（流入路・車種・時間帯ごと）"}),
+    TableSpec(
+        name="turning_movements", label="Turning movements", schema="partner_turning_movements",
+        dims=(Dim("intersection_id", "intersection"), Dim("entry_approach_id", "approach"),
+              Dim("exit_approach_id", "approach"), Dim("class_name", "class")),
+        feeds={TurningMovement: lambda e: ((e.intersection_id, e.entry_approach_id, e.exit_approach_id,
+                                            e.class_name), e.track_id)},
+        empty=lambda _ctx: [0, []], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        places=_turning_places,
+        suppression="a cell with fewer than k distinct vehicles is not published; movements that would let a "
+                    "withheld one be worked out from the entering volume are withheld too",
+        notice={"en": "turning movements (from which approach to which, by vehicle type)",
+                "ja": "方向別交通量（右左折・直進）"}),
+    TableSpec(
+        name="vehicle_colours", label="Vehicle colours", schema="partner_vehicle_colours",
+        dims=(Dim("line_id", "line"), Dim("direction", "direction"), Dim("class_name", "class"),
+              Dim("colour_family", "colour_family")),
+        feeds={Crossing: lambda e: ((e.line_id, e.direction, e.class_name, colour_family(e.colour)), e.track_id)
+               if _vehicle(e.class_name) else None},
+        empty=lambda _ctx: [0, []], add=_add_one, stats=lambda cell, _d, _c: {"count": cell[0]},
+        places=_vehicle_lines,
+        suppression="a cell with fewer than k distinct vehicles is not published; colours that would let a "
+                    "withheld one be worked out from the traffic volume are withheld too",
+        notice={"en": "vehicle counts by type and colour family", "ja": "車種・色系統ごとの台数"}),
 )}
 
 

@@ -19,6 +19,7 @@ Rules (all in event time, i.e. the frames' `ts`):
   and if it expires younger they are dropped as flicker.
 - **Occupancy.** Every frame yields one sample per zone: the number of `person` detections whose
   foot point is inside it (raw geometry, no hysteresis, no track age: it is a head count per frame).
+  A camera that does not count people (e.g. `vehicles_only`) yields none: its head count is no reading.
 - **Speed.** The record's `speed_kmh` when present, else, with a camera homography, distance over
   ground between world positions about `SPEED_BASE_MS` apart.
 - **Lateness.** Exits of expired tracks are emitted up to `track_expiry_s` + 1 s after their
@@ -50,7 +51,7 @@ class _Track:
     """Mutable state of one track; plain fields so the hot loop stays cheap."""
 
     __slots__ = ("n", "last_ts", "cls", "votes", "ls", "lt", "done", "zin", "zts", "exit_zone", "exit_ts",
-                 "age", "gender", "speed", "anchor", "pending")
+                 "age", "gender", "colour", "speed", "anchor", "pending")
 
     def __init__(self, n_lines: int, n_zones: int) -> None:
         self.n = 0
@@ -66,6 +67,7 @@ class _Track:
         self.exit_ts = 0
         self.age: str | None = None
         self.gender: str | None = None
+        self.colour: str | None = None
         self.speed: float | None = None
         self.anchor: tuple[int, float, float] | None = None  # (ts, world x, world y) for speed
         self.pending: list[Event] = []
@@ -76,7 +78,7 @@ class _Track:
                 "ls": list(self.ls), "lt": list(self.lt), "done": list(self.done), "zin": list(self.zin),
                 "zts": list(self.zts),
                 "xz": self.exit_zone, "xts": self.exit_ts, "age": self.age, "gender": self.gender,
-                "speed": self.speed, "anchor": list(self.anchor) if self.anchor else None,
+                "colour": self.colour, "speed": self.speed, "anchor": list(self.anchor) if self.anchor else None,
                 "pending": [event_to_json(e) for e in self.pending]}
 
     @classmethod
@@ -92,6 +94,7 @@ class _Track:
                 t.zin[k], t.zts[k] = int(d["zin"][old]), int(d["zts"][old])
         t.exit_zone, t.exit_ts = d["xz"], int(d["xts"])
         t.age, t.gender, t.speed = d["age"], d["gender"], d["speed"]
+        t.colour = d.get("colour")  # absent in snapshots from before colours were kept
         a = d["anchor"]
         t.anchor = (int(a[0]), float(a[1]), float(a[2])) if a else None
         t.pending = [event_from_json(e) for e in d["pending"]]
@@ -131,6 +134,7 @@ class TrackBook:
         self._min_frames = site.counting.min_track_frames
         self._expiry_ms = int(round(site.counting.track_expiry_s * 1000))
         self._homography = np.asarray(cam.homography, dtype=np.float64) if cam.homography else None
+        self._people = "person" in cam.classes
         self._tracks: dict[int, _Track] = {}
         self._last_ts = -(2**62)
         self._next_sweep = -(2**62)
@@ -203,9 +207,10 @@ class TrackBook:
                 self._next_sweep = ts + SWEEP_EVERY_MS
             if dets:
                 self._detections(dets, ts, first, sides, along, zstate, world, out)
-            for k in range(nz):
-                out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0,
-                                           tuple(inside_tracks.get((fi, k), ()))))
+            if self._people:
+                for k in range(nz):
+                    out.append(OccupancySample(site, cam, zone_ids[k], ts, present[fi][k] if dets else 0,
+                                               tuple(inside_tracks.get((fi, k), ()))))
         return out
 
     def _detections(self, dets: list[dict[str, Any]], ts: int, first: int, sides: list[list[float]],
@@ -232,6 +237,9 @@ class TrackBook:
                 tr.age = age
             if gender is not None:
                 tr.gender = gender
+            colour = d.get("colour")
+            if colour is not None:
+                tr.colour = colour  # the edge votes a track's colour over its frames: the latest is its best
             if speed is not None:
                 tr.speed = float(speed)
             elif world is not None:
@@ -259,7 +267,8 @@ class TrackBook:
                                     tr.done[j] |= bit
                                     sink.append(Crossing(
                                         self.site_id, self.camera_id, self._line_ids[j],
-                                        self._dirs[j][bit - 1], tr.cls, ts, tid, tr.speed, tr.age, tr.gender))
+                                        self._dirs[j][bit - 1], tr.cls, ts, tid, tr.speed, tr.age, tr.gender,
+                                        tr.colour))
                         ls[j] = s
                         tr.lt[j] = trow[j]
             if nz:

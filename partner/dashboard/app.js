@@ -2,6 +2,7 @@
  *
  * Query parameters: ?minutes=60 (period shown), ?refresh=5 (seconds), ?plan=URL (floor plan drawn
  * under every camera's schematic), ?from=&to= (fixed ISO period instead of the last `minutes`),
+ * ?hours=3 (what the congestion map's time slider spans, ending at `to`).
  * ?as=PARTNER (start in "as partner X sees it"). #token=… in the URL fills in the operator's token
  * (kept in this tab's sessionStorage, then removed from the address bar).
  *
@@ -20,7 +21,9 @@ const API = "/api/v1/operator";
 // sections that draw them are this page's
 let TABLES = [];
 const SECTION = {traffic_volume: "sec-traffic", occupancy: "sec-crowding", flow_lines: "sec-flow",
-                 dwell: "sec-dwell", attributes: "sec-attributes"};
+                 dwell: "sec-dwell", attributes: "sec-attributes", congestion: "sec-intersection",
+                 intersection_volume: "sec-intersection", turning_movements: "sec-intersection",
+                 vehicle_colours: "sec-colours"};
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                  "#bcbd22", "#7f7f7f", "#d62728"];
 // one hue family per counting line, so a line's stack reads as one block; shades tell its series apart
@@ -34,6 +37,7 @@ const GENDER_COLOURS = {female: "#7b3294", male: "#008837", unknown: "#9e9e9e"};
 const params = new URLSearchParams(location.search);
 const REFRESH_S = Math.min(Math.max(Number(params.get("refresh")) || 5, 1), 300);
 const MINUTES = Math.max(Number(params.get("minutes")) || 60, 1);
+const HOURS = Math.min(Math.max(Number(params.get("hours")) || 3, 0.25), 48);
 
 const charts = {};
 let site = null;
@@ -472,8 +476,11 @@ function showLogin(message) {
   document.getElementById("token").focus();
 }
 
+let generation = 0;  // a refresh started before the view changed must not draw over the new one
+
 async function refresh() {
   const health = document.getElementById("health");
+  const mine = ++generation;
   try {
     if (!readToken()) {
       showLogin("");
@@ -497,15 +504,34 @@ async function refresh() {
     const results = await Promise.all(tables.map(t => getJSON(`${API}/tables/${t}?${q}`).then(j => j.rows || [])));
     const data = Object.fromEntries(TABLES.map(t => [t, []]));
     tables.forEach((t, i) => { data[t] = results[i]; });
-    // render everything in one synchronous pass so a reader never sees two periods mixed
-    // a table drawn by its own script (road_conditions: roadmap.js) has no entry here and shows itself
-    for (const t of TABLES.filter(t => SECTION[t])) document.getElementById(SECTION[t]).hidden = !tables.includes(t) && t !== "occupancy";
+    // the congestion map's slider spans the last hours up to the same end
+    const intersections = (site.intersections || []).length > 0;
+    const mapFrom = new Date(new Date(to).getTime() - HOURS * 3600000).toISOString();
+    const mapQuery = new URLSearchParams({site: site.site_id, from: mapFrom, to});
+    if (view) mapQuery.set("as", view);
+    const mapRows = intersections && tables.includes("congestion")
+      ? (await getJSON(`${API}/tables/congestion?${mapQuery}`)).rows || []
+      : [];
+    if (mine !== generation) return;  // superseded (the view switched while this one was fetching)
+    // render everything in one synchronous pass so a reader never sees two periods mixed; a table drawn by
+    // its own script (road_conditions: roadmap.js) has no entry in SECTION and shows itself
+    const shownSections = new Set(["sec-crowding", ...tables.map(t => SECTION[t]).filter(Boolean)]);
+    if (!intersections) shownSections.delete("sec-intersection");
+    for (const id of new Set(Object.values(SECTION))) document.getElementById(id).hidden = !shownSections.has(id);
     const totals = renderTraffic(data.traffic_volume);
     renderCrowding(site, data.occupancy, totals, params.get("plan"));
     renderOccupancyChart(data.occupancy);
     renderFlow(data.flow_lines);
     renderDwell(data.dwell);
     renderAttributes(data.attributes);
+    if (shownSections.has("sec-intersection")) {
+      renderCongestionMap(mapRows, mapFrom, to);
+      renderIntersectionVolumes(data.intersection_volume, data.congestion);
+      renderTurns(data.turning_movements);
+    } else {  // a view without the intersection's tables: no number of it stays on the page
+      document.querySelectorAll("#sec-intersection [data-value]").forEach(e => e.removeAttribute("data-value"));
+    }
+    renderColours(data.vehicle_colours);
     const now = new Date();
     const lu = document.getElementById("last-updated");
     lu.textContent = now.toLocaleTimeString([], {hourCycle: "h23"});

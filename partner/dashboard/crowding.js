@@ -254,7 +254,9 @@ function zoneCard(zone, occ) {
 function renderCrowding(site, occRows, totals, plan) {
   const latest = latestPerZone(occRows);
   renderSchematics(site, latest, totals, plan);
-  const zones = [...site.zones];
+  // an approach's lane zones are the congestion map's, not crowding zones (no head count of people)
+  const lanes = new Set((site.intersections || []).flatMap(x => x.approaches.flatMap(a => a.lanes)));
+  const zones = site.zones.filter(z => !lanes.has(z.id) || latest.has(z.id));
   for (const id of latest.keys()) if (!zones.some(z => z.id === id)) zones.push({id, capacity: null});
   document.getElementById("zones").replaceChildren(...zones.map(z => zoneCard(z, latest.get(z.id))));
 }

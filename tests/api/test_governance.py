@@ -46,8 +46,9 @@ def test_notice_names_operator_contact_purpose_retention_and_partners(config, la
                  "City traffic planning"):
         assert must in text
     assert ("3日間" in text and "400日間" in text) if lang == "ja" else ("3 days" in text and "400 days" in text)
-    # the north camera feeds traffic volumes and occupancy (city) and dwell (retailer), not the paper's
-    assert "Corner shop" in text and "Local paper" in text  # the paper receives occupancy from the zone
+    # the north camera feeds traffic volumes (city) and dwell (retailer); it counts vehicles only, so it
+    # has no head count of people for the paper's occupancy table (streams/tracks.py)
+    assert "Corner shop" in text and "Local paper" not in text
     assert ("counts below 5" in text) if lang == "en" else ("5件未満" in text)
 
 
@@ -124,9 +125,10 @@ def test_facts_follow_the_config(kit) -> None:
     site = parse_site_config(kit.site_dict("s"))
     north, hall = camera_facts(site, "north"), camera_facts(site, "hall")
     assert north.traffic and not hall.traffic
-    assert north.tables == ("traffic_volume", "occupancy", "flow_lines", "dwell")
+    # counting vehicles only, north has no head count of people (occupancy) but colours of vehicles
+    assert north.tables == ("traffic_volume", "flow_lines", "dwell", "vehicle_colours")
     assert hall.tables == ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
-    assert [p.id for p, _ in north.shared] == ["city", "retailer", "press"]
+    assert [p.id for p, _ in north.shared] == ["city", "retailer"]
     assert north.colour and not hall.colour and hall.attributes and not north.attributes
 
 
@@ -143,8 +145,10 @@ def test_json_report_validates_and_covers_every_camera(config) -> None:
     assert cams["hall"]["masks"] == {**cams["hall"]["masks"], "count": 0, "area_fraction": 0.0}
     kept = {k["item"]: k for k in cams["north"]["kept"]}
     assert kept["detection records"]["retention_days"] == 7 and kept["partner aggregates"]["retention_days"] == 365
-    assert {s["partner_id"]: s["privacy"]["k"] for s in cams["north"]["shared"]} == {"city": 5, "retailer": 10,
-                                                                                    "press": 20}
+    # north counts vehicles only: no head count of people (occupancy), so the press gets nothing of it
+    assert {s["partner_id"]: s["privacy"]["k"] for s in cams["north"]["shared"]} == {"city": 5, "retailer": 10}
+    assert {s["partner_id"]: s["privacy"]["k"] for s in cams["hall"]["shared"]} == {"city": 5, "retailer": 10,
+                                                                                   "press": 20}
     # occupancy's head-count statistics follow the policy too (issue 12): under the strictest k, the press's
     occupancy = report["k_anonymity"]["occupancy"]
     assert occupancy["k"] == 20 and "crowding level" in occupancy["rule"]

@@ -66,7 +66,11 @@ def test_dims_are_the_key_fields_of_streams_partner_key() -> None:
     assert {t: dim_fields(t) for t in PARTNER_TABLES} == {
         "traffic_volume": ("line_id", "direction", "class_name"), "occupancy": ("zone_id",),
         "flow_lines": ("origin_zone_id", "destination_zone_id"), "dwell": ("zone_id",),
-        "attributes": ("place_id", "age_bracket", "gender"), "road_conditions": ("h3_cell", "heading")}
+        "attributes": ("place_id", "age_bracket", "gender"), "congestion": ("intersection_id", "approach_id"),
+        "intersection_volume": ("intersection_id", "approach_id", "flow_direction", "class_name"),
+        "turning_movements": ("intersection_id", "entry_approach_id", "exit_approach_id", "class_name"),
+        "vehicle_colours": ("line_id", "direction", "class_name", "colour_family"),
+        "road_conditions": ("h3_cell", "heading")}
 
 
 @pytest.mark.parametrize("table", list(PARTNER_TABLES))
@@ -84,6 +88,21 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
                         "median_dwell_s": 2.5},
               "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "age_20_29", "gender": "male",
                              "window_start": 0, "window_end": 1, "count": 7, "suppressed": False},
+              "congestion": {"site_id": "s", "intersection_id": "x", "approach_id": "n", "window_start": 0,
+                             "window_end": 1, "count": 6, "suppressed": False, "mean_present": 1.5, "max_present": 4,
+                             "mean_speed_kmh": 12.0, "density_veh_per_km_lane": 25.0, "mean_delay_s": 14.0,
+                             "queue_length_m": 28.0, "mean_queue_length_m": 7.5, "level_of_service": "B",
+                             "samples": 600},
+              "intersection_volume": {"site_id": "s", "intersection_id": "x", "approach_id": "n",
+                                      "flow_direction": "entering", "class_name": "car", "window_start": 0,
+                                      "window_end": 1, "count": None, "suppressed": True, "mean_speed_kmh": None,
+                                      "p85_speed_kmh": None},
+              "turning_movements": {"site_id": "s", "intersection_id": "x", "entry_approach_id": "n",
+                                    "exit_approach_id": "e", "class_name": "bus", "window_start": 0, "window_end": 1,
+                                    "count": 5, "suppressed": False},
+              "vehicle_colours": {"site_id": "s", "line_id": "l", "direction": "in", "class_name": "truck",
+                                  "colour_family": "other", "window_start": 0, "window_end": 1, "count": None,
+                                  "suppressed": True},
               "road_conditions": {"site_id": "s", "h3_cell": "892f5a32d97ffff", "heading": "NW", "window_start": 0,
                                   "window_end": 1, "trips": 3, "suppressed": False, "samples": 40,
                                   "median_speed_kmh": 31.0, "mean_vehicles_ahead": 1.5, "p85_vehicles_ahead": 2.0,

@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
-
 from privaflow.schemas.site import parse_site_config
 from tests.dashboard.fake_api import TOKEN, fake_api
-from tests.dashboard.reading import SCREENSHOTS, assert_page_matches, expected_values, snapshot
+from tests.dashboard.reading import SCREENSHOTS, api_reading, assert_page_matches, expected_values, snapshot
 from tests.dashboard.sample_site import operator_rows, partner_rows, site_yaml
 
 SITE_ID = "fake-station"
@@ -25,15 +23,9 @@ def _site() -> Any:
     return parse_site_config(yaml.safe_load(site_yaml(SITE_ID)), "sample_site")
 
 
-def _api_tables(base: str, shown: dict[str, Any], view: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    q = {"site": SITE_ID, "from": shown["from"], "to": shown["to"], **({"as": view} if view else {})}
-    out = {}
-    for t in ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes"):
-        r = httpx.get(f"{base}/api/v1/operator/tables/{t}", params=q, headers={"Authorization": f"Bearer {TOKEN}"})
-        r.raise_for_status()
-        if r.json()["shared"]:
-            out[t] = r.json()["rows"]  # Python's json reads the bare Infinity it writes
-    return out
+def _expected(base: str, shown: dict[str, Any], view: str | None = None) -> dict[str, Any]:
+    api = api_reading(base, SITE_ID, shown, TOKEN, view)
+    return expected_values(api["tables"], api["site"], api["map_rows"])
 
 
 def test_the_operator_view_wants_the_operators_token(page: Any) -> None:
@@ -63,7 +55,7 @@ def test_dashboard_shows_the_api_numbers_and_switches_to_a_partners_view(page: A
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=15000)
         assert TOKEN not in page.url  # read from the fragment, then dropped from the address bar
         shown = snapshot(page)
-        assert_page_matches(shown["values"], expected_values(_api_tables(base, shown)))
+        assert_page_matches(shown["values"], _expected(base, shown))
         assert page.locator("[data-value='suppressed']").count() == 0  # the operator's numbers: nothing withheld
 
         assert shown["values"]["site-id"]["value"] == SITE_ID
@@ -74,7 +66,7 @@ def test_dashboard_shows_the_api_numbers_and_switches_to_a_partners_view(page: A
         page.wait_for_function(f"document.body.dataset.view === 'retailer' && "
                                f"Number(document.body.dataset.refreshes) > {shown['refreshes']}", timeout=15000)
         as_retailer = snapshot(page)
-        assert_page_matches(as_retailer["values"], expected_values(_api_tables(base, as_retailer, "retailer")))
+        assert_page_matches(as_retailer["values"], _expected(base, as_retailer, "retailer"))
         assert "as retailer sees it" in page.inner_text("[data-testid='view-note']")
         assert page.locator("#sec-traffic").is_hidden()  # the retailer does not receive traffic volumes
         supp = page.locator("[data-value='suppressed'] > .supp")
@@ -84,7 +76,9 @@ def test_dashboard_shows_the_api_numbers_and_switches_to_a_partners_view(page: A
             "e => getComputedStyle(e).color") == "rgb(138, 143, 152)"
         assert "as=retailer" in page.url
         page.select_option("[data-testid='view']", "")
-        page.wait_for_function("document.body.dataset.view === 'operator'", timeout=15000)
+        # the view's name changes at once; its numbers with the next refresh
+        page.wait_for_function(f"document.body.dataset.view === 'operator' && "
+                               f"Number(document.body.dataset.refreshes) > {as_retailer['refreshes']}", timeout=15000)
         shown = snapshot(page)
         # speeds exist for cars, so the speed block is shown
         assert page.locator("#speed-block").is_visible()

@@ -23,15 +23,17 @@ from privaflow.schemas.site import SiteConfig, load_site_config, parse_site_conf
 from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
 from privaflow.streams.disclosure import Policy, k_anonymous_fields, records_for_partners
 from privaflow.streams.partners import partner_key, partner_value, strictest_k
-from privaflow.streams.tables import ClosedWindow, WindowStore
+from privaflow.streams.tables import ClosedWindow, WindowStore, camera_tables
 from privaflow.streams.tracks import TrackBook
 from privaflow_stack.simulate import REALISTIC, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000
 DEFAULT_DIMS = {"traffic_volume": ("l1", "in", "car"), "flow_lines": ("a", "b"), "dwell": ("a",),
-                "occupancy": ("a",), "attributes": ("l1", "30-39", "female"),
-                "road_conditions": ("892f5a32d97ffff", "NW")}
+                "occupancy": ("a",), "attributes": ("l1", "30-39", "female"), "congestion": ("x", "north"),
+                "intersection_volume": ("x", "north", "entering", "car"),
+                "turning_movements": ("x", "north", "east", "bus"),
+                "vehicle_colours": ("l1", "in", "truck", "red"), "road_conditions": ("892f5a32d97ffff", "NW")}
 
 
 def closed(table: str, agg: dict[str, Any], dims: tuple[str, ...] | None = None, objects: int | None = None,
@@ -155,6 +157,15 @@ aggs = {
         "p95_present": st.floats(0, 100), "capacity": st.none() | st.integers(1, 100),
         "capacity_ratio": st.none() | st.floats(0, 10),
         "crowding_level": st.sampled_from(["EMPTY", "LOW", "CROWDED", "FULL"])}),
+    "congestion": st.fixed_dictionaries({
+        "count": st.integers(0, 50), "samples": st.integers(1, 10_000), "mean_present": st.floats(0, 100),
+        "max_present": st.integers(0, 500), "mean_speed_kmh": st.none() | st.floats(0, 200),
+        "density_veh_per_km_lane": st.floats(0, 500), "mean_delay_s": st.floats(0, 1e4),
+        "queue_length_m": st.floats(0, 500),
+        "mean_queue_length_m": st.floats(0, 500), "level_of_service": st.sampled_from("ABCDEF")}),
+    "intersection_volume": st.builds(volume, st.integers(0, 50)),
+    "turning_movements": st.fixed_dictionaries({"count": st.integers(0, 50)}),
+    "vehicle_colours": st.fixed_dictionaries({"count": st.integers(0, 50)}),
     "road_conditions": st.lists(st.tuples(st.integers(1, 8), st.integers(1, 30), st.none() | st.floats(0, 200),
                                           st.integers(0, 9), st.integers(0, 20),
                                           st.lists(st.sampled_from(["traffic light", "stop sign", "bench"]),
@@ -169,7 +180,8 @@ def test_every_partner_value_validates_against_its_schema(data: Any, table: str,
     """Covers T7: what is published is exactly the partner Avro schema."""
     agg = data.draw(aggs[table])
     slots = tuple(i for i, n in enumerate(agg["bin_counts"]) for _ in range(n)) if table == "dwell" else None
-    value = record(closed(table, agg, objects=data.draw(st.integers(0, 60)) if table == "occupancy" else None,
+    value = record(closed(table, agg, objects=data.draw(st.integers(0, 60)) if table in ("occupancy", "congestion")
+                          else None,
                           slots=slots), k)
     assert value is None or valid(table, value)
 
@@ -200,8 +212,10 @@ def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
         {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
     windows, track_ids = pipeline(site, "campus", 150)
     published = records_for_partners(windows, site, policy=Policy(site, secret=b"x" * 32))
-    # road_conditions is the fleet's table, published by the road worker (tests/streams/test_road_e2e.py)
-    assert {partner_topic_name(t) for t in PARTNER_TABLES if t != "road_conditions"} <= set(published)
+    # road_conditions is the fleet's table, published by the road worker (tests/streams/test_road_e2e.py);
+    # the intersection tables come from the street cameras, not from this campus scene
+    received = {t for p in site.partners if not p.dp for t in p.tables}
+    assert {partner_topic_name(t) for t in camera_tables(site, "campus") if t in received} <= set(published)
     n = 0
     for topic, records in published.items():
         table = next(t for t in PARTNER_TABLES if topic.endswith(partner_topic_name(t).split(".", 2)[2]))
@@ -298,6 +312,12 @@ _AGGS: dict[str, dict[str, Any]] = {
     "dwell": {"count": 6, "bin_upper_s": [5.0, math.inf], "bin_counts": [6, 0], "median_dwell_s": 2.0},
     "occupancy": {"samples": 10, "mean_present": 1.0, "max_present": 2, "p95_present": 2.0, "capacity": None,
                   "capacity_ratio": None, "crowding_level": "LOW"},
+    "congestion": {"count": 6, "samples": 10, "mean_present": 1.0, "max_present": 2, "mean_speed_kmh": 20.0,
+                   "density_veh_per_km_lane": 12.5, "mean_delay_s": 21.0, "queue_length_m": 14.0,
+                   "mean_queue_length_m": 3.5, "level_of_service": "C"},
+    "intersection_volume": volume(6),
+    "turning_movements": {"count": 6},
+    "vehicle_colours": {"count": 6},
     "road_conditions": {"trips": 3, "samples": 30, "median_speed_kmh": 25.0, "speed_trips": 3,
                         "mean_vehicles_ahead": 1.0, "p85_vehicles_ahead": 2.0, "mean_people": 0.5,
                         "congestion_level": "FREE", "furniture": {"traffic light": 2},
