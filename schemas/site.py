@@ -41,7 +41,6 @@ _SUBFIELD = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$")  # "field: problem", as a
 # tables whose cells add up to (at most) another table's cell: (parts, total), see streams/disclosure.py OVERLAPS
 NESTED_TABLES = (("attributes", "traffic_volume"), ("vehicle_colours", "traffic_volume"),
                  ("turning_movements", "intersection_volume"))
-INTERSECTION_TABLES = frozenset({"congestion", "intersection_volume", "turning_movements", "vehicle_colours"})
 
 class ConfigError(ValueError):
     """A site config that cannot be used; the message names the file, the field and what was expected."""
@@ -509,13 +508,6 @@ class SiteConfig(_Model):
             elif "road_conditions" in p.tables and p.k_anonymity < 2:
                 problems.append(f"partners.{i}.k_anonymity: {p.k_anonymity} would publish the cells a single "
                                 "trip passed (a vehicle's path); expected at least 2 for road_conditions")
-        for i, p in enumerate(self.partners):
-            no_grid = sorted(set(p.tables) & INTERSECTION_TABLES) if p.dp else []
-            if no_grid:
-                # the DP grid of a window comes from the site config (streams/disclosure.py `grid`); it has
-                # no grid of approaches, flow directions and colour families yet
-                problems.append(f"partners.{i}.privacy: {', '.join(no_grid)} cannot go to a differential-privacy "
-                                "partner yet; give it k-anonymity")
         published = {t for p in self.partners for t in p.tables}
         for parts, total in NESTED_TABLES:
             if {parts, total} <= published:

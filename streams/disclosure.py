@@ -57,7 +57,14 @@ from privaflow.schemas.topics import (
     operator_topic_name,
     partner_topic_name,
 )
-from privaflow.schemas.vocabulary import AGE_BRACKETS, GENDERS, UNKNOWN, partner_symbol
+from privaflow.schemas.vocabulary import (
+    AGE_BRACKETS,
+    COLOUR_FAMILIES,
+    FLOW_DIRECTIONS,
+    GENDERS,
+    UNKNOWN,
+    partner_symbol,
+)
 from privaflow.streams.budget import EpsilonLedger, utc_day
 from privaflow.streams.noise import cell_key, keyed_noisy_counts
 from privaflow.streams.partners import partner_key, partner_value, strictest_k
@@ -221,10 +228,21 @@ def k_anonymous_record(closed: ClosedWindow, k: int) -> tuple[str, dict[str, Any
 # ---------------------------------------------------------------- differential privacy
 
 
-def dim_values(kind: str, site: SiteConfig, camera_id: str, line: str | None = None) -> tuple[str, ...]:
+def dim_values(kind: str, site: SiteConfig, camera_id: str, line: str | None = None,
+               intersection: str | None = None) -> tuple[str, ...]:
     """Every value a key dimension of this kind may take for a camera, from the site config alone
-    (never from what was seen): the DP grid."""
+    (never from what was seen): the DP grid. A direction's values are those of `line`, an approach's
+    those of `intersection` that the camera watches."""
     cam = site.camera(camera_id)
+    watched = site.approaches_for(camera_id)
+    if kind == "intersection":
+        return tuple(dict.fromkeys(x.id for x, _a in watched))
+    if kind == "approach":
+        return tuple(a.id for x, a in watched if x.id == intersection)
+    if kind == "flow_direction":
+        return FLOW_DIRECTIONS
+    if kind == "colour_family":
+        return (*COLOUR_FAMILIES, UNKNOWN)
     lines = tuple(ln.id for ln in site.lines_for(camera_id))
     zones = tuple(z.id for z in site.zones_for(camera_id))
     if kind == "line":
@@ -252,7 +270,8 @@ def grid(table: str, site: SiteConfig, camera_id: str) -> list[Dims]:
         nxt: list[Dims] = []
         for prefix in cells:
             line = next((v for d, v in zip(spec.dims, prefix, strict=False) if d.kind == "line"), None)
-            nxt += [(*prefix, v) for v in dim_values(dim.kind, site, camera_id, line)]
+            x = next((v for d, v in zip(spec.dims, prefix, strict=False) if d.kind == "intersection"), None)
+            nxt += [(*prefix, v) for v in dim_values(dim.kind, site, camera_id, line, x)]
         cells = nxt
     return cells
 
