@@ -71,7 +71,8 @@ class Agent:
                  max_frames: int | None = None, batch_frames: int = DEFAULT_BATCH_FRAMES,
                  batch_ms: float = DEFAULT_BATCH_MS,
                  attributes: AttributeEstimator | None = None, metrics_port: int | None = None,
-                 metrics_host: str = "0.0.0.0", status_every_s: float = 2.0, status_out: TextIO | None = None) -> None:
+                 metrics_host: str = "127.0.0.1", status_every_s: float = 2.0,
+                 status_out: TextIO | None = None) -> None:
         self.site_id, self.camera, self.detector, self.sink = site_id, camera, detector, sink
         self.batcher = RecordBatcher(site_id, camera.id, batch_frames, batch_ms)
         self.privacy = PrivacyFilter(camera.max_width, camera.privacy_masks)

@@ -47,7 +47,9 @@ def edge() -> None:
               help="Spool bound; above it the oldest records are dropped (and counted).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve /healthz and Prometheus /metrics on this port.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address for --metrics-port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address for --metrics-port: this machine only unless you open it (e.g. 0.0.0.0 for a "
+                   "kubelet probe or a Prometheus elsewhere).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Drop frames when analysis falls behind  [default: on for streams and devices, off for files]")
 @click.option("--pace/--no-pace", default=None,

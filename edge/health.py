@@ -70,7 +70,7 @@ class HealthServer:
     """Serves GET /healthz (200 while `healthy()`, else 503; JSON status either way) and GET /metrics."""
 
     def __init__(self, port: int, status: Status, metrics: Metrics, healthy: Callable[[], bool],
-                 host: str = "0.0.0.0") -> None:
+                 host: str = "127.0.0.1") -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

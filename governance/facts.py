@@ -12,12 +12,14 @@ import html
 from dataclasses import dataclass
 
 from privaflow.schemas.site import Partner, SiteConfig
+from privaflow.streams.partners import strictest_k
 from privaflow.streams.tables import SPECS, camera_tables
 
 MOTOR_VEHICLES = frozenset({"car", "motorcycle", "bus", "truck"})
 COLOURED = MOTOR_VEHICLES | {"bicycle"}  # edge/attributes.py names the colour of these (COCO vehicles)
-# tables whose small counts are withheld (their specs say how)
-K_TABLES = tuple(s.name for s in SPECS.values() if s.k_anonymous)
+# tables whose small counts are withheld: all of them, by one policy (streams/disclosure.py); their specs
+# say in words what it means for each
+K_TABLES = tuple(SPECS)
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,9 @@ def missing_notice_items(site: SiteConfig) -> list[str]:
 
 
 def effective_k(site: SiteConfig) -> dict[str, int]:
-    """The k each published table is suppressed with: the strictest of the partners receiving it
-    (one topic per table is shared by all of them; streams/partners.py)."""
-    out: dict[str, int] = {}
-    for p in site.partners:
-        for t in p.tables:
-            out[t] = max(out.get(t, 0), p.k_anonymity)
-    return out
+    """The k each shared table is suppressed with: the strictest of the k-anonymity partners receiving
+    it (one topic per table is shared by all of them; differential-privacy partners have their own)."""
+    return strictest_k(site)
 
 def percent(fraction: float) -> str:
     """`3.0%`, `25%`."""

@@ -70,7 +70,9 @@ def _notice_parts(site: SiteConfig, camera_id: str, lang: str,
     for p, tables in f.shared:
         line = str(t["partner"]).format(name=esc(p.name or p.id),
                                         tables=str(t["table_sep"]).join(SPECS[x].notice[lang] for x in tables))
-        if any(x in K_TABLES for x in tables):
+        if p.dp:
+            line += str(t["partner_dp"])
+        elif any(x in K_TABLES for x in tables):
             line += str(t["partner_k"]).format(k=p.k_anonymity)
         shared.append(line)
     sections = [

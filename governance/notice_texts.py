@@ -37,6 +37,7 @@ TEXTS: dict[str, dict[str, Any]] = {
         "shared": "提供先",
         "partner": "{name}：{tables}",
         "partner_k": "（{k}件未満の件数は非表示）",
+        "partner_dp": "（統計的なノイズを加えて提供：差分プライバシー）",
         "no_partners": "第三者への提供はありません。",
         "shared_note": "提供するのは集計データのみで、個人や車両を特定できる情報は含みません。",
         "contact": "問い合わせ先",
@@ -102,6 +103,7 @@ TEXTS: dict[str, dict[str, Any]] = {
         "shared": "Who receives what",
         "partner": "{name}: {tables}",
         "partner_k": "; counts below {k} are withheld",
+        "partner_dp": "; every count with statistical noise (differential privacy)",
         "no_partners": "No data is given to anyone else.",
         "shared_note": "Only aggregated statistics are shared; they contain nothing that identifies a person "
                        "or a vehicle.",

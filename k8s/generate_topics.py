@@ -4,7 +4,8 @@
   partitions, retention and cleanup policy; retentions come from the site config, exactly as the
   local stack creates them.
 - `partner-users.yaml`: one KafkaUser per partner of the site config, allowed to read only the
-  topics of the tables that partner receives.
+  topics of the tables that partner receives: the shared k-anonymous ones, or a differential-privacy
+  partner's own (schemas/access.py `partner_topics`).
 - `registry-auth.properties`, `registry-public-auth.properties` and `registry-passwords.yaml`: the
   schema registries' users and roles, as the local secure stack has them (schemas/access.py): on the
   read-write registry privaflow-edge and privaflow-streams may register and privaflow-api may read; on
@@ -33,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from privaflow.schemas.access import REGISTRY_AUTH, registry_user_lines  # noqa: E402
+from privaflow.schemas.access import REGISTRY_AUTH, partner_topics, registry_user_lines  # noqa: E402
 from privaflow.schemas.site import SiteConfig, load_site_config  # noqa: E402
-from privaflow.schemas.topics import DAY_MS, Topic, all_topics, partner_topic_name  # noqa: E402
+from privaflow.schemas.topics import Topic, topics_for_site  # noqa: E402
 
 BASE = REPO / "k8s" / "base"
 SITE = BASE / "site.yaml"
@@ -60,9 +61,8 @@ def resource_name(topic_name: str) -> str:
 
 
 def site_topics(site: SiteConfig) -> list[Topic]:
-    """The topics with the retentions the site config asks for."""
-    return all_topics(detections_retention_ms=round(site.retention.detections_days * DAY_MS),
-                      partner_retention_ms=round(site.retention.partner_days * DAY_MS))
+    """The topics with the retentions the site config asks for, its DP partners' own included."""
+    return topics_for_site(site)
 
 
 def kafka_topic(t: Topic) -> dict[str, Any]:
@@ -79,14 +79,14 @@ def kafka_topic(t: Topic) -> dict[str, Any]:
     }
 
 
-def partner_user(partner_id: str, tables: list[str]) -> dict[str, Any]:
+def partner_user(partner_id: str, tables: list[str], dp: bool = False) -> dict[str, Any]:
     """Read and Describe on the partner's own table topics, Read on its `partner-<id>-` groups.
 
-    Nothing else: never the detections, the events or another partner's tables (T6, T7)."""
+    Nothing else: never the detections, the events, the operator's tables or another partner's
+    tables (T6, T7); a differential-privacy partner never the shared k-anonymous topics."""
     acls: list[dict[str, Any]] = [
-        {"resource": {"type": "topic", "name": partner_topic_name(table), "patternType": "literal"},
-         "operations": ["Read", "Describe"]}
-        for table in sorted(set(tables))
+        {"resource": {"type": "topic", "name": name, "patternType": "literal"}, "operations": ["Read", "Describe"]}
+        for name in partner_topics(partner_id, sorted(set(tables)), dp)
     ]
     acls.append({"resource": {"type": "group", "name": f"partner-{partner_id}-", "patternType": "prefix"},
                  "operations": ["Read"]})
@@ -137,7 +137,7 @@ def render(site_path: Path = SITE) -> dict[Path, str]:
     return {
         BASE / "topics.yaml": _dump([kafka_topic(t) for t in site_topics(site)],
                                     "schemas/topics.py and k8s/base/site.yaml (retention)"),
-        BASE / "partner-users.yaml": _dump([partner_user(p.id, list(p.tables)) for p in site.partners],
+        BASE / "partner-users.yaml": _dump([partner_user(p.id, list(p.tables), p.dp) for p in site.partners],
                                            "the partners in k8s/base/site.yaml"),
         BASE / "registry-auth.properties": registry_auth(list(INTERNAL_REGISTRY_USERS), "schemas/access.py (roles)"),
         BASE / "registry-public-auth.properties": registry_auth(partners, roles),

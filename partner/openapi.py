@@ -64,6 +64,10 @@ def _schema_name(table: str) -> str:
 def _table_response(table: str) -> dict[str, Any]:
     return {"type": "object", "title": f"{_schema_name(table)}Table",
             "properties": {"table": {"const": table},
+                           "view": {"type": "string", "description": "Operator routes only: `operator` (every "
+                                    "closed window, no suppression) or the partner id given as `as`."},
+                           "shared": {"type": "boolean", "description": "Operator routes only: false when the "
+                                      "partner given as `as` does not receive this table (no rows)."},
                            "rows": {"type": "array", "items": _ref(_schema_name(table)),
                                     "description": "Sorted by window_start, then the row's dimensions, then "
                                                    "window_end."},
@@ -83,8 +87,11 @@ def _tables_operation(operator: bool) -> dict[str, Any]:
     params = [{"name": "table", "in": "path", "required": True, "schema": {"type": "string", "enum": tables},
                "description": "Partner table."}, *_RANGE_PARAMS, _limit(None if operator else PAGE_DEFAULT)]
     responses: dict[str, Any] = {
-        "200": {"description": "One page of the table's current rows (closed windows; k-anonymity already "
-                               "applied: a suppressed cell has a null count and suppressed=true).",
+        "200": {"description": "One page of the table's current rows (closed windows, the disclosure policy "
+                               "applied: under k-anonymity a cell below k is absent, so a missing row means "
+                               "fewer than k, possibly none, and a value withheld within a row is null with "
+                               "suppressed=true; under differential privacy every cell of the grid is there, "
+                               "with noise).",
                 "headers": {"Link": {"description": "`<URL>; rel=\"next\"`: the next page, when there is one.",
                                      "schema": {"type": "string"}}},
                 "content": {"application/json": json_body}},
@@ -92,11 +99,18 @@ def _tables_operation(operator: bool) -> dict[str, Any]:
         "404": _error("Unknown table or site."),
     }
     if operator:
+        params.append({"name": "as", "in": "query", "required": False, "schema": {"type": "string"},
+                       "description": "A partner id: exactly the rows that partner receives (its shared, "
+                                      "k-anonymous topic or its own differentially private one), for the "
+                                      "dashboard's \"as partner X sees it\" switch. Without it, every closed "
+                                      "window without suppression."})
+        responses["401"] = _error("No token, or not the operator's (operator.token_env).", bearer=True)
+        responses["403"] = _error("A partner's token: it never opens the operator view.")
         return {"tags": ["operator"], "operationId": "getOperatorTable", "summary": "Read a table (operator)",
-                "description": "Any table, without a token, for the operator dashboard. Served on the API's "
-                               "bound address only: in production this path is routed by the operator "
-                               "ingress and never by the partner ingress.",
-                "security": [], "parameters": params, "responses": responses}
+                "description": "Unsuppressed aggregates for the operator dashboard, with the operator's token. "
+                               "In production this path is routed by the operator ingress and never by the "
+                               "partner ingress.",
+                "parameters": params, "responses": responses}
     params.append({"name": "format", "in": "query", "required": False,
                    "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
                    "description": "`csv`: a header of the row's field names, then one line per row; null "
@@ -106,8 +120,9 @@ def _tables_operation(operator: bool) -> dict[str, Any]:
     responses["403"] = _error("The partner does not receive this table.")
     return {"tags": ["partner"], "operationId": "getTable", "summary": "Read a partner table",
             "description": "The rows a partner receives on the Kafka topic `privaflow.partner.<table>.v1` "
-                           f"(e.g. `{partner_topic_name('traffic_volume')}`), as JSON or CSV. Only the "
-                           "tables configured for the token's partner are readable.",
+                           f"(e.g. `{partner_topic_name('traffic_volume')}`), or for a differential-privacy "
+                           "partner on its own `privaflow.partner.dp.<partner>.<table>.v1`, as JSON or CSV. "
+                           "Only the tables configured for the token's partner are readable.",
             "parameters": params, "responses": responses}
 
 
@@ -136,7 +151,8 @@ def openapi_document() -> dict[str, Any]:
                 "capacity": {"type": ["integer", "null"]}}}},
             "partners": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "name": {"type": ["string", "null"]},
-                "k_anonymity": {"type": "integer"},
+                "k_anonymity": {"type": ["integer", "null"]},
+                "mechanism": {"type": "string", "enum": ["k_anonymity", "laplace"]},
                 "tables": {"type": "array", "items": {"type": "string", "enum": list(PARTNER_TABLES)}}}}},
             "windows": {"type": "object", "additionalProperties": {"type": "integer"},
                         "description": "Window length per table in seconds, and grace_s."}},
@@ -151,12 +167,14 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "privaflow partner API", "version": _version(),
             "description": "Closed-window aggregates of a privaflow site: the same rows as the partner "
-                           "Kafka topics, with k-anonymity applied. Nothing here identifies a person or "
+                           "Kafka topics, with the disclosure policy applied (k-anonymity or differential "
+                           "privacy). Nothing here identifies a person or "
                            "a vehicle (T6, T7). Authenticate with the bearer token issued to your "
                            "organisation.",
         },
         "tags": [{"name": "partner", "description": "Bearer token required."},
-                 {"name": "operator", "description": "For the operator dashboard; not routed to partners."},
+                 {"name": "operator", "description": "For the operator dashboard, with the operator's token; "
+                                                     "not routed to partners."},
                  {"name": "meta"}],
         "security": [{"bearerAuth": []}],
         "paths": {
@@ -174,14 +192,17 @@ def openapi_document() -> dict[str, Any]:
                                       "content": {"application/json": {"schema": _ref("Health")}}}}}},
             "/api/v1/operator/tables/{table}": {"get": _tables_operation(operator=True)},
             "/api/v1/operator/site": {"get": {
-                "tags": ["operator"], "operationId": "getOperatorSite", "security": [],
+                "tags": ["operator"], "operationId": "getOperatorSite",
                 "summary": "The site's layout for the dashboard (no tokens, no camera sources)",
                 "responses": {"200": {"description": "Lines, zones, cameras and partners of the site.",
-                                      "content": {"application/json": {"schema": _ref("Site")}}}}}},
+                                      "content": {"application/json": {"schema": _ref("Site")}}},
+                              "401": _error("No token, or not the operator's.", bearer=True),
+                              "403": _error("A partner's token: it never opens the operator view.")}}},
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "One token per partner, issued by the operator."}},
+                                               "description": "One token per partner, issued by the operator; "
+                                                              "the operator's own for the operator routes."}},
             "schemas": schemas,
         },
     }

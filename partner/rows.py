@@ -86,6 +86,12 @@ def json_row(table: str, record: dict[str, Any]) -> dict[str, Any]:
     return {f["name"]: _convert(f["type"], record.get(f["name"])) for f in avro_schema(table)["fields"]}
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) sends data away);
+# OWASP's advice: a leading apostrophe makes it text. Partner values are closed vocabularies and
+# site-config ids, so this is the last line of defence, not the first.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -93,12 +99,16 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return str(value)
 
 
 def csv_text(table: str, rows: list[dict[str, Any]]) -> str:
     """A header of the schema's field names, then one line per JSON row. Null is an empty cell,
-    booleans are true/false, arrays (dwell bins) are JSON arrays inside one quoted cell."""
+    booleans are true/false, arrays (dwell bins) are JSON arrays inside one quoted cell, and text
+    that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR) gets a leading
+    apostrophe."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     names = field_names(table)

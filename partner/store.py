@@ -1,6 +1,11 @@
 """The partner tables of one site, held in memory: the latest value per key of every compacted
 partner topic, read from the beginning by a background consumer thread.
 
+Each table is read from several *views*: `shared` (the k-anonymous topic every k-anonymity partner
+of the table reads), one per differential-privacy partner (its own topic), and `operator` (every
+closed window without suppression, for the operator's dashboard view only). A view is the partner
+id, "shared" or "operator" (`SHARED`, `OPERATOR`).
+
 A compacted topic *is* its table: the newest record of a key replaces the older ones, a tombstone
 (null value) removes the key. So replaying each topic from offset 0 and keeping the last value per
 key gives exactly the table a partner's own consumer would build (streams/partners.py keys records
@@ -13,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +34,11 @@ from privaflow.schemas.codec import (
     kafka_client_config,
     serde_for_topic,
 )
-from privaflow.schemas.topics import PARTNER_TABLES, partner_topic_name
+from privaflow.schemas.topics import PARTNER_TABLES, dp_topic_name, operator_topic_name, partner_topic_name
 
 log = logging.getLogger(__name__)
+
+SHARED, OPERATOR = "shared", "operator"
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,18 @@ class PartnerStore:
     """
 
     def __init__(self, site_id: str, bootstrap: str | None = None, registry: SchemaRegistry | None = None,
-                 kafka_config: dict[str, str] | None = None, refresh_s: float = 10.0) -> None:
+                 kafka_config: dict[str, str] | None = None, refresh_s: float = 10.0,
+                 dp_partners: Iterable[str] = ()) -> None:
         self.site_id = site_id
         self.bootstrap = bootstrap or bootstrap_servers()
         self.registry = registry or SchemaRegistry()
         self.kafka_config = kafka_client_config() if kafka_config is None else kafka_config
         self.refresh_s = refresh_s
-        self._tables: dict[str, dict[str, _Row]] = {t: {} for t in PARTNER_TABLES}
-        self._topic_table = {partner_topic_name(t): t for t in PARTNER_TABLES}
+        self.views = (SHARED, OPERATOR, *dp_partners)
+        self._tables: dict[tuple[str, str], dict[str, _Row]] = {(v, t): {} for v in self.views for t in PARTNER_TABLES}
+        self._topic_table: dict[str, tuple[str, str]] = {partner_topic_name(t): (SHARED, t) for t in PARTNER_TABLES}
+        self._topic_table.update({operator_topic_name(t): (OPERATOR, t) for t in PARTNER_TABLES})
+        self._topic_table.update({dp_topic_name(p, t): (p, t) for p in dp_partners for t in PARTNER_TABLES})
         self._serdes: dict[str, AvroSerde] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -70,12 +82,12 @@ class PartnerStore:
 
     # ------------------------------------------------------------ state
 
-    def apply(self, table: str, key: str | None, record: dict[str, Any] | None) -> None:
+    def apply(self, table: str, key: str | None, record: dict[str, Any] | None, view: str = SHARED) -> None:
         """One record of a partner topic: a value replaces its key, None (a tombstone) removes it."""
         if record is None:
             if key is not None:
                 with self._lock:
-                    self._tables[table].pop(key, None)
+                    self._tables[(view, table)].pop(key, None)
             return
         if record.get("site_id") != self.site_id:
             return
@@ -84,13 +96,14 @@ class PartnerStore:
             length_s = (epoch_ms(record["window_end"]) - row.window_start_ms) // 1000
             key = f"{table}|{self.site_id}|{'|'.join(row.dims)}|{row.window_start_ms}|{length_s}"
         with self._lock:
-            self._tables[table][key] = row
+            self._tables[(view, table)][key] = row
 
-    def rows(self, table: str, start_ms: int | None = None, end_ms: int | None = None) -> list[dict[str, Any]]:
-        """Decoded records of a table with start_ms <= window_start < end_ms, sorted by window_start
-        then dims."""
+    def rows(self, table: str, start_ms: int | None = None, end_ms: int | None = None, view: str = SHARED
+             ) -> list[dict[str, Any]]:
+        """Decoded records of a table in a view with start_ms <= window_start < end_ms, sorted by
+        window_start then dims."""
         with self._lock:
-            selected = [r for r in self._tables[table].values()
+            selected = [r for r in self._tables[(view, table)].values()
                         if (start_ms is None or r.window_start_ms >= start_ms)
                         and (end_ms is None or r.window_start_ms < end_ms)]
         selected.sort(key=lambda r: (r.window_start_ms, r.dims))
@@ -105,7 +118,7 @@ class PartnerStore:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            counts = {t: len(v) for t, v in self._tables.items()}
+            counts = {t: len(self._tables[(SHARED, t)]) for t in PARTNER_TABLES}
         return {"ready": self.ready, "rows": counts, "decode_errors": self.decode_errors,
                 "missing_topics": sorted(self.missing_topics), "failure": self.failure}
 
@@ -188,11 +201,11 @@ class PartnerStore:
             else:
                 log.warning("partner store consumer: %s", err)
             return
-        table = self._topic_table[msg.topic()]
+        view, table = self._topic_table[msg.topic()]
         key = msg.key().decode("utf-8", "replace") if msg.key() is not None else None
         value = msg.value()
         if value is None:
-            self.apply(table, key, None)
+            self.apply(table, key, None, view)
             return
         serde = self._serdes.get(msg.topic())
         if serde is None:
@@ -203,4 +216,4 @@ class PartnerStore:
             self.decode_errors += 1
             log.warning("skipping partner record: %s", e)
             return
-        self.apply(table, key, record)
+        self.apply(table, key, record, view)

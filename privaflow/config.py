@@ -37,12 +37,38 @@ def config_check(config_path: str, models: bool) -> None:
 
     site = load_site_config(config_path)
     accepted = _camera_objects(site, config_path, models)
-    for line in summary(site, config_path):
+    ground, ground_warnings = _approaches_on_the_ground(site)
+    for line in summary(site, config_path, lambda x, a: ground.get((x, a))):
         click.echo(line)
-    warnings = site_warnings(site)
+    warnings = site_warnings(site) + ground_warnings
     for w in warnings:
         click.echo(f"  warning: {w}")
     click.echo(f"ok: {accepted}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
+
+
+MIN_LANE_M, MAX_LANE_M = 5.0, 1000.0  # outside this a lane zone or its camera's homography is drawn wrong
+
+
+def _approaches_on_the_ground(site: SiteConfig) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """Per approach, its lane zones measured on the ground (through the homography, as the worker
+    measures queues), and warnings for lengths that cannot be a lane near a stop line."""
+    from privaflow.streams.approaches import approach_geometry
+
+    notes: dict[tuple[str, str], str] = {}
+    warnings: list[str] = []
+    for xi, x in enumerate(site.intersections):
+        for ai, a in enumerate(x.approaches):
+            g = approach_geometry(site, x, a)
+            lengths = ", ".join(f"{m:.0f} m" for m in g.lane_lengths_m)
+            notes[(x.id, a.id)] = (f"on the ground: lane zone{'s' * (len(a.lanes) != 1)} {lengths} upstream of "
+                                   "the stop line")
+            for li, m in enumerate(g.lane_lengths_m):
+                if not MIN_LANE_M <= m <= MAX_LANE_M:
+                    warnings.append(f"intersections.{xi}.approaches.{ai}.lanes.{li}: lane zone {a.lanes[li]!r} "
+                                    f"measures {m:.1f} m upstream of the stop line on the ground; expected "
+                                    f"{MIN_LANE_M:g} to {MAX_LANE_M:g} m (is it on the inbound side of the stop "
+                                    "line, and the homography in metres?)")
+    return notes, warnings
 
 
 def _camera_objects(site: SiteConfig, config_path: str, models: bool) -> str:

@@ -2,17 +2,28 @@
 registry roles. Part of the contract because every deployment derives from it: the Kubernetes
 KafkaUsers and registry users (k8s/generate_topics.py) and the local secure stack (stack/security.py).
 
-The edge writes detections only; the stream workers read detections and write events, partner topics
-and the dead-letter topic; each partner reads only the partner topics of the tables it was granted.
+The edge writes detections only; the stream workers read detections and write events, partner topics,
+operator topics and the dead-letter topic; the API (partner HTTP API and operator dashboard) reads
+partner and operator topics; each partner reads only the partner topics of the tables it was granted:
+the shared k-anonymous ones, or, for a differential-privacy partner, its own (never the shared ones,
+never the operator's).
 The schema registry follows the same rule for writes: edge and streams may register schemas,
 partners may only read them, anonymous callers get nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, STREAMS_APP_ID, partner_topic_name
+from privaflow.schemas.topics import (
+    DETECTIONS,
+    DETECTIONS_DLQ,
+    OPERATOR_PREFIX,
+    STREAMS_APP_ID,
+    dp_topic_name,
+    partner_topic_name,
+)
 
 MECHANISM = "SCRAM-SHA-512"
 
@@ -27,8 +38,14 @@ class Acl:
     pattern: str = "LITERAL"  # or PREFIXED
 
 
-def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
-    """user -> ACLs, for the fixed roles plus one user per partner (id -> tables it receives)."""
+def partner_topics(partner_id: str, tables: Sequence[str], dp: bool = False) -> list[str]:
+    """The topics a partner may read: its tables' shared topics, or its own DP topics."""
+    return [dp_topic_name(partner_id, t) if dp else partner_topic_name(t) for t in tables]
+
+
+def role_acls(partners: Mapping[str, Sequence[str]], dp: Collection[str] = ()) -> dict[str, list[Acl]]:
+    """user -> ACLs, for the fixed roles plus one user per partner (id -> tables it receives; `dp`:
+    ids of the differential-privacy partners)."""
     acls: dict[str, list[Acl]] = {
         "edge": [Acl("TOPIC", DETECTIONS, "WRITE"), Acl("TOPIC", DETECTIONS, "DESCRIBE"),
                  Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE")],
@@ -39,11 +56,19 @@ def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
             Acl("TOPIC", "privaflow.events.", "DESCRIBE", "PREFIXED"),
             Acl("TOPIC", "privaflow.partner.", "WRITE", "PREFIXED"),
             Acl("TOPIC", "privaflow.partner.", "DESCRIBE", "PREFIXED"),
+            Acl("TOPIC", OPERATOR_PREFIX, "WRITE", "PREFIXED"), Acl("TOPIC", OPERATOR_PREFIX, "DESCRIBE", "PREFIXED"),
             # Faust's own changelog/repartition topics and its consumer group
             Acl("TOPIC", STREAMS_APP_ID, "ALL", "PREFIXED"), Acl("GROUP", STREAMS_APP_ID, "ALL", "PREFIXED"),
             Acl("TRANSACTIONAL_ID", STREAMS_APP_ID, "ALL", "PREFIXED"),
             Acl("CLUSTER", "kafka-cluster", "IDEMPOTENT_WRITE"), Acl("CLUSTER", "kafka-cluster", "DESCRIBE"),
         ],
+        # the partner API and dashboard: every partner table (it serves each partner its own) and the
+        # operator's unsuppressed tables (the operator view, behind the operator token)
+        "api": [Acl("TOPIC", "privaflow.partner.", "READ", "PREFIXED"),
+                Acl("TOPIC", "privaflow.partner.", "DESCRIBE", "PREFIXED"),
+                Acl("TOPIC", OPERATOR_PREFIX, "READ", "PREFIXED"),
+                Acl("TOPIC", OPERATOR_PREFIX, "DESCRIBE", "PREFIXED"),
+                Acl("GROUP", "privaflow-api-", "READ", "PREFIXED")],
         # Apicurio's kafkasql storage: its journal topics, and any group (each replica picks its own group id)
         "registry": [Acl("TOPIC", "kafkasql-", "ALL", "PREFIXED"),
                      Acl("TOPIC", "registry-", "ALL", "PREFIXED"), Acl("GROUP", "*", "ALL"),
@@ -52,8 +77,8 @@ def role_acls(partners: dict[str, list[str]]) -> dict[str, list[Acl]]:
     }
     for pid, tables in partners.items():
         rules = [Acl("GROUP", f"partner-{pid}-", "READ", "PREFIXED")]
-        for t in tables:
-            rules += [Acl("TOPIC", partner_topic_name(t), "READ"), Acl("TOPIC", partner_topic_name(t), "DESCRIBE")]
+        for name in partner_topics(pid, tables, pid in dp):
+            rules += [Acl("TOPIC", name, "READ"), Acl("TOPIC", name, "DESCRIBE")]
         acls[f"partner-{pid}"] = rules
     return acls
 

@@ -10,7 +10,8 @@ a closed window needs, each field by its name and the one type its rule allows:
 | site-config id    | CONFIG_DIMENSIONS (site_id, line_id, zone_id, ...)       | string                      |
 | spatial cell      | SPATIAL_CELLS (h3_cell)                                  | string                      |
 | closed vocabulary | class_name, age_bracket, gender, colour, crowding_level, | that vocabulary's Avro enum |
-|                   | heading, congestion_level                                |                             |
+|                   | heading, congestion_level, colour_family,                |                             |
+|                   | level_of_service, flow_direction                         |                             |
 | count             | COUNTS (count, trips)                                    | int or long                 |
 | flag              | suppressed                                               | boolean                     |
 | statistic         | STATISTICS (mean_speed_kmh, median_dwell_s, ...)         | int, long, float or double  |
@@ -53,7 +54,7 @@ WINDOW_LENGTH = "window_length_s"
 # Ids whose every value is written in the site config (never derived from what a camera saw); a new
 # dimension of this kind is one more name here.
 CONFIG_DIMENSIONS = ("site_id", "line_id", "zone_id", "place_id", "origin_zone_id", "destination_zone_id",
-                     "direction", "approach_id", "intersection_id")
+                     "direction", "approach_id", "intersection_id", "entry_approach_id", "exit_approach_id")
 # Where a moving camera was, as an H3 cell at the site's resolution (values checked by schemas/cells.py)
 SPATIAL_CELLS = ("h3_cell",)
 # `trips`: distinct probe-vehicle trips that passed a cell (road_conditions counts k in trips)
@@ -61,10 +62,13 @@ COUNTS = ("count", "trips")
 FLAGS = ("suppressed",)
 # Named aggregate statistics. `samples` is the number of frames the occupancy statistics rest on: it
 # counts frames, not objects (one per analysed frame, whoever is present), so it is a statistic about
-# the observation, not a count of people to threshold.
+# the observation, not a count of people to threshold. The congestion table's queue lengths (metres from
+# the stop line), density (vehicles per km and lane) and delay (s per vehicle) are statistics over its
+# window's frames.
 STATISTICS = ("mean_speed_kmh", "p85_speed_kmh", "median_travel_s", "median_dwell_s", "mean_present", "max_present",
               "p95_present", "capacity_ratio", "samples", "median_speed_kmh", "mean_vehicles_ahead",
-              "p85_vehicles_ahead", "mean_people")
+              "p85_vehicles_ahead", "mean_people", "queue_length_m", "mean_queue_length_m", "density_veh_per_km_lane",
+              "mean_delay_s")
 BIN_EDGES, BIN_COUNTS = "bin_upper_s", "bin_counts"
 # A declared class list: which road-furniture classes (the class_name enum) and how many of each, index
 # by index (road_conditions). Like the bin lists, the only arrays a partner schema may hold.
@@ -129,6 +133,22 @@ def _record_violations(schema: Any, path: str) -> list[str]:
         except Exception as e:
             problems.append(f"{root}: not a valid Avro schema: {e}")
     return problems
+
+
+def field_kind(name: str) -> str:
+    """What a partner field is, by the allowlist rule for its name: `window` (bounds), `window_length`,
+    `id` (site-config ids), `cell` (a spatial cell), `vocabulary` (closed enums), `count`, `flag`,
+    `statistic`, `bin_edges`, `bins`, `class_list` or `class_counts`. The disclosure policy
+    (streams/disclosure.py) applies its rules by these kinds; KeyError for a name the allowlist refuses."""
+    kinds: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("window", WINDOW_BOUNDS), ("window_length", (WINDOW_LENGTH,)), ("id", CONFIG_DIMENSIONS),
+        ("cell", SPATIAL_CELLS), ("vocabulary", tuple(VOCABULARIES)), ("count", COUNTS), ("flag", FLAGS),
+        ("statistic", STATISTICS), ("bin_edges", (BIN_EDGES,)), ("bins", (BIN_COUNTS,)),
+        ("class_list", (CLASS_LIST,)), ("class_counts", (CLASS_COUNTS,)))
+    for kind, names in kinds:
+        if name in names:
+            return kind
+    raise KeyError(f"field name {name!r} is not in the partner allowlist")
 
 
 def _check_field(name: str, t: Any) -> None:

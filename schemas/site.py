@@ -19,9 +19,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from privaflow.schemas.mobile import MobileSettings
 from privaflow.schemas.topics import PARTNER_TABLES
 from privaflow.schemas.vocabulary import OBJECT_CLASSES as COCO_CLASSES  # the class names a record may carry
+from privaflow.schemas.vocabulary import VEHICLE_CLASSES
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
-TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes", "road_conditions"]
+TableName = Literal["traffic_volume", "occupancy", "flow_lines", "dwell", "attributes", "road_conditions",
+                    "congestion", "intersection_volume", "turning_movements", "vehicle_colours"]
+Compass = Literal["N", "NE", "E", "SE", "S", "SW", "W", "NW"]
 
 
 MAX_ID_LENGTH = 64
@@ -34,6 +37,10 @@ _TOKEN_ENV = re.compile(r"^PRIVAFLOW_TOKEN_[A-Z0-9_]+$")
 _ID = re.compile(r"^[\w.-]+$")
 _SUBFIELD = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$")  # "field: problem", as a model validator writes it
 
+
+# tables whose cells add up to (at most) another table's cell: (parts, total), see streams/disclosure.py OVERLAPS
+NESTED_TABLES = (("attributes", "traffic_volume"), ("vehicle_colours", "traffic_volume"),
+                 ("turning_movements", "intersection_volume"))
 
 class ConfigError(ValueError):
     """A site config that cannot be used; the message names the file, the field and what was expected."""
@@ -106,6 +113,8 @@ class Camera(_Model):
     homography: list[list[float]] | None = Field(
         None, description="3x3 matrix mapping normalised image points to ground metres")
     attributes: bool = Field(False, description="estimate age bracket and gender (entrance cameras)")
+    vehicles_only: bool = Field(False, description="count motor vehicles only (T2: car, motorcycle, bus, truck; "
+                                "no people, no bicycles); its classes default to those and may hold nothing else")
     classes: list[str] = Field(default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck"])
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     kind: Literal["fixed", "mobile"] = "fixed"
@@ -130,6 +139,23 @@ class Camera(_Model):
                             "false")
         if problems:
             raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vehicle_classes(cls, data: object) -> object:
+        # a vehicles-only camera without its own class list counts exactly the vehicles
+        if isinstance(data, dict) and data.get("vehicles_only") is True and "classes" not in data:
+            return {**data, "classes": list(VEHICLE_CLASSES)}
+        return data
+
+    @model_validator(mode="after")
+    def _vehicles_only(self) -> Camera:
+        others = [c for c in self.classes if c not in VEHICLE_CLASSES]
+        if self.vehicles_only and others:
+            raise ValueError(f"classes: camera {self.id!r} counts vehicles only (vehicles_only: true), so its classes "
+                             f"may only be {', '.join(VEHICLE_CLASSES)}; got {', '.join(others)} as well (or leave "
+                             "classes out)")
         return self
 
     @field_validator("privacy_masks")
@@ -216,6 +242,43 @@ class Zone(_Model):
         return polygon
 
 
+class ApproachLine(_Model):
+    """A counting line of the approach's camera and the one of its two directions that is meant."""
+
+    line: Id
+    direction: Id
+
+
+class Approach(_Model):
+    """One road joining an intersection, as one camera sees it: vehicles crossing `inbound` in its
+    direction enter the intersection, crossing `outbound` in its direction leave it; `lanes` are zones
+    over the inbound lanes just before the stop line (one zone per lane), where vehicles present,
+    their speed and the queue are measured. The queue is measured in metres from `stop_line` (default:
+    the inbound line) along the ground, through the camera's homography, which an approach needs."""
+
+    id: Id
+    camera: str
+    road: str = Field(min_length=1, max_length=100, description="road name, shown on the map")
+    compass: Compass = Field(description="the side of the intersection the road joins from: N is the northern "
+                             "leg, whose inbound traffic heads south")
+    inbound: ApproachLine
+    outbound: ApproachLine | None = Field(None, description="none: a one-way road into the intersection, or its "
+                                          "outbound lanes are not in view")
+    lanes: list[Id] = Field(min_length=1, max_length=12)
+    stop_line: Id | None = Field(None, description="line the queue is measured from (default: the inbound line)")
+    free_flow_kmh: float = Field(50.0, ge=5.0, le=130.0, description="speed of an unhindered vehicle on this road "
+                                 "(its speed limit, or the speed measured at night); the level of service compares "
+                                 "the measured speed with it")
+
+
+class Intersection(_Model):
+    """One intersection as one place: the approaches of the cameras that watch it (T1, T2)."""
+
+    id: Id
+    name: str | None = Field(None, max_length=100)
+    approaches: list[Approach] = Field(min_length=1, max_length=16)
+
+
 class Windows(_Model):
     """Tumbling window length per table in seconds (1 s to a week), how late a record may arrive, and how
     far ahead of the stream worker's clock a frame's time may be (edge clocks drift; a frame further
@@ -227,6 +290,10 @@ class Windows(_Model):
     dwell: int = Field(300, gt=0, le=MAX_WINDOW_S)
     attributes: int = Field(900, gt=0, le=MAX_WINDOW_S)
     road_conditions: int = Field(900, gt=0, le=MAX_WINDOW_S)
+    congestion: int = Field(60, gt=0, le=MAX_WINDOW_S)
+    intersection_volume: int = Field(300, gt=0, le=MAX_WINDOW_S)
+    turning_movements: int = Field(900, gt=0, le=MAX_WINDOW_S)
+    vehicle_colours: int = Field(900, gt=0, le=MAX_WINDOW_S)
     grace_s: int = Field(30, ge=0, le=86_400)
     max_clock_skew_s: int = Field(300, ge=0, le=3_600)
 
@@ -266,8 +333,46 @@ class Retention(_Model):
         return days
 
 
+DAY_S = 86_400
+MAX_EPSILON = 100.0  # beyond this, noise is negligible and the "protection" only a word
+
+
+class Privacy(_Model):
+    """How a partner's tables are protected (docs/privacy-model.md). `k_anonymity` (the default):
+    cells below the partner's `k_anonymity` are withheld. `laplace`: differential privacy; every cell
+    of the window's grid is published with discrete Laplace noise (OpenDP), each table window spends
+    `epsilon_per_window` of the partner's `epsilon_per_day`, per camera and UTC day, and a window that
+    would overspend is not published. Without `epsilon_per_window` the daily budget is split evenly
+    over every window of every table the partner receives. `contributions_per_window` bounds what one
+    track adds to one table's grid in one window (more is dropped); the noise is calibrated to it."""
+
+    mechanism: Literal["k_anonymity", "laplace"] = "k_anonymity"
+    epsilon_per_day: float | None = Field(None, gt=0, le=MAX_EPSILON)
+    epsilon_per_window: float | None = Field(None, gt=0, le=MAX_EPSILON)
+    contributions_per_window: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Privacy:
+        if self.mechanism == "laplace":
+            if self.epsilon_per_day is None:
+                raise ValueError("epsilon_per_day: required with mechanism laplace: expected the daily privacy "
+                                 "budget per camera, a number > 0 (e.g. 1.0)")
+            if self.epsilon_per_window is not None and self.epsilon_per_window > self.epsilon_per_day:
+                raise ValueError(f"epsilon_per_window: {self.epsilon_per_window:g} is more than epsilon_per_day "
+                                 f"{self.epsilon_per_day:g}: not even one window could be published")
+        elif self.epsilon_per_day is not None or self.epsilon_per_window is not None:
+            raise ValueError("epsilon_per_day/epsilon_per_window: only with mechanism laplace (k_anonymity "
+                             "uses the partner's k_anonymity)")
+        return self
+
+    @property
+    def dp(self) -> bool:
+        return self.mechanism == "laplace"
+
+
 class Partner(_Model):
-    """Someone who receives aggregates: which tables, and the k-anonymity threshold applied for them."""
+    """Someone who receives aggregates: which tables, and how they are protected: the k-anonymity
+    threshold, or differential privacy (`privacy`)."""
 
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9_-]+$")
     name: str | None = None
@@ -275,6 +380,7 @@ class Partner(_Model):
     tables: list[TableName] = Field(min_length=1)
     token_env: str | None = Field(None, description="environment variable holding the HTTP API bearer token "
                                   "(PRIVAFLOW_TOKEN_...)")
+    privacy: Privacy = Field(default_factory=Privacy)
 
     @field_validator("tables")
     @classmethod
@@ -286,20 +392,48 @@ class Partner(_Model):
     @field_validator("token_env")
     @classmethod
     def _token_env(cls, name: str | None) -> str | None:
-        # a variable such as HOME or USER holds something many people know, not a secret
-        if name is not None and not _TOKEN_ENV.match(name):
-            raise ValueError(f"expected the name of a variable that holds only this partner's token: "
-                             f"PRIVAFLOW_TOKEN_ then upper-case letters, digits or '_' (e.g. "
-                             f"PRIVAFLOW_TOKEN_CITY), got {name!r}")
-        return name
+        return _token_variable(name)
+
+    @property
+    def dp(self) -> bool:
+        """True when this partner gets differentially private tables (its own topics)."""
+        return self.privacy.dp
+
+    def epsilon_per_window(self, windows: Windows) -> float:
+        """The epsilon one window of one table spends (DP partners only): as configured, or the daily
+        budget split evenly over every window of every table this partner receives."""
+        if not self.dp or self.privacy.epsilon_per_day is None:
+            raise ValueError(f"partner {self.id!r} is not a differential-privacy partner")
+        if self.privacy.epsilon_per_window is not None:
+            return self.privacy.epsilon_per_window
+        per_day = sum(DAY_S / int(getattr(windows, t)) for t in self.tables)
+        return self.privacy.epsilon_per_day / per_day
+
+
+def _token_variable(name: str | None) -> str | None:
+    # a variable such as HOME or USER holds something many people know, not a secret
+    if name is not None and not _TOKEN_ENV.match(name):
+        raise ValueError(f"expected the name of a variable that holds only this token: "
+                         f"PRIVAFLOW_TOKEN_ then upper-case letters, digits or '_' (e.g. "
+                         f"PRIVAFLOW_TOKEN_CITY), got {name!r}")
+    return name
 
 
 class Operator(_Model):
-    """Who runs the cameras; required on public notices."""
+    """Who runs the cameras; required on public notices. `token_env` names the variable holding the
+    operator's bearer token for the dashboard's operator view (unsuppressed aggregates); without it
+    the operator view answers nobody."""
 
     name: str
     contact: str
     purpose: str
+    token_env: str | None = Field(None, description="environment variable holding the operator's dashboard "
+                                  "token (PRIVAFLOW_TOKEN_...)")
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str | None) -> str | None:
+        return _token_variable(name)
 
 
 class SiteConfig(_Model):
@@ -310,6 +444,7 @@ class SiteConfig(_Model):
     cameras: list[Camera] = Field(min_length=1)
     lines: list[Line] = Field(default_factory=list)
     zones: list[Zone] = Field(default_factory=list)
+    intersections: list[Intersection] = Field(default_factory=list)
     windows: Windows = Field(default_factory=Windows)
     counting: Counting = Field(default_factory=Counting)
     retention: Retention = Field(default_factory=Retention)
@@ -325,6 +460,11 @@ class SiteConfig(_Model):
         problems += _duplicates("partners", [p.id for p in self.partners], "id")
         problems += _duplicates("partners", [p.token_env for p in self.partners if p.token_env], "token_env",
                                 [i for i, p in enumerate(self.partners) if p.token_env])
+        op_env = self.operator.token_env if self.operator else None
+        for i, p in enumerate(self.partners):
+            if op_env is not None and p.token_env == op_env:
+                problems.append(f"partners.{i}.token_env: {op_env!r} is the operator's token variable; a "
+                                "partner's token must never open the operator view")
         zone_ids = {z.id for z in self.zones}
         for i, line in enumerate(self.lines):
             if line.id in zone_ids:
@@ -346,6 +486,7 @@ class SiteConfig(_Model):
             # an expiring track's exit is stamped at its last sighting, up to track_expiry_s late
             problems.append(f"windows.grace_s: {self.windows.grace_s} must be at least counting.track_expiry_s "
                             f"+ 1 ({self.counting.track_expiry_s + 1:g}), or exits of lost tracks arrive too late")
+        problems += _intersection_problems(self)
         resolutions = {c.mobile.h3_resolution for c in self.cameras if c.mobile is not None}
         if len(resolutions) > 1:
             first = next(c for c in self.cameras if c.mobile is not None)
@@ -358,6 +499,25 @@ class SiteConfig(_Model):
             unknown = set(p.tables) - set(PARTNER_TABLES)
             if unknown:
                 problems.append(f"partners.{i}.tables: partner {p.id!r} asks for unknown tables {sorted(unknown)}")
+        for i, p in enumerate(self.partners):
+            if "road_conditions" in p.tables and p.dp:
+                # one trip feeds several cells of a window (a cell per heading it passes): no contribution
+                # bound per trip is defined for it yet, so no noise could be calibrated honestly
+                problems.append(f"partners.{i}.privacy: road_conditions cannot go to a differential-privacy "
+                                "partner yet (no contribution bound per trip); give it k-anonymity")
+            elif "road_conditions" in p.tables and p.k_anonymity < 2:
+                problems.append(f"partners.{i}.k_anonymity: {p.k_anonymity} would publish the cells a single "
+                                "trip passed (a vehicle's path); expected at least 2 for road_conditions")
+        published = {t for p in self.partners for t in p.tables}
+        for parts, total in NESTED_TABLES:
+            if {parts, total} <= published:
+                a, b = getattr(self.windows, parts), getattr(self.windows, total)
+                if a % b and b % a:
+                    # streams/disclosure.py (OVERLAPS) keeps withheld parts from being recomputed as the total
+                    # minus the published parts, over windows that tile each other
+                    problems.append(f"windows.{parts}: {a} s and windows.{total} {b} s must be multiples of "
+                                    "one another when both tables are published (e.g. 900 and 60): a partner could "
+                                    "add up windows of one to cover windows of the other")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -384,6 +544,95 @@ class SiteConfig(_Model):
 
     def zones_for(self, camera_id: str) -> list[Zone]:
         return [z for z in self.zones if z.camera == camera_id]
+
+    def approaches_for(self, camera_id: str) -> list[tuple[Intersection, Approach]]:
+        """The approaches a camera watches, with their intersection, in config order."""
+        return [(x, a) for x in self.intersections for a in x.approaches if a.camera == camera_id]
+
+
+def _horizon_problem(h: list[list[float]], points: Sequence[Sequence[float]]) -> str | None:
+    """Why a homography cannot map these image points to the ground (a point on or beyond its horizon,
+    where the projective scale w is zero or changes sign), or None."""
+    ws = [h[2][0] * x + h[2][1] * y + h[2][2] for x, y in points]
+    bad = [p for p, w in zip(points, ws, strict=True) if abs(w) < 1e-9 or (w > 0) != (ws[0] > 0)]
+    if bad or abs(ws[0]) < 1e-9:
+        x, y = (bad or points)[0]
+        return (f"point ({x:g}, {y:g}) is at or beyond the horizon of the camera's homography (it maps to no place "
+                "on the ground)")
+    return None
+
+
+def _intersection_problems(site: SiteConfig) -> list[str]:
+    """Every approach refers to lines and zones of its own camera, in a direction the line has, and its
+    camera has a homography that maps them onto the ground; ids and (line, direction) pairs are unique."""
+    problems: list[str] = []
+    problems += _duplicates("intersections", [x.id for x in site.intersections], "id")
+    cams = {c.id: c for c in site.cameras}
+    lines = {ln.id: ln for ln in site.lines}
+    zones = {z.id: z for z in site.zones}
+    used_lines: dict[tuple[str, str], str] = {}
+    used_zones: dict[str, str] = {}
+    for xi, x in enumerate(site.intersections):
+        problems += _duplicates(f"intersections.{xi}.approaches", [a.id for a in x.approaches], "id")
+        for ai, a in enumerate(x.approaches):
+            at = f"intersections.{xi}.approaches.{ai}"
+            cam = cams.get(a.camera)
+            if cam is None:
+                problems.append(f"{at}.camera: approach {a.id!r} names camera {a.camera!r}, which is not in cameras "
+                                f"(have: {', '.join(sorted(cams))})")
+                continue
+            if cam.kind == "mobile":
+                problems.append(f"{at}.camera: approach {a.id!r} names camera {a.camera!r}, which is vehicle-mounted; "
+                                "expected a fixed camera watching the approach")
+                continue
+            if cam.homography is None:
+                problems.append(f"{at}.camera: approach {a.id!r} is watched by camera {a.camera!r}, which has no "
+                                "homography; expected cameras.<i>.homography (a 3x3 matrix from normalised image "
+                                "points to ground metres), since queue lengths and speeds are measured on the ground")
+            refs: list[tuple[str, ApproachLine | None]] = [("inbound", a.inbound), ("outbound", a.outbound)]
+            for role, ref in refs:
+                if ref is None:
+                    continue
+                line = lines.get(ref.line)
+                if line is None or line.camera != a.camera:
+                    have = sorted(ln.id for ln in lines.values() if ln.camera == a.camera)
+                    problems.append(f"{at}.{role}.line: {ref.line!r} is not a line of camera {a.camera!r} (have: "
+                                    f"{', '.join(have) or 'none'})")
+                    continue
+                if ref.direction not in line.directions:
+                    problems.append(f"{at}.{role}.direction: line {line.id!r} counts {line.directions[0]!r} and "
+                                    f"{line.directions[1]!r}, not {ref.direction!r}")
+                    continue
+                owner = used_lines.setdefault((line.id, ref.direction), f"{at}.{role}")
+                if owner != f"{at}.{role}":
+                    problems.append(f"{at}.{role}: line {line.id!r} direction {ref.direction!r} is already {owner}; "
+                                    "expected each line direction in one approach only (or it is counted twice)")
+                if cam.homography is not None:
+                    problem = _horizon_problem(cam.homography, line.points)
+                    if problem:
+                        problems.append(f"{at}.{role}.line: line {line.id!r}: {problem}")
+            if a.stop_line is not None:
+                line = lines.get(a.stop_line)
+                if line is None or line.camera != a.camera:
+                    problems.append(f"{at}.stop_line: {a.stop_line!r} is not a line of camera {a.camera!r}")
+                elif cam.homography is not None and (problem := _horizon_problem(cam.homography, line.points)):
+                    problems.append(f"{at}.stop_line: line {line.id!r}: {problem}")
+            for li, zid in enumerate(a.lanes):
+                zone = zones.get(zid)
+                if zone is None or zone.camera != a.camera:
+                    have = sorted(z.id for z in zones.values() if z.camera == a.camera)
+                    problems.append(f"{at}.lanes.{li}: {zid!r} is not a zone of camera {a.camera!r} (have: "
+                                    f"{', '.join(have) or 'none'})")
+                    continue
+                owner = used_zones.setdefault(zid, f"{at}.lanes.{li}")
+                if owner != f"{at}.lanes.{li}":
+                    problems.append(f"{at}.lanes.{li}: zone {zid!r} is already {owner}; expected each lane zone in "
+                                    "one approach only")
+                if cam.homography is not None:
+                    problem = _horizon_problem(cam.homography, zone.polygon)
+                    if problem:
+                        problems.append(f"{at}.lanes.{li}: zone {zid!r}: {problem}")
+    return problems
 
 
 def _repeats(values: Iterable[str]) -> list[str]:

@@ -61,17 +61,51 @@ PARTNER_TABLES: dict[str, str] = {
 PARTNER_TOPIC_VERSIONS: dict[str, int] = {"traffic_volume": 2, "attributes": 2}
 
 
+def _dashed(table: str) -> str:
+    return f"{table.replace('_', '-')}.v{PARTNER_TOPIC_VERSIONS.get(table, 1)}"
+
+
 def partner_topic_name(table: str) -> str:
-    """`occupancy` -> `privaflow.partner.occupancy.v1`, `traffic_volume` -> `privaflow.partner.traffic-volume.v2`."""
-    return f"privaflow.partner.{table.replace('_', '-')}.v{PARTNER_TOPIC_VERSIONS.get(table, 1)}"
+    """`occupancy` -> `privaflow.partner.occupancy.v1`, `traffic_volume` -> `privaflow.partner.traffic-volume.v2`:
+    the k-anonymous table, shared by every k-anonymity partner that receives it (under the largest k)."""
+    return f"privaflow.partner.{_dashed(table)}"
+
+
+# Differentially private tables go to a topic per partner: the same count released twice to one reader
+# with independent noise could be averaged (docs/privacy-model.md, rule d). Still under
+# privaflow.partner., where the workers write and the API reads.
+DP_PARTNER_PREFIX = "privaflow.partner.dp."
+
+
+def dp_topic_name(partner_id: str, table: str) -> str:
+    """`("city", "traffic_volume")` -> `privaflow.partner.dp.city.traffic-volume.v2`: one partner's
+    differentially private table (same schema as the shared one)."""
+    return f"{DP_PARTNER_PREFIX}{partner_id}.{_dashed(table)}"
+
+
+# Every closed window without any disclosure rule, for the operator's own view (the dashboard's
+# operator mode): same Avro shapes as the partner tables, readable only by the api role
+# (schemas/access.py), never by a partner.
+OPERATOR_PREFIX = "privaflow.operator."
+
+
+def operator_topic_name(table: str) -> str:
+    """`traffic_volume` -> `privaflow.operator.traffic-volume.v2`."""
+    return f"{OPERATOR_PREFIX}{_dashed(table)}"
 
 
 def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: int = 365 * DAY_MS,
-               partitions: int = 6) -> list[Topic]:
-    """Every topic, with retentions taken from the site config (defaults: 7 days / 1 year)."""
+               partitions: int = 6, dp_partners: dict[str, list[str]] | None = None) -> list[Topic]:
+    """Every topic, with retentions taken from the site config (defaults: 7 days / 1 year).
+    `dp_partners` (partner id -> tables) adds each differential-privacy partner's own topics.
+
+    Dead letters hold whole detection records as received (pseudonymous track ids, ms timestamps,
+    attributes), so they are kept no longer than the detections (rule f). Operator tables are
+    unsuppressed aggregates: kept as long as the detections they summarise, not as long as what
+    partners may keep."""
     topics = [
         Topic(DETECTIONS, partitions, detections_retention_ms, "delete", "detection_batch"),
-        Topic(DETECTIONS_DLQ, 1, 30 * DAY_MS, "delete", None),
+        Topic(DETECTIONS_DLQ, 1, detections_retention_ms, "delete", None),
         Topic(LINE_CROSSINGS, partitions, detections_retention_ms, "delete", "line_crossing"),
         Topic(ZONE_EVENTS, partitions, detections_retention_ms, "delete", "zone_event"),
     ]
@@ -79,14 +113,26 @@ def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: 
         # compact: the key (table+site+dims+window) makes a re-published window replace itself
         topics.append(Topic(partner_topic_name(table), 3, partner_retention_ms, "compact,delete", schema,
                             partner_table=table))
+    for table, schema in PARTNER_TABLES.items():
+        topics.append(Topic(operator_topic_name(table), 3, detections_retention_ms, "compact,delete", schema,
+                            partner_table=table))
+    for partner_id, tables in sorted((dp_partners or {}).items()):
+        for table in tables:
+            topics.append(Topic(dp_topic_name(partner_id, table), 3, partner_retention_ms, "compact,delete",
+                                PARTNER_TABLES[table], partner_table=table))
     return topics
 
 
 def topic(name: str, topics: list[Topic] | None = None) -> Topic:
-    """Look a topic up by name."""
+    """Look a topic up by name (a differential-privacy partner's topic by the shape of its name)."""
     for t in topics or all_topics():
         if t.name == name:
             return t
+    if name.startswith(DP_PARTNER_PREFIX):
+        partner, _, rest = name[len(DP_PARTNER_PREFIX):].partition(".")
+        for table in PARTNER_TABLES:
+            if partner and rest == _dashed(table):
+                return all_topics(dp_partners={partner: [table]})[-1]
     raise KeyError(f"unknown topic {name!r}")
 
 
@@ -94,11 +140,18 @@ def topic(name: str, topics: list[Topic] | None = None) -> Topic:
 
 
 def topics_for_site(site: object | None = None) -> list[Topic]:
-    """All topics with retentions from a site config (or the defaults)."""
+    """All topics with retentions from a site config (or the defaults), with the topics of its
+    differential-privacy partners."""
     if site is None:
         return all_topics()
     ret = site.retention  # type: ignore[attr-defined]
-    return all_topics(int(ret.detections_days * DAY_MS), int(ret.partner_days * DAY_MS))
+    return all_topics(round(ret.detections_days * DAY_MS), round(ret.partner_days * DAY_MS),
+                      dp_partners=dp_partner_tables(site))
+
+
+def dp_partner_tables(site: object) -> dict[str, list[str]]:
+    """Partner id -> tables, for the site's differential-privacy partners."""
+    return {p.id: list(p.tables) for p in site.partners if p.dp}  # type: ignore[attr-defined]
 
 
 def _admin(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:

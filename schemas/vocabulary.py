@@ -17,8 +17,9 @@ Avro names (`[A-Za-z_][A-Za-z0-9_]*`), so each label has exactly one *symbol*, d
     ValueError: gender 'plate KA-01-1234' is not in the closed vocabulary (female, male, unknown)
 
 A vocabulary's kind is the name of the partner field that carries it (`class_name`, `age_bracket`,
-`gender`, `colour`, `crowding_level`, `heading`, `congestion_level`). Adding a label later is a
-BACKWARD-compatible change of the enum (old records still read); removing or renaming one is not.
+`gender`, `colour`, `colour_family`, `crowding_level`, `level_of_service`, `flow_direction`, `heading`,
+`congestion_level`). Adding a label later is a BACKWARD-compatible change of the enum (old records
+still read); removing or renaming one is not.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ COLOURS: tuple[str, ...] = ("black", "white", "grey", "red", "orange", "yellow",
                             "brown")
 # the occupancy table's levels, as station-gate crowding icons show them (G5); already Avro names
 CROWDING_LEVELS: tuple[str, ...] = ("EMPTY", "LOW", "CROWDED", "FULL")
+# What the intersection standard counts (T2): motor vehicles on the connected roads, bicycles excluded.
+VEHICLE_CLASSES: tuple[str, ...] = ("car", "motorcycle", "bus", "truck")
+# Colour families of the vehicle-colour table (T5): white, black, grey (silver) and red and blue cover most
+# cars on the road; the rare colours are pooled in `other`, so that a lone yellow car at night is not
+# singled out by its colour alone (k-anonymity still applies on top). Every colour of COLOURS has one family.
+COLOUR_FAMILY_OF: dict[str, str] = {
+    "white": "white", "black": "black", "grey": "grey", "red": "red", "orange": "red", "pink": "red",
+    "blue": "blue", "purple": "blue", "green": "other", "yellow": "other", "brown": "other"}
+COLOUR_FAMILIES: tuple[str, ...] = ("white", "black", "grey", "red", "blue", "other")
+# Level of service of an intersection approach, A (free flow) to F (breakdown); streams/congestion.py
+# says from what and by whose thresholds
+LEVELS_OF_SERVICE: tuple[str, ...] = ("A", "B", "C", "D", "E", "F")
+# whether a vehicle crossed an approach's counting line towards the intersection or away from it
+FLOW_DIRECTIONS: tuple[str, ...] = ("entering", "leaving")
 # COCO classes that are street structures: what a vehicle-mounted camera surveys for map makers (G4). A
 # plugged-in model whose class_map maps more classes onto these names adds to them; nothing else is furniture.
 ROAD_FURNITURE: tuple[str, ...] = ("traffic light", "fire hydrant", "stop sign", "parking meter", "bench")
@@ -134,11 +149,27 @@ VOCABULARIES: dict[str, Vocabulary] = {v.kind: v for v in (
     Vocabulary("colour", "Colour", COLOURS, "Dominant vehicle colour, one of eleven named colours."),
     Vocabulary("crowding_level", "CrowdingLevel", CROWDING_LEVELS,
                "Four levels as shown by icons at station gates."),
+    Vocabulary("colour_family", "ColourFamily", (*COLOUR_FAMILIES, UNKNOWN),
+               "Vehicle colour family (white, black, grey, red, blue; the rarer colours pooled as other) or "
+               "unknown.", default=UNKNOWN),
+    Vocabulary("level_of_service", "LevelOfService", LEVELS_OF_SERVICE,
+               "Level of service of an approach, A (little delay) to F (long delays), from its delay per vehicle."),
+    Vocabulary("flow_direction", "FlowDirection", FLOW_DIRECTIONS,
+               "Whether the vehicles entered the intersection on this approach or left it."),
     Vocabulary("heading", "Heading", HEADINGS,
                "Direction of travel of the probe vehicles, one of eight 45-degree compass sectors (N is 337.5-22.5)."),
     Vocabulary("congestion_level", "CongestionLevel", CONGESTION_LEVELS,
                "Four road congestion levels from probe speed and vehicles ahead."),
 )}
+
+
+def colour_family(colour: str | None) -> str:
+    """The colour family of a colour label (None or a label outside COLOURS: `unknown`).
+
+    >>> colour_family("pink"), colour_family(None)
+    ('red', 'unknown')
+    """
+    return COLOUR_FAMILY_OF.get(colour, UNKNOWN) if colour is not None else UNKNOWN
 
 
 def heading_bucket(degrees: float) -> str:

@@ -8,6 +8,7 @@ everything it started on Ctrl-C or after `--duration`, then prints a summary of 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import click
 import yaml
 
 from privaflow.schemas.site import SiteConfig, load_site_config
+from privaflow.streams.disclosure import DP_SECRET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "site.yaml"
@@ -36,11 +38,16 @@ DEMO_MAX_HOLD_S = 20  # enough to clear 150 m and a cell at highway speed; the r
 # windows, once the edges have analysed 35 s of video (measured on the recorded footage). Every camera
 # detects on every second frame (tracking in between): edges, worker and stack share one machine here,
 # and at every frame the campus edge fell behind real time. A real site keeps its config's settings.
+# The intersection (the street clip, twice) sees two motor vehicles a minute (the detector finds a bus and
+# a car in each 60-s loop of the 1906 film): with 60-s congestion windows most windows hold both, k = 2 is
+# reached and the congestion map shows a level of service within the first two minutes.
 DEMO_WINDOWS = {"traffic_volume": 15, "occupancy": 10, "flow_lines": 20, "dwell": 20, "attributes": 30,
+                "congestion": 60, "intersection_volume": 60, "turning_movements": 60, "vehicle_colours": 60,
                 "grace_s": 6}
 DEMO_COUNTING = {"track_expiry_s": 5}
 DEMO_K_ANONYMITY = 2
 DEMO_DETECT_EVERY = 2
+DEMO_OPERATOR_ENV = "PRIVAFLOW_TOKEN_OPERATOR"
 
 
 @dataclass
@@ -91,6 +98,10 @@ def demo_config(source: Path, out: Path, windows: dict[str, int],
     data["counting"] = {**data.get("counting", {}), **DEMO_COUNTING}
     for partner in data.get("partners", []):
         partner["k_anonymity"] = min(int(partner.get("k_anonymity", 5)), DEMO_K_ANONYMITY)
+    # the dashboard's operator view wants an operator token; the demo makes one up (see `demo`)
+    operator = data.get("operator") or {"name": "privaflow demo", "contact": "nobody@example.invalid",
+                                        "purpose": "A demonstration on sample footage."}
+    data["operator"] = {**operator, "token_env": operator.get("token_env") or DEMO_OPERATOR_ENV}
     for cam in data["cameras"]:
         cam["detect_every"] = max(int(cam.get("detect_every", 1)), DEMO_DETECT_EVERY)
         src = cam["source"]
@@ -110,9 +121,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "privaflow", *args]
 
 
-def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str:
-    """Counts per line and direction, occupancy per zone, transitions — from partner rows."""
-    lines = [f"site {site.site_id}"]
+def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]],
+              partners: dict[str, dict[str, int]] | None = None) -> str:
+    """Counts per line and direction, occupancy per zone, transitions — from the operator's rows (before
+    any suppression); then how many rows each partner received (`partners`: id -> table -> rows)."""
+    lines = [f"site {site.site_id} (operator view: counts before suppression)"]
     tv: dict[tuple[str, str, str], int] = defaultdict(int)
     suppressed = 0
     for r in rows.get("traffic_volume", []):
@@ -134,10 +147,11 @@ def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str
         if z not in latest or str(r["window_start"]) > str(latest[z]["window_start"]):
             latest[z] = r
     for z, r in sorted(latest.items()):
-        lines.append(f"  {z:20} mean {float(r['mean_present']):5.1f}  max {r['max_present']:3}  "  # type: ignore[arg-type]
-                     f"level {r['crowding_level']}")
+        mean = "  —  " if r["mean_present"] is None else f"{float(r['mean_present']):5.1f}"  # type: ignore[arg-type]
+        lines.append(f"  {z:20} mean {mean}  max {r['max_present']}  level {r['crowding_level']}")
     if not latest:
         lines.append("  (no closed windows yet)")
+    lines += _congestion_summary(rows)
     od: dict[tuple[str, str], int] = defaultdict(int)
     for r in rows.get("flow_lines", []):
         if r.get("count") is not None:
@@ -155,20 +169,55 @@ def summarise(site: SiteConfig, rows: dict[str, list[dict[str, object]]]) -> str
         cells = {str(r["h3_cell"]) for r in road}
         lines.append(f"  {len(road)} cell-windows published over {len(cells)} H3 cells; levels "
                      + (", ".join(f"{k} {v}" for k, v in sorted(levels.items())) or "none yet"))
+    if partners:
+        lines.append("what partners received (rows; below k a cell is not published):")
+        for p in site.partners:
+            got = partners.get(p.id, {})
+            how = "differential privacy" if p.dp else f"k={p.k_anonymity}"
+            lines.append(f"  {p.id:10} {how:22} " + ", ".join(f"{t} {got.get(t, 0)}" for t in p.tables))
     return "\n".join(lines)
 
 
-def read_partner_rows(site_id: str, timeout: float = 20) -> dict[str, list[dict[str, object]]]:
-    """Every partner record of the site, latest value per key (the topics are compacted), as the
-    partner API reads them."""
-    from privaflow.partner.store import PartnerStore
+def _congestion_summary(rows: dict[str, list[dict[str, object]]]) -> list[str]:
+    """The latest closed congestion window per approach, and the vehicles entering per approach."""
+    out = ["congestion (latest closed window per approach):"]
+    latest: dict[tuple[str, str], dict[str, object]] = {}
+    for r in rows.get("congestion", []):
+        key = (str(r["intersection_id"]), str(r["approach_id"]))
+        if key not in latest or str(r["window_start"]) > str(latest[key]["window_start"]):
+            latest[key] = r
+    for (x, a), r in sorted(latest.items()):
+        if r.get("suppressed"):
+            out.append(f"  {x}/{a:14} withheld: fewer than k vehicles in the lanes")
+        else:
+            speed = r["mean_speed_kmh"]
+            out.append(f"  {x}/{a:14} LOS {r['level_of_service']}  queue {float(r['queue_length_m']):5.1f} m  "  # type: ignore[arg-type]
+                       f"vehicles {r['count']}  speed {'-' if speed is None else f'{float(speed):.1f} km/h'}")  # type: ignore[arg-type]
+    if not latest:
+        out.append("  (no closed windows yet)")
+    entering: dict[str, int] = defaultdict(int)
+    for r in rows.get("intersection_volume", []):
+        if r.get("flow_direction") == "entering" and r.get("count") is not None:
+            entering[f"{r['intersection_id']}/{r['approach_id']}"] += int(r["count"])  # type: ignore[call-overload]
+    if entering:
+        out.append("vehicles entering per approach: " + ", ".join(f"{a} {n}" for a, n in sorted(entering.items())))
+    return out
+
+
+def read_rows(site: SiteConfig, timeout: float = 20) -> tuple[dict[str, list[dict[str, object]]],
+                                                             dict[str, dict[str, int]]]:
+    """The operator's rows of the site (latest value per key: the topics are compacted), and per partner
+    how many rows of each table it received, as the partner API reads them."""
+    from privaflow.partner.store import OPERATOR, SHARED, PartnerStore
     from privaflow.schemas.topics import PARTNER_TABLES
 
-    store = PartnerStore(site_id)
+    store = PartnerStore(site.site_id, dp_partners=[p.id for p in site.partners if p.dp])
     store.start()
     try:
         store.wait_ready(timeout)
-        return {table: store.rows(table) for table in PARTNER_TABLES}
+        received: dict[str, dict[str, int]] = {
+            p.id: {str(t): len(store.rows(t, view=p.id if p.dp else SHARED)) for t in p.tables} for p in site.partners}
+        return {table: store.rows(table, view=OPERATOR) for table in PARTNER_TABLES}, received
     finally:
         store.stop()
 
@@ -201,9 +250,14 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
         raise click.ClickException(f"sample footage missing ({', '.join(map(str, missing))}): run `make media`")
 
     tokens = {p.token_env: f"privaflow-demo-token-{p.id}" for p in site.partners if p.token_env}
+    # the operator's dashboard token and the noise secret of DP partners: fresh for each demo
+    operator_env = site.operator.token_env if site.operator and site.operator.token_env else DEMO_OPERATOR_ENV
+    operator = secrets.token_urlsafe(24)
+    tokens[operator_env] = operator
     children = [
         Child("worker", _cli("streams", "worker", "--config", str(cfg_path), "--web-port", str(worker_port),
-                             "--data-dir", str(run_dir / "worker")), run_dir / "worker.log"),
+                             "--data-dir", str(run_dir / "worker")), run_dir / "worker.log",
+              env={DP_SECRET_ENV: os.environ.get(DP_SECRET_ENV) or secrets.token_hex(32)}),
         Child("api", _cli("api", "serve", "--config", str(cfg_path), "--port", str(port)), run_dir / "api.log",
               env=tokens),
     ]
@@ -226,9 +280,10 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
     for ch in children:
         ch.start()
         click.echo(f"  started {ch.name:14} log {ch.log}", err=True)
-    click.echo(f"\n  dashboard   http://127.0.0.1:{port}/dashboard/\n"
-               f"  partner API http://127.0.0.1:{port}/api/v1/openapi.json "
-               f"(tokens: {', '.join(f'{k}={v}' for k, v in tokens.items())})\n"
+    partner_tokens = ", ".join(f"{k}={v}" for k, v in tokens.items() if k != operator_env)
+    click.echo(f"\n  dashboard   http://127.0.0.1:{port}/dashboard/#token={operator}\n"
+               f"              (the operator view: counts before suppression, and a switch to what each partner sees)\n"
+               f"  partner API http://127.0.0.1:{port}/api/v1/openapi.json (tokens: {partner_tokens})\n"
                f"  worker      http://127.0.0.1:{worker_port}/tables/traffic_volume\n", err=True)
     click.echo("Ctrl-C stops everything the demo started (the stack keeps running: `privaflow stack down`).",
                err=True)
@@ -257,4 +312,5 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
         for ch in reversed(children):
             ch.stop()
     if not interrupted:
-        click.echo(summarise(site, read_partner_rows(site.site_id)))
+        rows, received = read_rows(site)
+        click.echo(summarise(site, rows, received))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from privaflow.schemas.site import SiteConfig
 from privaflow_stack.security import Acl
 
 STACK_SRC = Path(__file__).resolve().parent
@@ -231,7 +232,8 @@ class LocalStack:
     def _roles(self) -> dict[str, list[Acl]]:
         from privaflow_stack.security import role_acls
 
-        return role_acls(_example_partners())
+        site = _example_site()
+        return role_acls({p.id: list(p.tables) for p in site.partners}, {p.id for p in site.partners if p.dp})
 
     def client_config(self, user: str = "admin") -> dict[str, str]:
         """librdkafka settings for a user (empty in plain mode)."""
@@ -484,12 +486,11 @@ def _argfile_quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _example_partners() -> dict[str, list[str]]:
-    """Partner users for the local stack: those of the example site config."""
+def _example_site() -> SiteConfig:
+    """The site whose partners get users on the local stack: the example site config."""
     from privaflow.schemas.site import load_site_config
 
-    site = load_site_config(REPO / "examples" / "site.yaml")
-    return {p.id: list(p.tables) for p in site.partners}
+    return load_site_config(REPO / "examples" / "site.yaml")
 
 
 def _reap(pid: int) -> None:

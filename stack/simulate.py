@@ -95,6 +95,7 @@ class _Path:
     speed_kmh: np.ndarray | None
     age: str | None
     gender: str | None
+    colour: str | None = None
 
 
 class _Scene:
@@ -286,7 +287,7 @@ def _frames(site: SiteConfig, scene: _Scene, paths: list[_Path], rng: np.random.
     fps = scene.fps
     ids = rng.choice(2**53, size=2 * len(paths) + 16, replace=False) + 1  # random, as the edge does
     next_id = len(paths)
-    cols: dict[str, list[Any]] = {c: [] for c in ("k", "tid", "cls", "x", "y", "speed", "age", "gender")}
+    cols: dict[str, list[Any]] = {c: [] for c in ("k", "tid", "cls", "x", "y", "speed", "age", "gender", "colour")}
     for i, p in enumerate(paths):
         tid = np.full(len(p.k), ids[i], dtype=np.int64)
         if noise.id_switch and rng.random() < noise.id_switch and len(p.k) > 4:
@@ -303,6 +304,7 @@ def _frames(site: SiteConfig, scene: _Scene, paths: list[_Path], rng: np.random.
         cols["speed"].append(p.speed_kmh[keep].tolist() if p.speed_kmh is not None else [None] * n)
         cols["age"].append([p.age] * n)
         cols["gender"].append([p.gender] * n)
+        cols["colour"].append([p.colour] * n)
     n_true = sum(len(a) for a in cols["k"])
     n_fp = int(rng.poisson(noise.false_positive * n_true / 2.5)) if noise.false_positive else 0
     # false positives: short-lived boxes anywhere (1-4 frames), wandering by the jitter
@@ -318,6 +320,7 @@ def _frames(site: SiteConfig, scene: _Scene, paths: list[_Path], rng: np.random.
         cols["speed"].append([None] * n)
         cols["age"].append([None] * n)
         cols["gender"].append([None] * n)
+        cols["colour"].append([None] * n)
     k = np.concatenate(cols["k"]) if cols["k"] else np.zeros(0, dtype=np.int64)
     x = np.concatenate(cols["x"]) if cols["x"] else np.zeros(0)
     y = np.concatenate(cols["y"]) if cols["y"] else np.zeros(0)
@@ -330,6 +333,7 @@ def _frames(site: SiteConfig, scene: _Scene, paths: list[_Path], rng: np.random.
     speed = [s for part in cols["speed"] for s in part]
     age = [a for part in cols["age"] for a in part]
     gender = [g for part in cols["gender"] for g in part]
+    colour = [c for part in cols["colour"] for c in part]
     # boxes grow towards the bottom of the frame (perspective); the foot is the bottom centre
     hbase = np.array([_CLASSES.get(c, _OTHER)[2] for c in cls]) if cls else np.zeros(0)
     bh = hbase * (0.4 + 0.6 * y)
@@ -354,7 +358,7 @@ def _frames(site: SiteConfig, scene: _Scene, paths: list[_Path], rng: np.random.
             "x1": x1[i], "y1": y1[i], "x2": x2[i], "y2": yl[i], "foot_x": xl[i], "foot_y": yl[i],
             "world_x_m": wl[i][0] if wl else None, "world_y_m": wl[i][1] if wl else None,
             "speed_kmh": None if speed[i] is None else float(speed[i]), "heading_deg": None,
-            "colour": None, "age_bracket": age[i], "gender": gender[i]})
+            "colour": colour[i], "age_bracket": age[i], "gender": gender[i]})
     return frames
 
 

@@ -25,6 +25,10 @@ def streams() -> None:
               help="Site YAML file (cameras, lines, zones, windows, partners).")
 @click.option("--web-port", type=int, default=None,
               help="Port of /healthz, /readyz, /metrics and /tables/{table}.  [default: 6066, or PRIVAFLOW_WEB_PORT]")
+@click.option("--web-host", default=None, metavar="ADDRESS",
+              help="Address of that port. /tables shows unsuppressed aggregates of open windows, so only this "
+                   "machine may ask unless you open it (e.g. 0.0.0.0 behind a firewall or a network policy).  "
+                   "[default: 127.0.0.1, or PRIVAFLOW_WEB_HOST]")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where table state lives on disk.  [default: .privaflow/streams, or PRIVAFLOW_STATE_DIR]")
 @click.option("--store", type=click.Choice(["memory", "rocksdb"]), default=None,
@@ -39,7 +43,7 @@ def streams() -> None:
               help="Longest wait to fill a batch; bounds the latency batching adds.  [default: 0.2]")
 @click.option("-l", "--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default="info",
               show_default=True)
-def worker(config_path: Path, web_port: int | None, data_dir: Path | None, store: str | None,
+def worker(config_path: Path, web_port: int | None, web_host: str | None, data_dir: Path | None, store: str | None,
            idle_timeout: float | None, batch_max: int | None, batch_within: float | None, loglevel: str) -> None:
     """Run one stream worker until stopped (Ctrl-C / SIGTERM).
 
@@ -62,7 +66,7 @@ def worker(config_path: Path, web_port: int | None, data_dir: Path | None, store
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     try:
-        settings = from_environment(site, web_port=web_port, data_dir=data_dir, store=store,
+        settings = from_environment(site, web_port=web_port, web_host=web_host, data_dir=data_dir, store=store,
                                     idle_timeout_s=idle_timeout, batch_max=batch_max, batch_within_s=batch_within)
         run(settings, loglevel=loglevel)
     except (WorkerError, ValueError) as e:

@@ -42,6 +42,7 @@ class Columns:
     speed_kmh: FloatArray | None = None
     age_bracket: list[str | None] | None = None
     gender: list[str | None] | None = None
+    colour: list[str | None] | None = None  # vehicles: the colour the edge voted for the box (T5)
 
     @property
     def frames(self) -> int:
@@ -78,7 +79,7 @@ class Columns:
             foot_x=np.asarray(col("foot_x"), np.float64), foot_y=np.asarray(col("foot_y"), np.float64),
             world_x_m=_floats(opt("world_x_m")), world_y_m=_floats(opt("world_y_m")),
             speed_kmh=_floats(opt("speed_kmh")), age_bracket=_labels(opt("age_bracket")),
-            gender=_labels(opt("gender")))
+            gender=_labels(opt("gender")), colour=_labels(opt("colour")))
 
     @classmethod
     def from_frames(cls, frames: Sequence[Mapping[str, Any]]) -> Columns:
@@ -103,7 +104,7 @@ class Columns:
             foot_x=np.array([d["foot_x"] for d in dets], np.float64).reshape(-1),
             foot_y=np.array([d["foot_y"] for d in dets], np.float64).reshape(-1),
             world_x_m=opt_num("world_x_m"), world_y_m=opt_num("world_y_m"), speed_kmh=opt_num("speed_kmh"),
-            age_bracket=opt_label("age_bracket"), gender=opt_label("gender"))
+            age_bracket=opt_label("age_bracket"), gender=opt_label("gender"), colour=opt_label("colour"))
 
     @classmethod
     def concat(cls, parts: Sequence[Columns]) -> Columns:
@@ -132,7 +133,7 @@ class Columns:
             foot_x=np.concatenate([p.foot_x for p in parts]) if parts else np.zeros(0),
             foot_y=np.concatenate([p.foot_y for p in parts]) if parts else np.zeros(0),
             world_x_m=floats("world_x_m"), world_y_m=floats("world_y_m"), speed_kmh=floats("speed_kmh"),
-            age_bracket=labels("age_bracket"), gender=labels("gender"))
+            age_bracket=labels("age_bracket"), gender=labels("gender"), colour=labels("colour"))
 
     def select(self, frames: NDArray[np.bool_]) -> Columns:
         """Only the frames where `frames` is true, with their detections."""
@@ -147,7 +148,7 @@ class Columns:
 
         return Columns(self.ts[frames], self.counts[frames], self.track_id[dets], pick(self.class_name) or [],
                        self.foot_x[dets], self.foot_y[dets], sub(self.world_x_m), sub(self.world_y_m),
-                       sub(self.speed_kmh), pick(self.age_bracket), pick(self.gender))
+                       sub(self.speed_kmh), pick(self.age_bracket), pick(self.gender), pick(self.colour))
 
 
 _NUMBERS = ("world_x_m", "world_y_m", "speed_kmh", "heading_deg")

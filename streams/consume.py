@@ -13,9 +13,14 @@ work is one vectorised pass over the batch.
 State of a camera is one JSON-able dict (one faust Table entry, keyed by camera id and therefore
 co-partitioned with the detections)::
 
-    {"tracks": TrackBook state, "windows": WindowStore state,
+    {"tracks": TrackBook state, "windows": WindowStore state, "disclosure": Disclosure state,
+     "approaches": ApproachBook state (cameras watching an intersection approach),
      "offsets": {"<partition>": last applied offset}, "max_ts": newest frame time,
      "open_cells": ..., "live_tracks": ...}
+
+Every window the store closes goes through the camera's disclosure policy (`streams.disclosure`) at
+once, in the same step: what partners and the operator receive (`Outcome.released`) is decided with
+state that is checkpointed together with the windows, so a replay releases the same records.
 
 A record whose offset is at or below the stored offset of its partition was applied before the
 state was last written, so a replay after a crash skips it: state and offset mark travel in one
@@ -54,10 +59,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from privaflow.schemas.codec import AvroSerde, DecodeError, RegistryError, unframe
-from privaflow.schemas.detections import layout_problem
+from privaflow.schemas.detections import layout_problem, record_frames
 from privaflow.schemas.site import SiteConfig
 from privaflow.schemas.vocabulary import VOCABULARIES
+from privaflow.streams.approaches import ApproachBook
 from privaflow.streams.columns import Columns
+from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
 from privaflow.streams.tables import ClosedWindow, WindowContext, WindowStore
 from privaflow.streams.tracks import TrackBook, TrackTable
@@ -118,35 +125,66 @@ class CameraState:
     """Everything the worker keeps for one camera (see the module docstring). Its tracks are rows
     of the engine's `TrackTable`, which `book` views."""
 
-    __slots__ = ("camera_id", "book", "windows", "offsets", "max_ts")
+    __slots__ = ("camera_id", "book", "windows", "disclosure", "offsets", "max_ts", "approaches")
 
-    def __init__(self, camera_id: str, book: TrackBook, windows: WindowStore, offsets: dict[int, int] | None = None,
-                 max_ts: int | None = None) -> None:
-        self.camera_id, self.book, self.windows = camera_id, book, windows
+    def __init__(self, camera_id: str, book: TrackBook, windows: WindowStore, disclosure: Disclosure,
+                 offsets: dict[int, int] | None = None, max_ts: int | None = None,
+                 approaches: ApproachBook | None = None) -> None:
+        self.camera_id, self.book, self.windows, self.disclosure = camera_id, book, windows, disclosure
         self.offsets: dict[int, int] = offsets if offsets is not None else {}
         self.max_ts = max_ts
+        self.approaches = approaches  # None: the camera watches no intersection approach
 
     @classmethod
     def new(cls, site: SiteConfig, camera_id: str, tracks: TrackTable | None = None,
-            ctx: WindowContext | None = None) -> CameraState:
+            ctx: WindowContext | None = None, policy: Policy | None = None) -> CameraState:
         book = TrackBook(site, camera_id, tracks)
         book.table.drop(camera_id)
-        return cls(camera_id, book, WindowStore(site, ctx))
+        return cls(camera_id, book, WindowStore(site, ctx), Disclosure(policy or Policy(site), camera_id),
+                   approaches=ApproachBook.for_camera(site, camera_id))
 
     def to_state(self) -> dict[str, Any]:
         windows = self.windows.to_state()
-        return {"version": STATE_VERSION, "tracks": self.book.to_state(), "windows": windows,
-                "offsets": {str(p): o for p, o in self.offsets.items()}, "max_ts": self.max_ts,
-                "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
+        out = {"version": STATE_VERSION, "tracks": self.book.to_state(), "windows": windows,
+               "disclosure": self.disclosure.to_state(),
+               "offsets": {str(p): o for p, o in self.offsets.items()}, "max_ts": self.max_ts,
+               "open_cells": len(windows["cells"]), "live_tracks": len(self.book)}
+        if self.approaches is not None:
+            out["approaches"] = self.approaches.to_state()
+        return out
 
     @classmethod
     def from_state(cls, site: SiteConfig, camera_id: str, state: dict[str, Any],
-                   tracks: TrackTable | None = None, ctx: WindowContext | None = None) -> CameraState:
+                   tracks: TrackTable | None = None, ctx: WindowContext | None = None,
+                   policy: Policy | None = None) -> CameraState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"camera state version {state.get('version')!r} is not {STATE_VERSION}")
         return cls(camera_id, TrackBook.from_state(site, camera_id, state["tracks"], tracks),
                    WindowStore.from_state(site, state["windows"], ctx),
-                   {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"])
+                   Disclosure(policy or Policy(site), camera_id, state.get("disclosure")),
+                   {int(p): int(o) for p, o in state["offsets"].items()}, state["max_ts"],
+                   ApproachBook.from_state(site, camera_id, state.get("approaches")))
+
+    def observe(self, frames: list[dict[str, Any]]) -> list[Any]:
+        """The events of these frames (dicts with per-object `detections`, for tools and tests; the
+        worker observes every camera of a batch at once, `Engine`): the track book's, then its
+        approaches' (lane samples, crossings into and out of the intersection, turning movements)."""
+        events: list[Any] = self.book.observe_many(frames)
+        if self.approaches is not None:
+            events += self.approaches.observe(frames, events)
+        return events
+
+    def expire(self, now_ms: int) -> list[Any]:
+        """Tracks (and the vehicles the approaches remember) not seen for `track_expiry_s` before
+        `now_ms` are over; returns the exits that implies."""
+        if self.approaches is not None:
+            self.approaches.expire(now_ms)
+        return self.book.expire(now_ms)
+
+    def close_windows(self, watermark_ms: int) -> tuple[list[ClosedWindow], Released]:
+        """Close what the watermark has passed and put it through the disclosure policy."""
+        closed = self.windows.close(watermark_ms)
+        return closed, self.disclosure.release(closed, self.windows.watermark_ms)
 
 
 @dataclass
@@ -154,6 +192,7 @@ class Outcome:
     """What one batch produced; `streams.loop` publishes it, then writes `states` at its next checkpoint."""
 
     closed: list[ClosedWindow] = field(default_factory=list)
+    released: Released = field(default_factory=Released)  # what the disclosure policy let out of `closed`
     idle_closed: Counter[str] = field(default_factory=Counter)  # of `closed`, per table, how many a tick closed
     events: list[Crossing | ZoneVisit] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -359,6 +398,7 @@ class Engine:
 
     def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str) -> None:
         self.site = site
+        self.policy = Policy(site)
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)
@@ -409,8 +449,8 @@ class Engine:
         if st is None:
             cam = key.decode()
             raw = load(key)
-            st = (CameraState.new(self.site, cam, self.tracks, self.windows_ctx) if raw is None
-                  else CameraState.from_state(self.site, cam, raw, self.tracks, self.windows_ctx))
+            st = (CameraState.new(self.site, cam, self.tracks, self.windows_ctx, self.policy) if raw is None
+                  else CameraState.from_state(self.site, cam, raw, self.tracks, self.windows_ctx, self.policy))
             self._cache[key] = st
         return st
 
@@ -567,16 +607,22 @@ class Engine:
         out.frames += cols.frames
         out.applied += len(records)
         at = 0
-        for (st, _recs), (_cam, n_frames), seen in zip(todo, cams, observed, strict=True):
+        for (st, recs), (_cam, n_frames), seen in zip(todo, cams, observed, strict=True):
             newest = max(ts[at:at + n_frames])
             at += n_frames
             if st.max_ts is None or newest > st.max_ts:
                 st.max_ts = newest
-            st.windows.add(seen.events)
+            events = seen.events
+            if st.approaches is not None:  # an intersection's camera: its approaches see the frames one by one
+                frames = [f for _m, r in recs for f in record_frames(r)]
+                events = [*events, *st.approaches.observe(frames, events)]
+            st.windows.add(events)
             if seen.occupancy is not None:
                 st.windows.add((seen.occupancy,))
-            out.events.extend(e for e in seen.events if isinstance(e, Crossing | ZoneVisit))
-            out.closed.extend(st.windows.close(st.max_ts))
+            out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
+            closed, released = st.close_windows(st.max_ts)
+            out.closed.extend(closed)
+            out.released.extend(released)
 
     def _check_values(self, todo: list[tuple[CameraState, list[tuple[Incoming, dict[str, Any]]]]],
                       records: list[dict[str, Any]], cols: Columns
@@ -618,11 +664,12 @@ class Engine:
         if self.backlog(m.partition):
             return False  # records of this partition are still on their way: not idle, just behind
         out.ticks += 1
-        events = st.book.expire(tick.watermark_ms)
+        events = st.expire(tick.watermark_ms)
         st.windows.add(events)
         out.events.extend(e for e in events if isinstance(e, Crossing | ZoneVisit))
-        closed = st.windows.close(tick.watermark_ms)
+        closed, released = st.close_windows(tick.watermark_ms)
         out.closed.extend(closed)
+        out.released.extend(released)
         out.idle_closed.update(c.table for c in closed)
         return True
 

@@ -1,4 +1,6 @@
-"""What per-track state produces: line crossings, zone entries/exits and per-frame occupancy.
+"""What per-track state produces: line crossings, zone entries/exits and per-frame occupancy; and,
+at an intersection's approaches (`streams.approaches`), per-frame lane samples, crossings that enter
+or leave the intersection and turning movements.
 
 Events carry a track id (pseudonymous, internal topics only); nothing here is ever published to a
 partner — `streams.partners` builds partner values from windowed aggregates, never from events.
@@ -26,6 +28,7 @@ class Crossing:
     speed_kmh: float | None
     age_bracket: str | None
     gender: str | None
+    colour: str | None = None  # vehicles: the colour the edge voted for the track (T5); not in line_crossing.avsc
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,34 +53,91 @@ class ZoneVisit:
 
 @dataclass(frozen=True, slots=True)
 class OccupancySample:
-    """How many people stood in a zone in one frame (one sample per zone per frame)."""
+    """How many people stood in a zone in one frame (one sample per zone per frame), and their track
+    ids (so that the occupancy table knows how many distinct people a window's statistics rest on)."""
 
     site_id: str
     camera_id: str
     zone_id: str
     ts_ms: int
     present: int
+    tracks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class OccupancyFrames:
     """The occupancy samples of consecutive frames of one camera as one block: `present[f][k]`
     people stood in zone `zone_ids[k]` in the frame captured at `ts_ms[f]`. What the stream worker
-    hands its windows: a sample per frame and zone is too small a thing to route one by one."""
+    hands its windows: a sample per frame and zone is too small a thing to route one by one.
+    `inside[k]`: (frame time, track) of every person seen in zone k in these frames (for the
+    disclosure policy: how many distinct people a window's statistics rest on)."""
 
     site_id: str
     camera_id: str
     zone_ids: tuple[str, ...]
     ts_ms: list[int]
     present: list[list[int]]
+    inside: tuple[tuple[tuple[int, int], ...], ...] = ()
 
     def samples(self) -> list[OccupancySample]:
         """The same as single samples, frame after frame, zone after zone."""
-        return [OccupancySample(self.site_id, self.camera_id, z, t, row[k])
+        inside = self.inside or tuple(() for _ in self.zone_ids)
+        return [OccupancySample(self.site_id, self.camera_id, z, t, row[k],
+                                tuple(tid for ts, tid in inside[k] if ts == t))
                 for t, row in zip(self.ts_ms, self.present, strict=True) for k, z in enumerate(self.zone_ids)]
 
 
-Event = Crossing | ZoneVisit | OccupancySample
+@dataclass(frozen=True, slots=True)
+class ApproachSample:
+    """One frame at one intersection approach: vehicles present in its lane zones, the sum and number of
+    their known ground speeds, the queue length behind the stop line (metres, 0: no queue), and the
+    tracks present that have proven themselves (seen for `counting.min_track_frames` frames), so a
+    window can count distinct vehicles."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    approach_id: str
+    ts_ms: int
+    present: int
+    speed_sum_kmh: float
+    speeds: int
+    queue_m: float
+    tracks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApproachCrossing:
+    """A vehicle crossed an approach's inbound line towards the intersection (`entering`) or its outbound
+    line away from it (`leaving`)."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    approach_id: str
+    flow_direction: str
+    class_name: str
+    ts_ms: int
+    track_id: int
+    speed_kmh: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurningMovement:
+    """A vehicle that entered the intersection on one approach left it on another (or the same: a
+    U-turn), both seen by one camera; at the time it left."""
+
+    site_id: str
+    camera_id: str
+    intersection_id: str
+    entry_approach_id: str
+    exit_approach_id: str
+    class_name: str
+    ts_ms: int
+    track_id: int
+
+
+Event = Crossing | ZoneVisit | OccupancySample | ApproachSample | ApproachCrossing | TurningMovement
 
 
 def to_avro(event: Crossing | ZoneVisit) -> dict[str, Any]:
@@ -107,11 +167,13 @@ def event_to_json(event: Event) -> dict[str, Any]:
     return d
 
 
-_TYPES: dict[str, type[Crossing] | type[ZoneVisit] | type[OccupancySample]] = {
-    "Crossing": Crossing, "ZoneVisit": ZoneVisit, "OccupancySample": OccupancySample}
+_TYPES: dict[str, type[Event]] = {t.__name__: t for t in (  # type: ignore[misc]
+    Crossing, ZoneVisit, OccupancySample, ApproachSample, ApproachCrossing, TurningMovement)}
 
 
 def event_from_json(d: dict[str, Any]) -> Event:
     fields = dict(d)
     cls = _TYPES[fields.pop("type")]
+    if cls is ApproachSample:
+        fields["tracks"] = tuple(fields["tracks"])
     return cls(**fields)

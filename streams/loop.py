@@ -213,6 +213,10 @@ class BatchLoop:
             m.dead_letters.labels(d.kind).inc()
         for topic, k in sent.items():
             m.published.labels(topic).inc(k)
+        for (partner, table), eps in outcome.released.spent.items():
+            m.dp_epsilon.labels(partner, table).inc(eps)
+        for (partner, table), n in outcome.released.withheld.items():
+            m.dp_withheld.labels(partner, table).inc(n)
         for table, k in Counter(c.table for c in outcome.closed).items():
             idle = outcome.idle_closed.get(table, 0)
             m.windows_closed.labels(table, "watermark").inc(k - idle)

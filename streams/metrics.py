@@ -53,6 +53,14 @@ class WorkerMetrics:
         self.latency = Histogram("privaflow_frame_to_table_seconds",
                                  "From a frame's capture time (its ts) to the table update that includes it",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.dp_epsilon = Counter("privaflow_dp_epsilon_spent_total",
+                                  "Epsilon spent on differentially private windows, summed over cameras (each camera "
+                                  "has the partner's daily budget), by partner and table", ["partner", "table"],
+                                  registry=r)
+        self.dp_withheld = Counter("privaflow_dp_windows_withheld_total",
+                                   "Differentially private windows not published because the partner's daily "
+                                   "epsilon budget of the camera was spent, by partner and table",
+                                   ["partner", "table"], registry=r)
         self.cameras = Gauge("privaflow_cameras_active", "Cameras whose state this worker holds in memory",
                              registry=r)
         # process CPU/RSS and collector counts: batch latency on a busy 2-core box is mostly these

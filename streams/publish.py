@@ -1,10 +1,13 @@
-"""Producing what a batch produced: partner records, internal events and dead letters.
+"""Producing what a batch produced: partner and operator records, internal events and dead letters.
 
+The records for partner and operator topics are those the disclosure policy released
+(`Outcome.released`, streams/disclosure.py); nothing here builds one.
 `publish` returns only when the broker has acknowledged every record (through `streams.output`,
 librdkafka), and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
 records are keyed `table|site|dims|window_start|window_length_s` on compacted topics, and replaying the same
-records yields the same windows, so a re-publication replaces a record with an identical one.
+records yields the same windows and the same released values (noise included), so a re-publication
+replaces a record with an identical one.
 Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
 """
 
@@ -14,11 +17,10 @@ from collections import Counter
 
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, all_topics
+from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
 from privaflow.streams.consume import Outcome
 from privaflow.streams.events import Crossing, to_avro
 from privaflow.streams.output import Output
-from privaflow.streams.partners import records_for_partners
 from privaflow.streams.settings import TopicNames
 
 
@@ -28,7 +30,7 @@ class Publisher:
     def __init__(self, output: Output, registry: SchemaRegistry, site: SiteConfig, topics: TopicNames) -> None:
         self.output, self.site, self.topics = output, site, topics
         self._serdes: dict[str, AvroSerde] = {
-            t.name: serde_for_topic(registry, t.name) for t in all_topics() if t.value_schema}
+            t.name: serde_for_topic(registry, t.name) for t in topics_for_site(site) if t.value_schema}
 
     def prepare(self) -> None:
         """Register or look up every schema id now (blocking), so publishing never waits on the registry."""
@@ -40,11 +42,10 @@ class Publisher:
         (physical) topic."""
         sent: Counter[str] = Counter()
         produce = self.output.produce
-        for canonical, records in records_for_partners(outcome.closed, self.site).items():
-            serde, topic = self._serdes[canonical], self.topics.prefix + canonical
-            for key, value in records:
-                produce(topic, key.encode(), serde.encode(value))
-            sent[topic] += len(records)
+        for r in outcome.released.records:
+            topic = self.topics.prefix + r.topic
+            produce(topic, r.key.encode(), self._serdes[r.topic].encode(r.value))
+            sent[topic] += 1
         for ev in outcome.events:
             canonical = LINE_CROSSINGS if isinstance(ev, Crossing) else ZONE_EVENTS
             produce(self.topics.prefix + canonical, ev.camera_id.encode(), self._serdes[canonical].encode(to_avro(ev)))

@@ -31,11 +31,9 @@ ahead are for: a slow probe with no vehicle ahead is held up by something else, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from privaflow.schemas.vocabulary import partner_symbol
 
 FREE_KMH, SLOW_KMH, JAM_KMH = 20.0, 10.0, 5.0
 QUEUE_AHEAD, JAM_AHEAD = 1.0, 2.0
@@ -114,29 +112,9 @@ def stats(cell: list[Any], _dims: tuple[str, ...] = (), _ctx: Any = None) -> dic
             "p85_vehicles_ahead": _percentile(ahead, 0.85),
             "mean_people": sum(t[4] for t in trips.values()) / frames if frames else None,
             "congestion_level": congestion_level(median, mean_ahead),
-            "furniture": dict(sorted(furniture.items()))}
-
-
-def _f(x: float | None) -> float | None:
-    return None if x is None else float(x)
-
-
-def partner_fields(agg: Mapping[str, Any], k: int) -> dict[str, Any]:
-    """The partner record's fields besides site, cell, heading and window. Every statistic is withheld
-    below k trips (the road worker does not publish such a cell at all; this is the second line)."""
-    ok = int(agg["trips"]) >= k
-    speed_ok = ok and int(agg.get("speed_trips", 0)) >= k
-    furniture = agg["furniture"] if ok else {}
-    return {"trips": int(agg["trips"]) if ok else None, "suppressed": not ok, "samples": int(agg["samples"]),
-            "median_speed_kmh": _f(agg["median_speed_kmh"]) if speed_ok else None,
-            "mean_vehicles_ahead": _f(agg["mean_vehicles_ahead"]) if ok else None,
-            "p85_vehicles_ahead": _f(agg["p85_vehicles_ahead"]) if ok else None,
-            "mean_people": _f(agg["mean_people"]) if ok else None,
-            "congestion_level": agg["congestion_level"] if speed_ok else None,
-            # the enum's symbols (the one list field partner_symbols does not convert); a label outside
-            # the vocabulary raises, as every other vocabulary field does
-            "furniture_classes": [partner_symbol("class_name", c) for c in furniture],
-            "furniture_counts": [int(n) for n in furniture.values()]}
+            "furniture": dict(sorted(furniture.items())),
+            # the partner schema's declared class list, index by index (labels; the policy makes them symbols)
+            "furniture_classes": sorted(furniture), "furniture_counts": [furniture[c] for c in sorted(furniture)]}
 
 
 def feeds(f: ProbeFrame) -> tuple[tuple[str, str], ProbeFrame] | None:

@@ -45,9 +45,10 @@ from privaflow.schemas.codec import (
 )
 from privaflow.schemas.detections import layout_problem
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, operator_topic_name, partner_topic_name
 from privaflow.schemas.vocabulary import HEADINGS
-from privaflow.streams.partners import partner_record, strictest_k
+from privaflow.streams.disclosure import k_anonymous_record, operator_value
+from privaflow.streams.partners import partner_key, strictest_k
 from privaflow.streams.road_conditions import ProbeFrame, RoadWindows
 from privaflow.streams.settings import TopicNames
 from privaflow.streams.tables import ClosedWindow
@@ -142,6 +143,7 @@ class RoadWorker:
         self.stats = RoadStats()
         self._in: AvroSerde = serde_for_topic(self.registry, DETECTIONS)
         self._out: AvroSerde = serde_for_topic(self.registry, partner_topic_name(TABLE))
+        self._operator: AvroSerde = serde_for_topic(self.registry, operator_topic_name(TABLE))
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._latest: dict[int, int] = {}  # partition -> newest record timestamp read
@@ -153,7 +155,7 @@ class RoadWorker:
 
     def start(self) -> RoadWorker:
         """Assign every partition of the detections topic from `rebuild_s` ago; register the schema."""
-        _ = self._out.schema_id
+        _ = self._out.schema_id, self._operator.schema_id
         topic = self.topics.detections
         common = {"bootstrap.servers": self.bootstrap, **self.kafka_config}
         self._consumer = Consumer({**common, "group.id": f"privaflow-streams-road-{uuid.uuid4().hex[:8]}",
@@ -224,11 +226,16 @@ class RoadWorker:
         return min(now if self._eof.get(p) else ts for p, ts in self._latest.items())
 
     def close(self, bound_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        out = list(self.partner_rows(self.windows.close(bound_ms)))
-        if out and self._producer is not None:
+        closed = self.windows.close(bound_ms)
+        out = list(self.partner_rows(closed))
+        mine = list(self.operator_rows(closed))
+        if (out or mine) and self._producer is not None:
             topic = self.topics.partner(TABLE)
             for key, value in out:
                 self._producer.produce(topic, key=key.encode(), value=self._out.encode(value))
+            for key, value in mine:  # the operator's view: every closed cell, no rule applied
+                self._producer.produce(self.topics.prefix + operator_topic_name(TABLE), key=key.encode(),
+                                       value=self._operator.encode(value))
             left = self._producer.flush(30)
             if left:
                 raise RuntimeError(f"{left} road_conditions records not acknowledged within 30 s")
@@ -246,9 +253,19 @@ class RoadWorker:
             if int(agg["trips"]) < self.k:
                 self.stats.withheld += 1  # rule (b): not even a row; its existence would place the probe
                 continue
-            self.stats.published += 1
-            yield partner_record(ClosedWindow(TABLE, self.site.site_id, dims, start, end, agg), self.k)
+            record = k_anonymous_record(ClosedWindow(TABLE, self.site.site_id, dims, start, end, agg), self.k)
+            if record is not None:  # the disclosure policy's rules (a), (b) for a cell of k trips
+                self.stats.published += 1
+                yield record
         self.stats.windows += len(starts)
+
+    def operator_rows(self, closed: Iterable[tuple[int, int, tuple[str, str], dict[str, Any]]]
+                      ) -> Iterable[tuple[str, dict[str, Any]]]:
+        """The operator's (key, value) of the closed cells: every one, unsuppressed (the api role reads them)."""
+        for start, end, dims, agg in closed:
+            if start >= self.publish_from_ms:
+                c = ClosedWindow(TABLE, self.site.site_id, dims, start, end, agg)
+                yield partner_key(c), operator_value(c)
 
     def _skip(self, kind: str) -> None:
         self.stats.skipped[kind] = self.stats.skipped.get(kind, 0) + 1

@@ -72,7 +72,9 @@ class WorkerSettings:
     app_id: str = APP_ID
     topics: TopicNames = field(default_factory=TopicNames)
     web_port: int = 6066
-    web_host: str = "0.0.0.0"
+    # /tables serves unsuppressed aggregates of open windows: this machine only unless told otherwise
+    # (--web-host; the Kubernetes manifest opens it for the kubelet's probes, behind a deny-all policy)
+    web_host: str = "127.0.0.1"
     data_dir: Path = Path(".privaflow/streams")
     store: Store = "memory"
     # batching: faust costs ~0.2 ms per message, so work is done per batch; `batch_within_s` bounds
@@ -156,6 +158,8 @@ def from_environment(site: SiteConfig, env: Mapping[str, str] | None = None, **o
         s["topics"] = TopicNames(env["PRIVAFLOW_TOPIC_PREFIX"])
     if env.get("PRIVAFLOW_WEB_PORT"):
         s["web_port"] = int(env["PRIVAFLOW_WEB_PORT"])
+    if env.get("PRIVAFLOW_WEB_HOST"):
+        s["web_host"] = env["PRIVAFLOW_WEB_HOST"]
     if env.get("PRIVAFLOW_STATE_DIR"):
         s["data_dir"] = Path(env["PRIVAFLOW_STATE_DIR"])
     if env.get("PRIVAFLOW_GROUP_INSTANCE_ID"):

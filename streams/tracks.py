@@ -104,6 +104,7 @@ class _Camera:
     dirs: list[tuple[str, str]]
     thi: list[float]  # segment extent plus margin, as distance along the line from a
     homography: NDArray[np.float64] | None
+    people: bool = True  # counts people: a camera that does not (vehicles only) has no head count
 
 
 @dataclass
@@ -136,7 +137,7 @@ class _Batch:
     """Every camera's frames of one `observe_batch` call (frames camera after camera)."""
 
     __slots__ = ("cams", "fcam", "ts", "fidx", "dcam", "tid", "codes", "dts", "speed", "world", "age", "gender",
-                 "sides", "along", "zstate", "present", "frames_of", "dets_of", "cols")
+                 "colour", "sides", "along", "zstate", "present", "people_in", "frames_of", "dets_of", "cols")
     cols: Columns
     cams: list[_Camera]
     fcam: IntArray  # camera slot per frame
@@ -150,10 +151,12 @@ class _Batch:
     world: NDArray[np.float64] | None
     age: list[str | None] | None
     gender: list[str | None] | None
+    colour: list[str | None] | None
     sides: NDArray[np.float64] | None
     along: NDArray[np.float64] | None
     zstate: NDArray[np.int8] | None
     present: IntArray | None
+    people_in: NDArray[np.bool_] | None  # per detection and zone: a person inside (occupancy's distinct people)
     frames_of: dict[int, tuple[int, int]]
     dets_of: dict[int, tuple[int, int]]
 
@@ -164,7 +167,7 @@ class TrackTable:
     state as JSON (the format of `TrackBook.to_state`)."""
 
     _ARRAYS = ("_cam", "_tid", "_seq", "_n", "_last", "_cls", "_votes", "_ls", "_lt", "_done", "_zin", "_zts",
-               "_xz", "_xts", "_age", "_gender", "_speed", "_anchor")
+               "_xz", "_xts", "_age", "_gender", "_colour", "_speed", "_anchor")
 
     def __init__(self, site: SiteConfig) -> None:
         self.site_id = site.site_id
@@ -180,7 +183,8 @@ class TrackTable:
             self._slot[cam.id] = s
             self._cams.append(_Camera(cam.id, s, [ln.id for ln in lines], [z.id for z in zones],
                                       [ln.directions for ln in lines], [],
-                                      np.asarray(cam.homography, np.float64) if cam.homography else None))
+                                      np.asarray(cam.homography, np.float64) if cam.homography else None,
+                                      PERSON in cam.classes))
         self._scenes = Scenes([[ln.points for ln in site.lines_for(c.id)] for c in self._cams],
                               [[z.polygon for z in site.zones_for(c.id)] for c in self._cams])
         self._thi = np.full(self._scenes.length.shape, -np.inf)
@@ -218,6 +222,7 @@ class TrackTable:
         self._xts = np.zeros(0, np.int64)  # when
         self._age = np.zeros(0, object)
         self._gender = np.zeros(0, object)
+        self._colour = np.zeros(0, object)  # vehicles: the colour the edge voted for the track (T5)
         self._speed = np.zeros(0)  # NaN: unknown
         self._anchor = np.zeros((0, 3))  # (ts, world x, world y) for speed; NaN: none yet
         self._pending: dict[tuple[int, int], list[Event]] = {}  # (camera, track) -> events held back
@@ -285,6 +290,7 @@ class TrackTable:
         self._xts[rows] = 0
         self._age[rows] = None
         self._gender[rows] = None
+        self._colour[rows] = None
         self._speed[rows] = np.nan
         self._anchor[rows] = np.nan
         index = self._index[slot]
@@ -298,7 +304,7 @@ class TrackTable:
             del self._index[slot][tid]
             self._pending.pop((slot, tid), None)
             self._cam[r] = -1
-            self._xz[r] = self._age[r] = self._gender[r] = None
+            self._xz[r] = self._age[r] = self._gender[r] = self._colour[r] = None
             self._free.append(r)
 
     def drop(self, camera_id: str) -> None:
@@ -429,10 +435,11 @@ class TrackTable:
         b.dts = ts[b.fidx]
         b.tid = cols.track_id
         b.codes = codes if codes is not None else self._class_codes(cols.class_name)
-        b.speed, b.age, b.gender = cols.speed_kmh, cols.age_bracket, cols.gender
+        b.speed, b.age, b.gender, b.colour = cols.speed_kmh, cols.age_bracket, cols.gender, cols.colour
         b.world = None
         b.sides = b.along = b.zstate = None
         b.present = None
+        b.people_in = None
         if n == 0:
             if self._scenes.n_zones:
                 b.present = np.zeros((ts.shape[0], self._scenes.n_zones), np.int64)
@@ -446,7 +453,8 @@ class TrackTable:
             b.zstate = np.where(dist >= self._h, np.where(inside, 1, -1), 0).astype(np.int8)
             # people inside per frame: differences of a running sum at the frames' boundaries
             cum = np.zeros((n + 1, self._scenes.n_zones), np.int64)
-            np.cumsum(inside & (b.codes == 0)[:, None], axis=0, out=cum[1:])
+            b.people_in = inside & (b.codes == 0)[:, None]
+            np.cumsum(b.people_in, axis=0, out=cum[1:])
             bounds = np.concatenate(([0], np.cumsum(counts)))
             b.present = cum[bounds[1:]] - cum[bounds[:-1]]
         if self._has_homography[slots].any():
@@ -542,6 +550,7 @@ class TrackTable:
         cls_at = self._votes_for(b.codes[det], starts, cnt, rows)
         age_at = self._labels_at(b.age, det, starts, gid, last_pos, rows, self._age)
         gender_at = self._labels_at(b.gender, det, starts, gid, last_pos, rows, self._gender)
+        colour_at = self._labels_at(b.colour, det, starts, gid, last_pos, rows, self._colour)
         speed_at = self._speeds_at(b, det, starts, gid, last_pos, rows, dts)
         cams = self._cams
 
@@ -578,7 +587,7 @@ class TrackTable:
                             cls, t, track, age, gender = attrs(p)
                             events.append((p, 1, j, Crossing(self.site_id, cam.id, cam.line_ids[j],
                                                              cam.dirs[j][bit - 1], cls, t, track,
-                                                             speed_at(p), age, gender)))
+                                                             speed_at(p), age, gender, colour_at(p))))
                 last = _run_ends(cg)
                 self._ls[rows[cg[last]], j] = cs[last]
                 self._lt[rows[cg[last]], j] = ct[last]
@@ -793,12 +802,18 @@ class TrackTable:
         samples after each frame's other events)."""
         keyed.sort(key=lambda e: e[:5])
         nz = len(cam.zone_ids)
-        if not nz:
+        if not nz or not cam.people:  # no zones, or no head count of people (vehicles only)
             return Observed([e[5] for e in keyed], None)
         assert b.present is not None
         lo, hi = b.frames_of[cam.slot]
+        inside: list[list[tuple[int, int]]] = [[] for _ in range(nz)]
+        if b.people_in is not None:
+            dlo, dhi = b.dets_of[cam.slot]
+            det_i, zone_k = np.nonzero(b.people_in[dlo:dhi, :nz])
+            for i, k in zip((det_i + dlo).tolist(), zone_k.tolist(), strict=True):
+                inside[k].append((int(b.dts[i]), int(b.tid[i])))
         occupancy = OccupancyFrames(self.site_id, cam.id, tuple(cam.zone_ids), b.ts[lo:hi].tolist(),
-                                    b.present[lo:hi, :nz].tolist())
+                                    b.present[lo:hi, :nz].tolist(), tuple(tuple(z) for z in inside))
         if not interleave:
             return Observed([e[5] for e in keyed], occupancy)
         out: list[Event] = []
@@ -808,7 +823,9 @@ class TrackTable:
             while i < n_keyed and keyed[i][0] == f:
                 out.append(keyed[i][5])
                 i += 1
-            out.extend(OccupancySample(site, camera_id, zone_ids[k], t, row[k]) for k in range(nz))
+            out.extend(OccupancySample(site, camera_id, zone_ids[k], t, row[k],
+                                       tuple(tid for ts_, tid in occupancy.inside[k] if ts_ == t))
+                       for k in range(nz))
         out.extend(e[5] for e in keyed[i:])
         return Observed(out, None)
 
@@ -831,6 +848,7 @@ class TrackTable:
             "ls": self._ls[r, :nl].tolist(), "lt": self._lt[r, :nl].tolist(), "done": self._done[r, :nl].tolist(),
             "zin": self._zin[r, :nz].tolist(), "zts": self._zts[r, :nz].tolist(), "xz": self._xz[r].tolist(),
             "xts": self._xts[r].tolist(), "age": self._age[r].tolist(), "gender": self._gender[r].tolist(),
+            "colour": self._colour[r].tolist(),
             "speed": [None if v != v else v for v in speed.tolist()],
             "anchor": [None if a[0] != a[0] else [int(a[0]), a[1], a[2]] for a in anchor.tolist()],
             "pending": {str(t): [event_to_json(e) for e in self._pending[(slot, t)]]
@@ -877,7 +895,9 @@ class TrackTable:
                 old = old_zones[zid]
                 self._zin[rows, k] = [v[old] for v in t["zin"]]
                 self._zts[rows, k] = [v[old] for v in t["zts"]]
-        for name, values in (("_xz", t["xz"]), ("_age", t["age"]), ("_gender", t["gender"])):
+        # colours: absent in snapshots from before colours were kept
+        for name, values in (("_xz", t["xz"]), ("_age", t["age"]), ("_gender", t["gender"]),
+                             ("_colour", t.get("colour") or [None] * len(t["id"]))):
             arr = getattr(self, name)
             for row, v in zip(rows.tolist(), values, strict=True):
                 arr[row] = v

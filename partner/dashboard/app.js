@@ -1,7 +1,13 @@
 /* privaflow live dashboard: polls the operator API and redraws every few seconds.
  *
  * Query parameters: ?minutes=60 (period shown), ?refresh=5 (seconds), ?plan=URL (floor plan drawn
- * under every camera's schematic), ?from=&to= (fixed ISO period instead of the last `minutes`).
+ * under every camera's schematic), ?from=&to= (fixed ISO period instead of the last `minutes`),
+ * ?hours=3 (what the congestion map's time slider spans, ending at `to`).
+ * ?as=PARTNER (start in "as partner X sees it"). #token=… in the URL fills in the operator's token
+ * (kept in this tab's sessionStorage, then removed from the address bar).
+ *
+ * The operator view shows every closed window before any suppression, so the API wants the
+ * operator's token; the switch in the header shows exactly what one partner receives instead.
  *
  * Every number put in the DOM carries data-testid + data-value so tests compare it with the API.
  * A withheld (k-anonymised) cell is never added in as 0: totals add published cells only and say how
@@ -15,7 +21,9 @@ const API = "/api/v1/operator";
 // sections that draw them are this page's
 let TABLES = [];
 const SECTION = {traffic_volume: "sec-traffic", occupancy: "sec-crowding", flow_lines: "sec-flow",
-                 dwell: "sec-dwell", attributes: "sec-attributes"};
+                 dwell: "sec-dwell", attributes: "sec-attributes", congestion: "sec-intersection",
+                 intersection_volume: "sec-intersection", turning_movements: "sec-intersection",
+                 vehicle_colours: "sec-colours"};
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                  "#bcbd22", "#7f7f7f", "#d62728"];
 // one hue family per counting line, so a line's stack reads as one block; shades tell its series apart
@@ -29,10 +37,34 @@ const GENDER_COLOURS = {female: "#7b3294", male: "#008837", unknown: "#9e9e9e"};
 const params = new URLSearchParams(location.search);
 const REFRESH_S = Math.min(Math.max(Number(params.get("refresh")) || 5, 1), 300);
 const MINUTES = Math.max(Number(params.get("minutes")) || 60, 1);
+const HOURS = Math.min(Math.max(Number(params.get("hours")) || 3, 0.25), 48);
 
 const charts = {};
 let site = null;
 let refreshes = 0;
+let timer = null;
+const TOKEN_KEY = "privaflow-operator-token";
+let view = params.get("as") || "";  // "" = the operator's own view; else a partner id
+
+class AuthError extends Error {}
+
+/** The operator's token: from #token=… (then dropped from the address bar) or this tab's storage. */
+function readToken() {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** The Authorization header for the operator routes (also used by scene.js and roadmap.js). */
+window.operatorHeaders = () => {
+  const token = readToken();
+  return token ? {Authorization: `Bearer ${token}`} : {};
+};
+
+function viewedPartner() { return view ? (site.partners || []).find(p => p.id === view) || null : null; }
 
 // ------------------------------------------------------------------ small helpers
 
@@ -70,7 +102,8 @@ function tally(counts) {
   return t;
 }
 
-/** The k a table is published with: the strictest of the partners receiving it (streams/partners.py). */
+/** The k a table is published with: the strictest of the k-anonymity partners receiving it (one
+ * shared topic per table, streams/disclosure.py). */
 function kOf(table) {
   const ks = (site.partners || []).filter(p => (p.tables || []).includes(table) && p.k_anonymity)
     .map(p => p.k_anonymity);
@@ -207,7 +240,10 @@ function renderSpeed(rows, windows) {
   const withSpeed = rows.filter(r => r.mean_speed_kmh !== null && r.mean_speed_kmh !== undefined);
   const block = document.getElementById("speed-block");
   block.hidden = withSpeed.length === 0;
-  if (block.hidden) return;
+  if (block.hidden) {
+    document.getElementById("speed-table").replaceChildren();  // no stale numbers left behind
+    return;
+  }
   const series = groupBy(withSpeed, r => `${r.line_id}|${r.direction}|${r.class_name}`);
   const datasets = [];
   const table = document.getElementById("speed-table");
@@ -372,7 +408,15 @@ function period() {
 }
 
 async function getJSON(url) {
-  const r = await fetch(url, {cache: "no-store", headers: {Accept: "application/json"}});
+  const headers = {Accept: "application/json"};
+  const token = readToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(url, {cache: "no-store", headers});
+  if (r.status === 401 || r.status === 403) {
+    let why = `HTTP ${r.status}`;
+    try { why = (await r.json()).error || why; } catch (_) { /* keep the status */ }
+    throw new AuthError(why);
+  }
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   const text = await r.text();
   try {
@@ -384,36 +428,110 @@ async function getJSON(url) {
   }
 }
 
+/** The tables the current view shows: every table for the operator, a partner's own as it sees them. */
 function publishedTables() {
-  const named = new Set((site.partners || []).flatMap(p => p.tables || []));
-  return named.size ? TABLES.filter(t => named.has(t)) : TABLES;
+  const p = viewedPartner();
+  return p ? TABLES.filter(t => (p.tables || []).includes(t)) : TABLES;
 }
+
+/** The view switch: the operator's own view, or "as partner X sees it" for each partner. */
+function renderViewSwitch() {
+  const select = document.getElementById("view");
+  select.replaceChildren(el("option", {value: "", text: "operator — before suppression"}),
+    ...(site.partners || []).map(p => el("option", {value: p.id,
+      text: `as ${p.name || p.id} sees it (${p.mechanism === "laplace" ? "differential privacy" : `k = ${p.k_anonymity}`})`})));
+  if (view && !viewedPartner()) view = "";
+  select.value = view;
+  select.onchange = () => {
+    view = select.value;
+    const url = new URL(location.href);
+    if (view) url.searchParams.set("as", view); else url.searchParams.delete("as");
+    history.replaceState(null, "", url);
+    clearTimeout(timer);
+    refresh();
+  };
+  select.disabled = false;
+}
+
+function renderViewNote() {
+  const note = document.getElementById("view-note");
+  const p = viewedPartner();
+  document.body.dataset.view = view || "operator";
+  if (!p) {
+    note.textContent = "operator view: counts before any suppression — no partner ever receives these";
+  } else if (p.mechanism === "laplace") {
+    note.textContent = `as ${p.name || p.id} sees it: every cell with noise (differential privacy); statistics withheld`;
+  } else {
+    note.textContent = `as ${p.name || p.id} sees it: cells below ${kOf(p.tables[0]).slice(1)} are not published (absent means fewer, possibly none)`;
+  }
+  note.className = p ? "view-note partner" : "view-note operator";
+}
+
+function showLogin(message) {
+  document.getElementById("login").hidden = false;
+  document.querySelector("main").hidden = true;
+  const err = document.getElementById("login-error");
+  err.textContent = message || "";
+  document.body.dataset.state = "login";
+  document.getElementById("token").focus();
+}
+
+let generation = 0;  // a refresh started before the view changed must not draw over the new one
 
 async function refresh() {
   const health = document.getElementById("health");
+  const mine = ++generation;
   try {
+    if (!readToken()) {
+      showLogin("");
+      return;
+    }
     if (!site) {
       site = await getJSON(`${API}/site`);
       document.getElementById("site-id").textContent = site.site_id;
       document.getElementById("site-id").dataset.value = site.site_id;
       document.title = `privaflow — ${site.site_id}`;
       TABLES = (site.tables || []).map(t => t.name);
+      renderViewSwitch();
     }
+    document.getElementById("login").hidden = true;
+    document.querySelector("main").hidden = false;
+    renderViewNote();
     const {from, to} = period();
     const tables = publishedTables();
     const q = new URLSearchParams({site: site.site_id, from, to});
+    if (view) q.set("as", view);
     const results = await Promise.all(tables.map(t => getJSON(`${API}/tables/${t}?${q}`).then(j => j.rows || [])));
     const data = Object.fromEntries(TABLES.map(t => [t, []]));
     tables.forEach((t, i) => { data[t] = results[i]; });
-    // render everything in one synchronous pass so a reader never sees two periods mixed
-    // a table drawn by its own script (road_conditions: roadmap.js) has no entry here and shows itself
-    for (const t of TABLES.filter(t => SECTION[t])) document.getElementById(SECTION[t]).hidden = !tables.includes(t) && t !== "occupancy";
+    // the congestion map's slider spans the last hours up to the same end
+    const intersections = (site.intersections || []).length > 0;
+    const mapFrom = new Date(new Date(to).getTime() - HOURS * 3600000).toISOString();
+    const mapQuery = new URLSearchParams({site: site.site_id, from: mapFrom, to});
+    if (view) mapQuery.set("as", view);
+    const mapRows = intersections && tables.includes("congestion")
+      ? (await getJSON(`${API}/tables/congestion?${mapQuery}`)).rows || []
+      : [];
+    if (mine !== generation) return;  // superseded (the view switched while this one was fetching)
+    // render everything in one synchronous pass so a reader never sees two periods mixed; a table drawn by
+    // its own script (road_conditions: roadmap.js) has no entry in SECTION and shows itself
+    const shownSections = new Set(["sec-crowding", ...tables.map(t => SECTION[t]).filter(Boolean)]);
+    if (!intersections) shownSections.delete("sec-intersection");
+    for (const id of new Set(Object.values(SECTION))) document.getElementById(id).hidden = !shownSections.has(id);
     const totals = renderTraffic(data.traffic_volume);
     renderCrowding(site, data.occupancy, totals, params.get("plan"));
     renderOccupancyChart(data.occupancy);
     renderFlow(data.flow_lines);
     renderDwell(data.dwell);
     renderAttributes(data.attributes);
+    if (shownSections.has("sec-intersection")) {
+      renderCongestionMap(mapRows, mapFrom, to);
+      renderIntersectionVolumes(data.intersection_volume, data.congestion);
+      renderTurns(data.turning_movements);
+    } else {  // a view without the intersection's tables: no number of it stays on the page
+      document.querySelectorAll("#sec-intersection [data-value]").forEach(e => e.removeAttribute("data-value"));
+    }
+    renderColours(data.vehicle_colours);
     const now = new Date();
     const lu = document.getElementById("last-updated");
     lu.textContent = now.toLocaleTimeString([], {hourCycle: "h23"});
@@ -422,12 +540,18 @@ async function refresh() {
     Object.assign(document.body.dataset, {from, to, state: "ready", refreshes: String(++refreshes)});
     health.textContent = "";
     health.className = "health";
+    timer = setTimeout(refresh, REFRESH_S * 1000);
   } catch (err) {
+    if (err instanceof AuthError) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      site = null;
+      showLogin(`not signed in: ${err.message}`);
+      return;  // no polling until a token is given
+    }
     console.error(err);
     health.textContent = `stale — ${err.message}`;
     health.className = "health bad";
-  } finally {
-    setTimeout(refresh, REFRESH_S * 1000);
+    timer = setTimeout(refresh, REFRESH_S * 1000);
   }
 }
 
@@ -436,5 +560,16 @@ window.addEventListener("DOMContentLoaded", () => {
   Chart.defaults.font.size = 13;
   Chart.defaults.color = "#33363d";
   renderLevelLegend();
+  document.getElementById("login-form").addEventListener("submit", ev => {
+    ev.preventDefault();
+    const input = document.getElementById("token");
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    input.value = "";
+    clearTimeout(timer);
+    refresh();
+  });
+  window.addEventListener("hashchange", () => {  // a link with #token=… opened in this tab
+    if (/(?:^#|&)token=/.test(location.hash)) { clearTimeout(timer); refresh(); }
+  });
   refresh();
 });

@@ -130,7 +130,8 @@ function zoneShape(zone, occ, obstacles) {
     svg("polygon", {points: pts.map(p => p.join(",")).join(" "), fill: colour, "fill-opacity": 0.22,
                     stroke: colour, "stroke-width": 2.5}),
     text(x, y - 4, zone.id, "zone-name"),
-    text(x, y + 18, level ? `${level} · ${Math.ceil(occ.p95_present)} present` : "no data", "zone-level"));
+    text(x, y + 18, !level ? "no data" : occ.p95_present === null || occ.p95_present === undefined ? level
+                                 : `${level} · ${Math.ceil(occ.p95_present)} present`, "zone-level"));
 }
 
 function renderSchematics(site, latest, totals, plan) {
@@ -182,8 +183,10 @@ function stat(testid, value, text, caption) {
   d.className = "stat";
   const b = document.createElement("strong");
   b.dataset.testid = testid;
-  b.dataset.value = String(value);
-  b.textContent = text;
+  const withheld = value === null || value === undefined;  // fewer than k people behind it (partner view)
+  b.dataset.value = withheld ? "" : String(value);
+  b.textContent = withheld ? "withheld" : text;
+  if (withheld) b.className = "supp";
   const c = document.createElement("span");
   c.textContent = caption;
   d.append(b, c);
@@ -213,14 +216,16 @@ function zoneCard(zone, occ) {
   h.append(badge);
   card.append(gauge(level));
 
-  const people = Math.ceil(occ.p95_present);
+  const known = occ.p95_present !== null && occ.p95_present !== undefined;
+  const people = known ? Math.ceil(occ.p95_present) : 0;
   const slots = Math.min(Math.max(people, zone.capacity || 0), MAX_ICONS);
   const icons = document.createElement("div");
   icons.className = "icons";
   icons.dataset.testid = `occ-icons-${zone.id}`;
-  icons.dataset.value = String(people);
+  icons.dataset.value = known ? String(people) : "";
   icons.setAttribute("role", "img");
-  icons.setAttribute("aria-label", `${people} people present${zone.capacity ? ` of capacity ${zone.capacity}` : ""}`);
+  icons.setAttribute("aria-label", known ? `${people} people present${zone.capacity ? ` of capacity ${zone.capacity}` : ""}`
+                                         : "how many: withheld (fewer than k people)");
   for (let i = 0; i < slots; i++) icons.append(personIcon(i < people ? "on" : "off"));
   if (people > MAX_ICONS) {
     const more = document.createElement("span");
@@ -249,7 +254,9 @@ function zoneCard(zone, occ) {
 function renderCrowding(site, occRows, totals, plan) {
   const latest = latestPerZone(occRows);
   renderSchematics(site, latest, totals, plan);
-  const zones = [...site.zones];
+  // an approach's lane zones are the congestion map's, not crowding zones (no head count of people)
+  const lanes = new Set((site.intersections || []).flatMap(x => x.approaches.flatMap(a => a.lanes)));
+  const zones = site.zones.filter(z => !lanes.has(z.id) || latest.has(z.id));
   for (const id of latest.keys()) if (!zones.some(z => z.id === id)) zones.push({id, capacity: null});
   document.getElementById("zones").replaceChildren(...zones.map(z => zoneCard(z, latest.get(z.id))));
 }

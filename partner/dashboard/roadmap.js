@@ -78,7 +78,10 @@
   async function refresh() {
     const box = document.getElementById("road-map");
     try {
-      const site = await (await fetch(`${API}/site`, {cache: "no-store"})).json();
+      const auth = window.operatorHeaders ? window.operatorHeaders() : {};  // the operator's token (app.js)
+      const siteAnswer = await fetch(`${API}/site`, {cache: "no-store", headers: auth});
+      if (!siteAnswer.ok) throw new Error(`site: HTTP ${siteAnswer.status}`);
+      const site = await siteAnswer.json();
       const section = document.getElementById("sec-road");
       if (!(site.mobile_cameras || []).length) {
         section.hidden = true;
@@ -87,7 +90,7 @@
       section.hidden = false;
       const to = new Date(), from = new Date(to.getTime() - MINUTES * 60_000);
       const q = new URLSearchParams({from: from.toISOString(), to: to.toISOString()});
-      const r = await fetch(`${API}/road-map?${q}`, {cache: "no-store"});
+      const r = await fetch(`${API}/road-map?${q}`, {cache: "no-store", headers: auth});
       if (!r.ok) throw new Error(`road-map: HTTP ${r.status}`);
       box.replaceChildren(draw(await r.json()));
       box.dataset.state = "ready";

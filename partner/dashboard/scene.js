@@ -93,8 +93,11 @@
 
   let cameras = null;
 
+  function operatorAuth() { return window.operatorHeaders ? window.operatorHeaders() : {}; }
+
   async function getJSON(url) {
-    const r = await fetch(url, {cache: "no-store", headers: {Accept: "application/json"}});
+    // the operator's token, as app.js keeps it (the scene is operator data, like every table here)
+    const r = await fetch(url, {cache: "no-store", headers: {Accept: "application/json", ...operatorAuth()}});
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     return r.json();
   }

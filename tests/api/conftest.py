@@ -39,7 +39,8 @@ def site_dict(site_id: str, **over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "site_id": site_id,
         "operator": {"name": "Demo Town Traffic Office", "contact": "privacy@demo-town.example",
-                     "purpose": "Counting vehicles to plan signal timings."},
+                     "purpose": "Counting vehicles to plan signal timings.",
+                     "token_env": token_env("operator", site_id)},
         "cameras": [
             {"id": "north", "source": "rtsp://cam-north.invalid/stream", "max_width": 640,
              "privacy_masks": [[[0.0, 0.0], [0.5, 0.0], [0.5, 0.2], [0.0, 0.2]],
@@ -89,7 +90,8 @@ def kit() -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def produce_partner(stack) -> Callable[[list[tuple[str, str, dict[str, Any] | None]]], None]:
-    """produce([(table, key, record-or-None-for-a-tombstone), ...]) into the real partner topics."""
+    """produce([(table, key, record-or-None-for-a-tombstone), ...]) into the real partner topics (or those
+    `topic_of(table)` names, e.g. the operator topics)."""
     from confluent_kafka import Producer
 
     from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
@@ -99,9 +101,10 @@ def produce_partner(stack) -> Callable[[list[tuple[str, str, dict[str, Any] | No
     reg = SchemaRegistry(stack.registry_url)
     producer = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True})
 
-    def produce(items: list[tuple[str, str, dict[str, Any] | None]]) -> None:
+    def produce(items: list[tuple[str, str, dict[str, Any] | None]],
+                topic_of: Callable[[str], str] = partner_topic_name) -> None:
         for table, key, record in items:
-            topic = partner_topic_name(table)
+            topic = topic_of(table)
             value = None if record is None else serde_for_topic(reg, topic).encode(record)
             producer.produce(topic, key=key.encode(), value=value)
         assert producer.flush(30) == 0, "partner records were not all delivered"

@@ -46,8 +46,9 @@ def test_notice_names_operator_contact_purpose_retention_and_partners(config, la
                  "City traffic planning"):
         assert must in text
     assert ("3日間" in text and "400日間" in text) if lang == "ja" else ("3 days" in text and "400 days" in text)
-    # the north camera feeds traffic volumes and occupancy (city) and dwell (retailer), not the paper's
-    assert "Corner shop" in text and "Local paper" in text  # the paper receives occupancy from the zone
+    # the north camera feeds traffic volumes (city) and dwell (retailer); it counts vehicles only, so it
+    # has no head count of people for the paper's occupancy table (streams/tracks.py)
+    assert "Corner shop" in text and "Local paper" not in text
     assert ("counts below 5" in text) if lang == "en" else ("5件未満" in text)
 
 
@@ -124,9 +125,10 @@ def test_facts_follow_the_config(kit) -> None:
     site = parse_site_config(kit.site_dict("s"))
     north, hall = camera_facts(site, "north"), camera_facts(site, "hall")
     assert north.traffic and not hall.traffic
-    assert north.tables == ("traffic_volume", "occupancy", "flow_lines", "dwell")
+    # counting vehicles only, north has no head count of people (occupancy) but colours of vehicles
+    assert north.tables == ("traffic_volume", "flow_lines", "dwell", "vehicle_colours")
     assert hall.tables == ("traffic_volume", "occupancy", "flow_lines", "dwell", "attributes")
-    assert [p.id for p, _ in north.shared] == ["city", "retailer", "press"]
+    assert [p.id for p, _ in north.shared] == ["city", "retailer"]
     assert north.colour and not hall.colour and hall.attributes and not north.attributes
 
 
@@ -143,10 +145,17 @@ def test_json_report_validates_and_covers_every_camera(config) -> None:
     assert cams["hall"]["masks"] == {**cams["hall"]["masks"], "count": 0, "area_fraction": 0.0}
     kept = {k["item"]: k for k in cams["north"]["kept"]}
     assert kept["detection records"]["retention_days"] == 7 and kept["partner aggregates"]["retention_days"] == 365
-    assert {s["partner_id"]: s["k_anonymity"] for s in cams["north"]["shared"]} == {"city": 5, "retailer": 10,
+    # north counts vehicles only: no head count of people (occupancy), so the press gets nothing of it
+    assert {s["partner_id"]: s["privacy"]["k"] for s in cams["north"]["shared"]} == {"city": 5, "retailer": 10}
+    assert {s["partner_id"]: s["privacy"]["k"] for s in cams["hall"]["shared"]} == {"city": 5, "retailer": 10,
                                                                                    "press": 20}
-    assert report["k_anonymity"]["occupancy"]["k"] is None  # head counts are not suppressed
+    # occupancy's head-count statistics follow the policy too (issue 12): under the strictest k, the press's
+    occupancy = report["k_anonymity"]["occupancy"]
+    assert occupancy["k"] == 20 and "crowding level" in occupancy["rule"]
     assert report["k_anonymity"]["dwell"]["k"] == 10 and report["k_anonymity"]["traffic_volume"]["k"] == 5
+    # dead letters (issue 12 finding 6): what they hold, kept as long as the detections
+    assert kept["dead letters"]["retention_days"] == kept["detection records"]["retention_days"] == 7
+    assert "pseudonymous track ids" in kept["dead letters"]["description"]
     assert "nothing identifying is stored" in report["deletion_on_request"]["statement"]
     assert "T9" in report["deletion_on_request"]["requirements"]
     assert {"G0", "T3", "T4", "T6", "T7", "T8", "T9", "T10"} <= set(report["requirements_cited"])
@@ -166,6 +175,30 @@ def test_markdown_report_has_a_section_per_camera(config) -> None:
                  "**Shared with:**", "7 days", "365 days", "k = 5", "(T4"):
         assert must in north
     assert "nothing identifying is stored" in md and "(T9" in md
+
+
+def test_a_dp_partner_is_reported_with_its_mechanism_budget_and_where_spending_is_counted(kit, tmp_path) -> None:
+    """Issue 12: `privaflow privacy report` shows each partner's mechanism and the budget; the spending
+    lives in the workers' checkpointed state, so the report names the metrics that count it."""
+    data = kit.site_dict("s")
+    data["partners"].append({"id": "lab", "tables": ["traffic_volume", "occupancy"],
+                             "privacy": {"mechanism": "laplace", "epsilon_per_day": 2.88}})
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    report = json.loads(run(privacy, "report", "--config", str(path), "--format", "json").output)
+    jsonschema.validate(report, REPORT_SCHEMA)
+    lab = next(p for p in report["partners"] if p["id"] == "lab")
+    assert lab["privacy"]["mechanism"] == "laplace" and lab["privacy"]["epsilon_per_day"] == 2.88
+    assert lab["privacy"]["epsilon_per_window"] == pytest.approx(2.88 / (1440 + 1440))  # default: 60-s windows
+    assert lab["privacy"]["spent"]["metrics"] == ["privaflow_dp_epsilon_spent_total",
+                                                  "privaflow_dp_windows_withheld_total"]
+    assert lab["topics"] == ["privaflow.partner.dp.lab.traffic-volume.v2", "privaflow.partner.dp.lab.occupancy.v1"]
+    city = next(p for p in report["partners"] if p["id"] == "city")
+    assert city["privacy"] == {"mechanism": "k_anonymity", "k": 5, "shared_topic_k": {"traffic_volume": 5,
+                                                                                      "occupancy": 20}}
+    md = run(privacy, "report", "--config", str(path)).output
+    assert "### Differential privacy" in md and 'privaflow_dp_epsilon_spent_total{partner="lab"}' in md
+    assert "differential privacy, ε = 2.88 per camera and day" in md
 
 
 def test_report_without_operator_still_reports_and_flags_it(config) -> None:

@@ -22,6 +22,7 @@ import yaml
 from privaflow.partner.api import make_app
 from privaflow.partner.store import PartnerStore
 from privaflow.schemas.site import parse_site_config
+from privaflow.schemas.topics import operator_topic_name
 from tests.api.background import BackgroundServer
 
 pytestmark = pytest.mark.integration
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CITY_TOKEN = "city-" + uuid.uuid4().hex
 RETAILER_TOKEN = "retailer-" + uuid.uuid4().hex
+OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
 AVSC = REPO / "schemas" / "avro"
 
 
@@ -78,11 +80,17 @@ def served(stack, kit, produce_partner):
               ("dwell", kit.key("dwell", dwell, ("lobby",)), dwell),
               ("attributes", kit.key("attributes", attrs, ("door", "age_20_29", "female")), attrs)]
     produce_partner(items)
+    # the operator's own tables: the same windows without suppression
+    operator_rows = [tv(site_id, 0, "stop-line", "northbound", "bus", 2), tv(site_id, 0, "stop-line", "northbound",
+                                                                              "car", 12, 31.5)]
+    produce_partner([("traffic_volume", kit.key("traffic_volume", r, dims(r)), r) for r in operator_rows],
+                    operator_topic_name)
 
     site = parse_site_config(kit.site_dict(site_id))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(kit.token_env("city", site_id), CITY_TOKEN)
         mp.setenv(kit.token_env("retailer", site_id), RETAILER_TOKEN)
+        mp.setenv(kit.token_env("operator", site_id), OPERATOR_TOKEN)
         store = PartnerStore(site_id, stack.bootstrap, kafka_config={})
         app = make_app(site, store)  # tokens read from the environment, as `api serve` does
     with BackgroundServer(app) as server:
@@ -235,12 +243,28 @@ def test_served_rows_validate_against_the_published_schemas(served) -> None:
         assert body["rows"]
 
 
-def test_operator_endpoints_need_no_token_and_show_no_secrets(served, kit) -> None:
+def test_operator_endpoints_want_the_operator_token_and_show_no_secrets(served, kit) -> None:
+    """Issue 12: the operator view shows unsuppressed aggregates, so no token is a 401 and a partner's
+    token a 403; with the operator's token, the operator topics, or with `as` what one partner gets."""
     _, client, site_id = served
+    for path in ("/api/v1/operator/tables/traffic_volume", "/api/v1/operator/site"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer not-the-operator-token"}).status_code == 401
+        for partner_token in (CITY_TOKEN, RETAILER_TOKEN):
+            assert client.get(path, headers={"Authorization": f"Bearer {partner_token}"}).status_code == 403
+    client.headers["Authorization"] = f"Bearer {OPERATOR_TOKEN}"
     r = client.get("/api/v1/operator/tables/traffic_volume")
     assert r.status_code == 200
-    assert r.json() == {"table": "traffic_volume", "rows": expected_traffic(kit, site_id), "next": None}
-    assert client.get("/api/v1/operator/tables/dwell").json()["rows"][0]["zone_id"] == "lobby"
+    assert [(row["class_name"], row["count"]) for row in r.json()["rows"]] == [("bus", 2), ("car", 12)]
+    assert r.json()["view"] == "operator" and r.json()["shared"] is True
+    as_city = client.get("/api/v1/operator/tables/traffic_volume", params={"as": "city"}).json()
+    assert as_city == {"table": "traffic_volume", "view": "city", "shared": True,
+                       "rows": expected_traffic(kit, site_id), "next": None}
+    as_press = client.get("/api/v1/operator/tables/traffic_volume", params={"as": "press"}).json()
+    assert (as_press["shared"], as_press["rows"]) == (False, [])  # the press does not receive it
+    assert client.get("/api/v1/operator/tables/traffic_volume", params={"as": "nobody"}).status_code == 404
+    dwell = client.get("/api/v1/operator/tables/dwell", params={"as": "retailer"}).json()
+    assert dwell["rows"][0]["zone_id"] == "lobby"
     assert client.get("/api/v1/operator/tables/nope").status_code == 404
     site = client.get("/api/v1/operator/site").json()
     assert site["site_id"] == site_id and site["cameras"] == ["north", "hall"]
@@ -250,7 +274,8 @@ def test_operator_endpoints_need_no_token_and_show_no_secrets(served, kit) -> No
     assert [(p["id"], p["tables"]) for p in site["partners"]] == [
         ("city", ["traffic_volume", "occupancy"]), ("retailer", ["dwell", "attributes"]), ("press", ["occupancy"])]
     text = client.get("/api/v1/operator/site").text
-    for secret in (CITY_TOKEN, RETAILER_TOKEN, "token_env", "PRIVAFLOW_TOKEN_TEST", "rtsp://"):
+    del client.headers["Authorization"]
+    for secret in (CITY_TOKEN, RETAILER_TOKEN, OPERATOR_TOKEN, "token_env", "PRIVAFLOW_TOKEN_TEST", "rtsp://"):
         assert secret not in text
 
 

@@ -19,6 +19,7 @@ from privaflow.schemas.site import ConfigError, parse_site_config
 from tests.api.background import BackgroundServer
 
 TOKEN = "city-0123456789abcdef"
+OPERATOR = "operator-0123456789abcdef"
 T0 = 1_714_550_400_000
 SITE = {"site_id": "s", "cameras": [{"id": "c", "source": 0}],
         "partners": [{"id": "city", "tables": ["traffic_volume"], "token_env": "PRIVAFLOW_TOKEN_CITY"}]}
@@ -47,7 +48,8 @@ def server() -> Any:
     for i in range(1250):  # two lines: rows with the same window_start differ by their dimensions
         for line in ("a", "b"):
             store.apply("traffic_volume", f"k{i}{line}", _row(i, line))
-    with BackgroundServer(make_app(site, store, partner_tokens(site, {"PRIVAFLOW_TOKEN_CITY": TOKEN}))) as s:
+    tokens = partner_tokens(site, {"PRIVAFLOW_TOKEN_CITY": TOKEN})
+    with BackgroundServer(make_app(site, store, tokens, operator=OPERATOR)) as s:
         yield s
 
 
@@ -84,7 +86,8 @@ def test_unknown_or_repeated_query_parameters_are_a_400_naming_them(server: Any)
     r = httpx.get(f"{server.url}/api/v1/tables/traffic_volume?from=1&from=2",
                   headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 400 and r.json()["error"] == "from: given more than once"
-    op = httpx.get(f"{server.url}/api/v1/operator/tables/traffic_volume", params={"format": "csv"})
+    op = httpx.get(f"{server.url}/api/v1/operator/tables/traffic_volume", params={"format": "csv"},
+                   headers={"Authorization": f"Bearer {OPERATOR}"})
     assert op.status_code == 400 and "'format'" in op.json()["error"]
 
 

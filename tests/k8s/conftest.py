@@ -64,4 +64,5 @@ def site() -> SiteConfig:
 def topics(site: SiteConfig) -> list[Topic]:
     """The code's topics with the site's retentions, computed here rather than by the generator."""
     return all_topics(detections_retention_ms=round(site.retention.detections_days * DAY_MS),
-                      partner_retention_ms=round(site.retention.partner_days * DAY_MS))
+                      partner_retention_ms=round(site.retention.partner_days * DAY_MS),
+                      dp_partners={p.id: list(p.tables) for p in site.partners if p.dp})

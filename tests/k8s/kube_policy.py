@@ -10,15 +10,16 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from privaflow.schemas.access import partner_topics
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, Topic, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, OPERATOR_PREFIX, Topic
 from tests.k8s.kube_render import Resource, key
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 SPOOL = "/var/spool/privaflow"
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # topic families a partner must never be able to read (T6, T7)
-PARTNER_FORBIDDEN = ("privaflow.detections.", "privaflow.events.")
+PARTNER_FORBIDDEN = ("privaflow.detections.", "privaflow.events.", OPERATOR_PREFIX)
 PARTNER_OPERATIONS = {"Read", "Describe"}
 
 
@@ -174,7 +175,7 @@ def partner_acl_violations(resources: list[Resource], site: SiteConfig) -> list[
         if partner.id not in users:
             out.append(f"partner {partner.id!r} of the site config has no KafkaUser")
     for pid, user in users.items():
-        allowed = {partner_topic_name(t) for p in site.partners if p.id == pid for t in p.tables}
+        allowed = {name for p in site.partners if p.id == pid for name in partner_topics(p.id, p.tables, p.dp)}
         if not allowed:
             out.append(f"{key(user)}: partner {pid!r} is not in the site config")
         granted: set[str] = set()

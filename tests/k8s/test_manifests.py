@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, dp_topic_name, partner_topic_name
 from tests.k8s.kube_policy import (
     container_violations,
     edge_violations,
@@ -151,7 +151,7 @@ def test_edge_writes_only_its_spool(overlay: Overlay) -> None:
 def test_partner_users_read_only_their_own_tables(overlay: Overlay, site: SiteConfig) -> None:
     name, resources = overlay
     assert partner_acl_violations(resources, site) == [], name
-    assert set(partner_users(resources)) == {p.id for p in site.partners} == {"city", "retailer"}
+    assert set(partner_users(resources)) == {p.id for p in site.partners} == {"city", "retailer", "lab"}
 
 
 def test_topics_match_the_code(overlay: Overlay, topics: list[Topic]) -> None:
@@ -236,11 +236,35 @@ def test_streams_user(overlay: Overlay) -> None:
     assert ("topic", DETECTIONS, "literal", frozenset({"Read", "Describe"})) in acls
     for kind in ("topic", "group"):
         assert (kind, "privaflow-streams", "prefix", frozenset({"All"})) in acls
-    for prefix in ("privaflow.partner.", "privaflow.events."):
+    for prefix in ("privaflow.partner.", "privaflow.events.", "privaflow.operator."):
         assert ("topic", prefix, "prefix", frozenset({"Write", "Describe"})) in acls
     assert ("topic", DETECTIONS_DLQ, "literal", frozenset({"Write", "Describe"})) in acls
     written = {a[1] for a in acls if a[0] == "topic" and {"Write", "All"} & a[3]}
     assert DETECTIONS not in written, "streams must not write detections"
+
+
+def test_only_the_api_reads_the_operators_unsuppressed_tables(overlay: Overlay) -> None:
+    """Issue 12: the operator topics carry every window without suppression; the API (operator view,
+    behind the operator token) reads them, no partner and no other role does."""
+    _, resources = overlay
+    readers = {u["metadata"]["name"] for u in find(resources, "KafkaUser") for a in topic_acls(u)
+               if a["resource"]["name"].startswith("privaflow.operator") or a["resource"]["name"] in ("*", "privaflow.")
+               if {"Read", "All"} & set(a["operations"])}
+    assert readers == {"privaflow-api"}
+
+
+def test_a_dp_partner_reads_its_own_topics_only(overlay: Overlay, site: SiteConfig) -> None:
+    """Issue 12: a differential-privacy partner has topics of its own (no averaging of noise across
+    partners), and never reads the shared k-anonymous ones."""
+    _, resources = overlay
+    dp = [p for p in site.partners if p.dp]
+    assert dp, "the example site has a differential-privacy partner"
+    users = {u["metadata"]["labels"].get("privaflow.io/partner"): u for u in find(resources, "KafkaUser")}
+    for p in dp:
+        names = {a["resource"]["name"] for a in topic_acls(users[p.id])}
+        assert names == {dp_topic_name(p.id, t) for t in p.tables}
+    topic_names = {t["spec"]["topicName"] for t in find(resources, "KafkaTopic")}
+    assert {dp_topic_name(p.id, t) for p in dp for t in p.tables} <= topic_names
 
 
 def test_only_the_edge_writes_detections(overlay: Overlay) -> None:
@@ -271,6 +295,10 @@ def test_streams_statefulset(overlay: Overlay) -> None:
     assert _env(c)["PRIVAFLOW_STATE_DIR"].startswith(mounts["state"])
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # the worker binds its web port to 127.0.0.1 unless told: the kubelet's probes need it opened
+    assert _env(c)["PRIVAFLOW_WEB_HOST"] == "0.0.0.0"
+    # the noise key of differentially private cells comes from a Secret, never from a file here
+    assert _env(c)["PRIVAFLOW_DP_SECRET"] == {"secretKeyRef": {"name": "privaflow-dp-secret", "key": "secret"}}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 6066}
     headless = one(resources, "Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
@@ -289,6 +317,7 @@ def test_edge_deployment(overlay: Overlay, site: SiteConfig) -> None:
     assert _env(c)["CAMERA_ID"] in {cam.id for cam in site.cameras}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert {p["containerPort"] for p in c["ports"]} == {int(flags["--metrics-port"])}
+    assert flags["--metrics-host"] == "0.0.0.0"  # 127.0.0.1 by default: the kubelet's probe needs it opened
 
 
 def test_api_and_ingresses(overlay: Overlay) -> None:
@@ -306,14 +335,15 @@ def test_api_and_ingresses(overlay: Overlay) -> None:
                 for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
 
     partners = one(resources, "Ingress", "privaflow-partners")
-    # no operator route (/api/v1/operator/*, /dashboard/: no token) and no read-write registry
+    # no operator route (/api/v1/operator/*, /dashboard/: the operator's view) and no read-write registry
     assert routes(partners) == {("/api/v1/tables", "Prefix", "privaflow-api"),
                                 ("/api/v1/openapi.json", "Exact", "privaflow-api"),
                                 ("/healthz", "Exact", "privaflow-api"),
                                 ("/apis/ccompat/v7/schemas", "Prefix", "privaflow-registry-public"),
                                 ("/apis/ccompat/v7/subjects", "Prefix", "privaflow-registry-public")}
     operator = one(resources, "Ingress", "privaflow-operator")
-    assert operator["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    # the API itself wants the operator's token there (issue 12): no basic auth taking its Authorization header
+    assert not any("auth" in a for a in operator["metadata"].get("annotations", {}))
     hosts = {r["host"] for r in partners["spec"]["rules"]} | {r["host"] for r in operator["spec"]["rules"]}
     assert len(hosts) == 2, "operator routes need a host of their own"
     for ingress in (partners, operator):
@@ -355,7 +385,8 @@ def test_registries_want_the_users_and_roles_of_the_local_secure_stack(overlay: 
         return {k.rsplit(".", 1)[1]: v for k, v in props.items() if ".embedded.roles." in k}
     assert roles(internal[0]) == {"privaflow-edge": "sr-developer", "privaflow-streams": "sr-admin",
                                   "privaflow-api": "sr-readonly"}
-    assert roles(public[0]) == {"partner-city": "sr-readonly", "partner-retailer": "sr-readonly"}
+    assert roles(public[0]) == {"partner-city": "sr-readonly", "partner-retailer": "sr-readonly",
+                              "partner-lab": "sr-readonly"}
     from privaflow.schemas.access import registry_role
     assert [registry_role(u) for u in ("edge", "streams", "partner-city")] == ["sr-developer", "sr-admin",
                                                                               "sr-readonly"], "the local stack's"

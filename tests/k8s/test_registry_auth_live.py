@@ -100,7 +100,7 @@ def test_read_write_registry_lets_edge_and_streams_register_and_api_only_read(in
 
 
 def test_public_registry_lets_partners_read_and_nothing_else(public: LiveRegistry) -> None:
-    assert set(public.passwords) == {"partner-city", "partner-retailer"}
+    assert set(public.passwords) == {"partner-city", "partner-retailer", "partner-lab"}
     city = public.client("partner-city")
     assert city.subjects() == []
     with pytest.raises(RegistryAuthError, match="user 'partner-city' may not register schemas"):

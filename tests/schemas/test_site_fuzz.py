@@ -30,7 +30,7 @@ from privaflow.schemas.codec import parsed_schema
 from privaflow.schemas.site import COCO_CLASSES, ConfigError, SiteConfig, parse_site_config
 from privaflow.schemas.topics import PARTNER_TABLES, topic, topics_for_site
 from privaflow.streams.consume import CameraState
-from privaflow.streams.partners import records_for_partners
+from privaflow.streams.disclosure import records_for_partners
 
 CASES = 10_000
 T0 = 1_767_225_600_000
@@ -155,8 +155,9 @@ class Gen:
                                  for k in ("detections_days", "partner_days")}
         partners = []
         for i in range(r.randint(0, 3)):
+            k = r.choice([2, 2, 2, 3, 5, 20])
             partner: dict[str, Any] = {"id": self.pick(f"partners.{i}.id", f"p{i}", ["", "a|b", "p p", 3]),
-                                       "k_anonymity": self.number(f"partners.{i}.k_anonymity", r.randint(1, 20)),
+                                       "k_anonymity": self.number(f"partners.{i}.k_anonymity", k),
                                        "tables": self.pick(f"partners.{i}.tables", r.sample(TABLES, r.randint(1, 5)),
                                                            [[], ["faces"], ["occupancy", "occupancy"], "occupancy"])}
             if r.random() < 0.6:
@@ -265,4 +266,5 @@ def test_ten_thousand_generated_site_configs_load_and_run_or_are_refused_naming_
         accepted += 1
     assert accepted + refused == CASES
     assert accepted > CASES // 4 and refused > CASES // 4, (accepted, refused)
-    assert records > accepted, "accepted configs published partner records"
+    # two people and a car per camera: most cells hold fewer than k distinct objects and are not published
+    assert records > accepted // 4, "accepted configs published partner records"

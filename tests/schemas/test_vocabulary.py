@@ -55,6 +55,9 @@ def test_every_categorical_partner_field_is_an_enum_of_its_vocabulary() -> None:
     found = {(stem, name) for stem, name, _ in _partner_enums()}
     assert found == {("partner_traffic_volume", "class_name"), ("partner_attributes", "age_bracket"),
                      ("partner_attributes", "gender"), ("partner_occupancy", "crowding_level"),
+                     ("partner_congestion", "level_of_service"), ("partner_intersection_volume", "flow_direction"),
+                     ("partner_intersection_volume", "class_name"), ("partner_turning_movements", "class_name"),
+                     ("partner_vehicle_colours", "class_name"), ("partner_vehicle_colours", "colour_family"),
                      ("partner_road_conditions", "heading"), ("partner_road_conditions", "congestion_level"),
                      ("partner_road_conditions", "furniture_classes")}
     for stem, name, enum in _partner_enums():

@@ -19,7 +19,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from privaflow.schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
-from privaflow.schemas.topics import DETECTIONS, partner_topic_name
+from privaflow.schemas.topics import (
+    DETECTIONS,
+    dp_topic_name,
+    ensure_topics,
+    operator_topic_name,
+    partner_topic_name,
+)
+from privaflow.schemas.topics import (
+    topic as topic_of,
+)
 from privaflow_stack.local import LocalStack, Ports
 from privaflow_stack.local import home as default_home
 from privaflow_stack.security import registry_auth_properties
@@ -129,6 +138,25 @@ def test_partner_reads_only_its_own_tables(secure: LocalStack) -> None:
     # the city partner was not granted the store-entrance attributes table
     err = _read_error(secure, "partner-city", partner_topic_name("attributes"), "partner-city-b")
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_operator_tables_reach_the_api_only_and_a_dp_partner_only_its_own(secure: LocalStack) -> None:
+    """Issue 12: the unsuppressed operator tables are read by the api role and no partner; a
+    differential-privacy partner (lab in examples/site.yaml) reads its own topics, not the shared ones,
+    and no other partner reads them."""
+    lab_topic = dp_topic_name("lab", "flow_lines")
+    ensure_topics(secure.bootstrap, [topic_of(lab_topic)], extra=secure.client_config())
+    op = operator_topic_name("traffic_volume")
+    for t in (op, lab_topic, partner_topic_name("flow_lines")):
+        assert _produce(secure, "streams", t) is None, t
+    assert _read_error(secure, "api", op, "privaflow-api-test") is None
+    for user, group in (("partner-city", "partner-city-op"), ("partner-lab", "partner-lab-op")):
+        err = _read_error(secure, user, op, group)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
+    assert _read_error(secure, "partner-lab", lab_topic, "partner-lab-a") is None
+    for user, t in (("partner-lab", partner_topic_name("flow_lines")), ("partner-city", lab_topic)):
+        err = _read_error(secure, user, t, f"{user}-b")
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (user, t)
 
 
 def test_streams_reads_detections(secure: LocalStack) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from privaflow.schemas.codec import AvroSerde
 from privaflow.schemas.detections import batch_records
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, all_topics, topic
+from privaflow.schemas.topics import DETECTIONS, OPERATOR_PREFIX, all_topics, topic
 from privaflow.streams.consume import Decoder, Engine, Incoming
 from privaflow.streams.loop import BatchLoop
 from privaflow.streams.publish import Publisher
@@ -133,10 +133,10 @@ class Sent:
         return [(k, v, p, h) for t, k, v, p, h in self.records if t == topic_name]
 
     def partner(self, registry: FakeRegistry) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Partner topic -> (key, decoded value) in the order published."""
+        """Partner topic -> (key, decoded value) in the order published (operator topics left out)."""
         out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for t in all_topics():
-            if t.partner_table is None:
+            if t.partner_table is None or t.name.startswith(OPERATOR_PREFIX):  # the operator's own view
                 continue
             serde = AvroSerde(registry, t.value_schema or "", t.value_subject)  # type: ignore[arg-type]
             out[t.name] = [(k.decode(), serde.decode(v)) for k, v, _, _ in self.on(t.name) if k and v]

@@ -32,7 +32,7 @@ from privaflow.schemas.detections import batch_records
 from privaflow.schemas.site import SiteConfig, parse_site_config
 from privaflow.schemas.topics import DETECTIONS, PARTNER_TABLES, ensure_topics, partner_topic_name
 from privaflow.schemas.topics import topic as schemas_topic
-from privaflow.streams.partners import records_for_partners
+from privaflow.streams.disclosure import records_for_partners
 from privaflow.streams.settings import TopicNames, WorkerSettings
 from privaflow.streams.tables import WindowStore
 from privaflow.streams.tracks import TrackBook

@@ -133,7 +133,7 @@ def site_with_taxis():
 
 @pytest.mark.parametrize("smuggled", ["37.5105,-122.3305", "8f283082803ffff0", "", "KA-01-AB-1234"])
 def test_a_partner_row_is_never_built_from_anything_but_an_h3_cell(smuggled: str) -> None:
-    from privaflow.streams.partners import partner_record
+    from privaflow.streams.disclosure import k_anonymous_record as partner_record
     from privaflow.streams.tables import ClosedWindow
 
     w = RoadWindows(60_000, 1_000)

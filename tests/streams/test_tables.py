@@ -30,9 +30,11 @@ from privaflow.streams.tables import (
     hist_percentile,
     percentile,
 )
+from privaflow.streams.tracks import TrackBook
 
 T0 = 1_767_225_600_000
-SIZES_S: dict[str, Any] = {"traffic_volume": 60, "occupancy": 10, "flow_lines": 300, "dwell": 120, "attributes": 900}
+SIZES_S: dict[str, Any] = {"traffic_volume": 60, "occupancy": 10, "flow_lines": 300, "dwell": 120, "attributes": 900,
+                           "vehicle_colours": 600}
 GRACE_MS = 30_000
 
 
@@ -92,6 +94,8 @@ def feeds(ev: Event) -> list[Cell]:
         return [("occupancy", (ev.zone_id,))]
     if isinstance(ev, Crossing):
         out = [("traffic_volume", (ev.line_id, ev.direction, ev.class_name))]
+        if ev.class_name in ("car", "motorcycle", "bus", "truck"):  # vehicles: by colour family too (T5)
+            out.append(("vehicle_colours", (ev.line_id, ev.direction, ev.class_name, "unknown")))
         if ev.age_bracket or ev.gender:
             out.append(("attributes", (ev.line_id, ev.age_bracket or "unknown", ev.gender or "unknown")))
         return out
@@ -180,7 +184,7 @@ def test_traffic_volume_statistics() -> None:
     speeds = [31.0, 45.5, 50.0, 38.0, 62.0, 41.0, 47.0]
     store = WindowStore(SITE)
     store.add([crossing(T0 + i, speed=s) for i, s in enumerate(speeds)] + [crossing(T0 + 99)])
-    (w,) = store.close(2**62)
+    (w,) = [c for c in store.close(2**62) if c.table == "traffic_volume"]
     assert w.dims == ("l1", "in", "car")
     assert w.agg["count"] == 8 and w.agg["speed_samples"] == 7
     assert w.agg["mean_speed_kmh"] == pytest.approx(np.mean(speeds))
@@ -192,7 +196,8 @@ def test_flow_lines() -> None:
     store = WindowStore(SITE)
     store.add([entry(T0, travel=t) for t in (2.0, 9.0, 4.0)] + [entry(T0, origin=None), entry(T0, travel=None)])
     (w,) = store.close(2**62)
-    assert (w.table, w.dims, w.agg) == ("flow_lines", ("a", "b"), {"count": 4, "median_travel_s": 4.0})
+    assert (w.table, w.dims) == ("flow_lines", ("a", "b"))
+    assert (w.agg["count"], w.agg["median_travel_s"]) == (4, 4.0)
 
 
 def test_attributes_cells_by_place_age_and_gender() -> None:
@@ -279,7 +284,7 @@ def test_a_snapshot_does_not_change_when_the_store_carries_on() -> None:
     state = store.to_state()
     frozen = json.dumps(state)
     store.add([crossing(T0, speed=20.0), leave(T0), sample(T0, present=9)])
-    assert json.dumps(state) == frozen and len(store) == 3
+    assert json.dumps(state) == frozen and len(store) == 4  # the car is in vehicle_colours too
     restored = WindowStore.from_state(SITE, state)
     restored.add([crossing(T0, speed=30.0)])
     assert json.dumps(state) == frozen
@@ -312,3 +317,29 @@ def test_every_partner_schema_is_one_table_spec_with_the_same_dimensions() -> No
         assert fields[:len(spec.dims) + 1] == ["site_id", *spec.dim_names]
         assert fields[len(spec.dims) + 1:len(spec.dims) + 3] == ["window_start", "window_end"]
         assert set(spec.notice) == {"en", "ja"} and spec.label and spec.suppression
+
+
+def test_cells_know_the_distinct_tracks_behind_them() -> None:
+    """Issue 12, rule (a): k counts distinct objects. A person pacing between two zones is one object
+    however many entries; the occupancy cell knows who stood in the zone during the window (the head
+    counts alone cannot tell three frames of one person from one frame of three)."""
+    store = WindowStore(SITE)
+    store.add([entry(T0 + i) for i in range(4)])  # one track (12345) entering four times
+    store.add([OccupancySample("s1", "cam", "a", T0 + i, 1, (7,)) for i in range(3)])
+    store.add([OccupancySample("s1", "cam", "a", T0 + 10, 3, (7, 8, 9))])
+    by_table = {c.table: c for c in store.close(2**62)}
+    assert by_table["flow_lines"].agg["count"] == 4 and by_table["flow_lines"].objects == 1
+    assert by_table["occupancy"].agg["max_present"] == 3 and by_table["occupancy"].objects == 3
+    assert "tracks" not in by_table["occupancy"].agg  # never in what is published or served
+
+
+def test_a_person_standing_in_a_zone_is_in_its_occupancy_samples() -> None:
+    """The track book names who stood inside each zone in each frame (persons only, as the head count)."""
+    site = parse_site_config({"site_id": "s1", "cameras": [{"id": "cam", "source": 0}],
+                              "zones": [{"id": "a", "camera": "cam", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
+                              "counting": {"min_track_frames": 1}}, "<test>")
+    book = TrackBook(site, "cam")
+    det = lambda tid, x, cls="person": {"track_id": tid, "class_name": cls, "foot_x": x, "foot_y": 0.5}  # noqa: E731
+    [s] = [e for e in book.observe({"ts": T0, "detections": [det(1, 0.2), det(2, 0.8), det(3, 0.3, "car")]})
+           if isinstance(e, OccupancySample)]
+    assert (s.present, s.tracks) == (1, (1,))

@@ -349,7 +349,8 @@ def test_events_encode_to_the_internal_event_schemas() -> None:
         {"id": "campus", "source": 0, "attributes": True, "homography": [[30, 0, 0], [0, 20, 0], [0, 0, 1]]}],
         "lines": [{"id": "m", "camera": "campus", "points": [[0.5, 0.15], [0.5, 1.0]]}],
         "zones": [{"id": "w", "camera": "campus", "polygon": WEST}, {"id": "e", "camera": "campus",
-                                                                      "polygon": EAST}]}, "<test>")
+                                                                      "polygon": EAST}], "intersections": []},
+        "<test>")
     sim = simulate(site, "campus", 120, 10, 30, REALISTIC, seed=2)
     book = TrackBook(site, "campus")
     events = [e for f in sim.frames for e in book.observe(f)] + book.expire_all()
