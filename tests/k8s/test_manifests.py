@@ -304,6 +304,24 @@ def test_streams_statefulset(overlay: Overlay) -> None:
     assert headless["spec"]["clusterIP"] == "None"
 
 
+def test_road_worker_deployment(overlay: Overlay) -> None:
+    """Issue 16: the road worker runs as one process per site (never two: both would publish every
+    window), as the streams user, inside the streams network policy."""
+    _, resources = overlay
+    road = one(resources, "Deployment", "privaflow-road")
+    c = _container(road, "road")
+    assert c["command"] == ["privaflow", "streams", "road", "--config", "/etc/privaflow/site.yaml"]
+    assert road["spec"]["replicas"] in (0, 1) and road["spec"]["strategy"]["type"] == "Recreate"
+    assert _env(c)["PRIVAFLOW_KAFKA_SASL_USERNAME"] == "privaflow-streams"
+    labels = road["spec"]["template"]["metadata"]["labels"]
+    policy = one(resources, "NetworkPolicy", "streams")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["ingress"] == []
+    sts = one(resources, "StatefulSet", "privaflow-streams")
+    assert sts["spec"]["selector"]["matchLabels"].items() > labels.items() or \
+        not sts["spec"]["selector"]["matchLabels"].items() <= labels.items(), "the StatefulSet would select it"
+
+
 def test_edge_deployment(overlay: Overlay, site: SiteConfig) -> None:
     _, resources = overlay
     [(dep, spec)] = edge_workloads(resources)
@@ -442,9 +460,10 @@ def test_only_the_ingress_controller_reaches_the_public_services(overlay: Overla
         [rule] = policies[name]["ingress"]
         assert rule["from"] == [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": "ingress-nginx"}}}]
-    registry_sources = [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
-                        for p in policies["registry"]["ingress"][0]["from"]]
-    assert sorted(registry_sources) == ["privaflow-api", "privaflow-edge", "privaflow-streams"]
+    registry_sources = [p["podSelector"]["matchLabels"] for p in policies["registry"]["ingress"][0]["from"]]
+    assert sorted(registry_sources, key=str) == [{"app.kubernetes.io/component": "streams"},
+                                                 {"app.kubernetes.io/name": "privaflow-api"},
+                                                 {"app.kubernetes.io/name": "privaflow-edge"}]
 
 
 # ================================================================ the checks can fail
