@@ -79,6 +79,7 @@
     const box = document.getElementById("road-map");
     try {
       const auth = window.operatorHeaders ? window.operatorHeaders() : {};  // the operator's token (app.js)
+      if (!auth.Authorization) return;  // not signed in yet: app.js shows the sign-in form
       const siteAnswer = await fetch(`${API}/site`, {cache: "no-store", headers: auth});
       if (!siteAnswer.ok) throw new Error(`site: HTTP ${siteAnswer.status}`);
       const site = await siteAnswer.json();

@@ -97,6 +97,7 @@
 
   async function getJSON(url) {
     // the operator's token, as app.js keeps it (the scene is operator data, like every table here)
+    if (!operatorAuth().Authorization) throw new Error("not signed in");  // app.js shows the sign-in form
     const r = await fetch(url, {cache: "no-store", headers: {Accept: "application/json", ...operatorAuth()}});
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     return r.json();
