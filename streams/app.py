@@ -13,6 +13,10 @@ Faust costs ~0.2 ms per message, so the agent takes batches, `streams.consume.En
 batch in plain Python, `streams.publish.Publisher` produces the results and waits for the acks,
 and only then may the touched cameras' states be written to the table: at most every
 `checkpoint_s`, once per camera (`streams.consume.Checkpoints`).
+With a differential-privacy partner, the book of DP releases (`streams.releases`) is read from its
+topic to the end before the first batch and after every rebalance, so a window another worker (or
+this one, before a crash) released is republished unchanged; the publisher writes new releases to
+that topic before their partner records.
 Every worker started with the same app id shares the partitions (consumer group `app_id`).
 Before a batch is applied, holes the consumer left in it are read back directly (`streams.refetch`);
 after the camera states, the highest applied offset of each partition goes to the same table.
@@ -37,11 +41,12 @@ from faust.types import TP
 from mode import CrashingSupervisor
 
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
-from privaflow.schemas.topics import DETECTIONS
+from privaflow.schemas.topics import DETECTIONS, DP_RELEASES
 from privaflow.streams.consume import Checkpoints, Decoder, Engine, Incoming, Outcome, upto_key
 from privaflow.streams.metrics import WorkerMetrics
 from privaflow.streams.publish import Publisher
 from privaflow.streams.refetch import PartitionReader
+from privaflow.streams.releases import BookReader, ReleaseBook
 from privaflow.streams.settings import WorkerSettings
 from privaflow.streams.tables import TABLES, ClosedWindow, WindowStore
 from privaflow.streams.views import Query, QueryError, RecentWindows, table_view
@@ -97,7 +102,10 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     shorten_fetch_wait()
     app = faust.App(settings.app_id, **_faust_config(settings, partitions))
     metrics, recent = WorkerMetrics(), RecentWindows(settings.recent_closed_s, settings.recent_closed_max)
-    engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings))
+    book = ReleaseBook(site.site_id)
+    releases = (BookReader(book, settings.bootstrap, names.prefix + DP_RELEASES, settings.aiokafka_auth())
+                if any(p.dp for p in site.partners) else None)
+    engine = Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings), book)
     publisher = Publisher(lambda *a: app.producer.send(*a), registry, site, names)
     reader = PartitionReader(settings.bootstrap, names.detections, settings.app_id, settings.aiokafka_auth())
 
@@ -127,9 +135,14 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     last_event: dict[int, faust.EventT] = {}  # per partition, a record to bind changelog writes to
     in_batch = asyncio.Lock()  # held from a batch's first step to its last: no checkpoint in between
     progress = {"at": time.monotonic()}  # monotonic time of the last processed batch (or of the start)
+    book_stale = {"yes": True}  # the release book must be read up to the topic's end before a batch
 
     async def _apply(events: Sequence[faust.EventT]) -> None:
         started = time.perf_counter()
+        if releases is not None and book_stale["yes"]:
+            n = await releases.catch_up()
+            book_stale["yes"] = False
+            log.info("DP release book: read %d record(s), %d window release(s) held", n, len(book))
         if settings.fault_unacked_offsets:
             events = _lose(events, *settings.fault_unacked_offsets)
         for e in events:
@@ -300,6 +313,8 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
     @app.on_partitions_assigned.connect
     def _restart_the_stall_clock(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         progress["at"] = time.monotonic()  # nor is waiting for the group to form (a dead member's session)
+        # cameras new to this worker may have windows their last owner released after our last read
+        book_stale["yes"] = True
 
     # ---------------------------------------------------------------- HTTP views
 

@@ -53,6 +53,7 @@ from privaflow.schemas.vocabulary import VOCABULARIES
 from privaflow.streams.approaches import ApproachBook
 from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
+from privaflow.streams.releases import ReleaseBook
 from privaflow.streams.tables import ClosedWindow, WindowStore
 from privaflow.streams.tracks import TrackBook
 
@@ -346,9 +347,9 @@ class Engine:
     """Applies batches to per-camera state. Keeps decoded state of the cameras it has seen in memory
     (the faust Table stays the truth: `forget()` on rebalance, `load` reads the table)."""
 
-    def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str) -> None:
+    def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str, book: ReleaseBook | None = None) -> None:
         self.site = site
-        self.policy = Policy(site)
+        self.policy = Policy(site, book)  # `book`: the DP releases read from Kafka (streams/releases.py)
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)

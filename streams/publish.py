@@ -5,8 +5,11 @@ The records for partner and operator topics are those the disclosure policy rele
 `publish` returns only when the broker has acknowledged every record, and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
 records are keyed `table|site|dims|window_start|window_length_s` on compacted topics, and replaying the same
-records yields the same windows and the same released values (noise included), so a re-publication
-replaces a record with an identical one.
+records yields the same windows and the same released values, so a re-publication replaces a record
+with an identical one. DP noise is the same because `publish` first writes the DP windows drawn now
+(`Released.outbox`) to the release book's topic and awaits their acks, and only then sends any other
+record (`_write_outbox`): a partner never holds a noisy value the book on Kafka lacks, and a replay
+republishes it from the book (streams/releases.py).
 Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
 """
 
@@ -19,9 +22,10 @@ from typing import Any
 
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
+from privaflow.schemas.topics import DP_RELEASES, LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
 from privaflow.streams.consume import Outcome
 from privaflow.streams.events import Crossing, to_avro
+from privaflow.streams.releases import DpRelease
 from privaflow.streams.settings import TopicNames
 
 # faust's Producer.send: (topic, key, value, partition, timestamp, headers) -> awaitable of the ack
@@ -43,8 +47,8 @@ class Publisher:
 
     async def publish(self, outcome: Outcome) -> Counter[str]:
         """Send everything in `outcome`; returns records sent per (physical) topic."""
+        sent = await self._write_outbox(outcome.released.outbox)  # acknowledged before any partner record
         pending: list[Awaitable[Any]] = []
-        sent: Counter[str] = Counter()
 
         async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
             pending.append(await self._send(topic, key, value, None, None, headers))
@@ -64,3 +68,12 @@ class Publisher:
         if pending:
             await asyncio.gather(*pending)
         return sent
+
+    async def _write_outbox(self, outbox: list[DpRelease]) -> Counter[str]:
+        """Write the DP releases drawn for this outcome to the release book's topic and await every ack
+        (docs/privacy-model.md, rule c: a crash after this republishes them, before it nothing was sent)."""
+        topic = self.topics.prefix + DP_RELEASES
+        acks = [await self._send(topic, r.key(), r.value(), None, None, None) for r in outbox]
+        if acks:
+            await asyncio.gather(*acks)
+        return Counter({topic: len(acks)} if acks else {})
