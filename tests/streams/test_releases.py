@@ -135,3 +135,15 @@ def test_a_release_published_by_one_worker_is_read_back_by_a_fresh_book(stack: A
         assert len(dp) == 2 * 2 + 1  # the line's grid (in, out x person, car) and the zone
     finally:
         run.delete_topics()
+
+
+def test_the_privacy_report_says_the_release_book_is_kept_and_by_whom() -> None:
+    """The book is data the site keeps: the privacy report lists it for a camera with a DP partner (as
+    long as the detections by default, readable by the workers only), and not for one without."""
+    from privaflow.governance.report import privacy_report
+
+    [kept] = [k for k in privacy_report(SITE)["cameras"][0]["kept"] if DP_RELEASES in k["topics"]]
+    assert kept["retention_days"] == 7 and "no track id" in kept["description"]
+    k_only = parse_site_config({**SITE.model_dump(mode="json", exclude_none=True),
+                                "partners": [{"id": "city", "k_anonymity": 5, "tables": ["occupancy"]}]}, "<test>")
+    assert not [k for k in privacy_report(k_only)["cameras"][0]["kept"] if DP_RELEASES in k["topics"]]
