@@ -19,10 +19,8 @@ E / (T * W) per window; once the day's budget is spent, further windows publish 
 half of the table shows what that means for a daily budget of 1.0 (the example of issue 12) at
 window lengths of 1 min, 15 min and 1 h.
 
-The stream worker does not draw with OpenDP's sampler (it takes no seed) but with the keyed exact
-sampler of streams/noise.py at OpenDP's scale, so that a re-published window carries the same noise;
-the last lines compare the two side by side (same scale, same draws), as a ratio of their median
-and 90th-percentile errors.
+The stream worker releases exactly these OpenDP draws; a window it publishes again after a crash
+carries the same values because it keeps each release (streams/releases.py), not because of a seed.
 """
 
 from __future__ import annotations
@@ -31,21 +29,15 @@ import argparse
 
 import numpy as np
 
-from privaflow.streams.noise import cell_key, keyed_noisy_counts, laplace_scale, noisy_counts
+from privaflow.streams.noise import laplace_scale, noisy_counts
 
 SIZES = (5, 20, 100)
 DAY_S = 86_400
 
 
-def relative_errors(true: int, epsilon: float, draws: int, sensitivity: int = 1,
-                    keyed: bool = False) -> tuple[float, float]:
-    """(median, 90th percentile) of |noisy - true| / true over `draws` releases (`keyed`: the worker's
-    sampler, each release from its own key)."""
-    if keyed:
-        key = cell_key(b"bench-dp-secret-of-32-characters!", str(true), str(epsilon))
-        released = keyed_noisy_counts([true] * draws, sensitivity, epsilon, key)
-    else:
-        released = noisy_counts([true] * draws, sensitivity, epsilon)
+def relative_errors(true: int, epsilon: float, draws: int, sensitivity: int = 1) -> tuple[float, float]:
+    """(median, 90th percentile) of |noisy - true| / true over `draws` releases."""
+    released = noisy_counts([true] * draws, sensitivity, epsilon)
     noisy = np.array(released, dtype=np.float64)
     rel = np.abs(noisy - true) / true
     return float(np.median(rel)), float(np.percentile(rel, 90))
@@ -79,19 +71,8 @@ def main() -> None:
     best = rows[-1][0]
     summary = ", ".join(f"{n}: {m:.0%}" for n, (m, _) in zip(SIZES, results[best], strict=True))
     hourly = ", ".join(f"{n}: {m:.0%}" for n, (m, _) in zip(SIZES, results[budget_rows[-1][0]], strict=True))
-    print("\nthe worker's keyed sampler / OpenDP's sampler, same scale (median ratio, 90th-percentile ratio):")
-    ratios = []
-    for label, eps in rows:
-        keyed = [relative_errors(n, eps, draws, args.sensitivity, keyed=True) for n in SIZES]
-        cells = ""
-        for (km, kp), (om, op) in zip(keyed, results[label], strict=True):
-            mr, pr = (km / om if om else float("nan")), (kp / op if op else float("nan"))
-            ratios.append(pr)
-            cells += f"{f'{mr:5.2f} / {pr:5.2f}':>20s}"
-        print(f"{label:28s} {'':9s}{cells}")
     print(f"\nRESULT median relative error at eps {best} -> {summary}; "
-          f"at 1.0/day over 1-h windows -> {hourly}; keyed/OpenDP p90 ratio "
-          f"{min(ratios):.2f}..{max(ratios):.2f}")
+          f"at 1.0/day over 1-h windows -> {hourly}")
 
 
 if __name__ == "__main__":

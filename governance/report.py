@@ -19,6 +19,7 @@ from privaflow.schemas.topics import (
     DAY_MS,
     DETECTIONS,
     DETECTIONS_DLQ,
+    DP_RELEASES,
     LINE_CROSSINGS,
     ZONE_EVENTS,
     dp_topic_name,
@@ -140,6 +141,13 @@ def privacy_report(site: SiteConfig, config_name: str = "site.yaml") -> dict[str
                             "(operator token); readable by the API's account only, never by a partner",
              "requirements": ["T8", "T9"]},
         ]
+        if any(p.dp for p, ts in f.shared if ts):
+            kept.append({"item": "differentially private releases", "topics": [DP_RELEASES],
+                         "retention_days": topics[DP_RELEASES].retention_ms / DAY_MS,
+                         "description": "each window released to a differential-privacy partner, as released "
+                                        "(noisy counts, no track id), so that a window published again after a "
+                                        "crash carries the same noise; readable by the stream workers only",
+                         "requirements": ["T7", "T9"]})
         if f.tables:
             kept.append({"item": "partner aggregates", "topics": sorted({_topic(p, t) for p, ts in f.shared
                                                                           for t in ts}),

@@ -3,10 +3,10 @@ registry roles. Part of the contract because every deployment derives from it: t
 KafkaUsers and registry users (k8s/generate_topics.py) and the local secure stack (stack/security.py).
 
 The edge writes detections only; the stream workers read detections and write events, partner topics,
-operator topics and the dead-letter topic; the API (partner HTTP API and operator dashboard) reads
-partner and operator topics; each partner reads only the partner topics of the tables it was granted:
-the shared k-anonymous ones, or, for a differential-privacy partner, its own (never the shared ones,
-never the operator's).
+operator topics and the dead-letter topic, and they alone read and write their book of DP releases;
+the API (partner HTTP API and operator dashboard) reads partner and operator topics; each partner
+reads only the partner topics of the tables it was granted: the shared k-anonymous ones, or, for a
+differential-privacy partner, its own (never the shared ones, never the operator's).
 The schema registry follows the same rule for writes: edge and streams may register schemas,
 partners may only read them, anonymous callers get nothing.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from privaflow.schemas.topics import (
     DETECTIONS,
     DETECTIONS_DLQ,
+    DP_RELEASES,
     OPERATOR_PREFIX,
     STREAMS_APP_ID,
     dp_topic_name,
@@ -57,6 +58,9 @@ def role_acls(partners: Mapping[str, Sequence[str]], dp: Collection[str] = ()) -
             Acl("TOPIC", "privaflow.partner.", "WRITE", "PREFIXED"),
             Acl("TOPIC", "privaflow.partner.", "DESCRIBE", "PREFIXED"),
             Acl("TOPIC", OPERATOR_PREFIX, "WRITE", "PREFIXED"), Acl("TOPIC", OPERATOR_PREFIX, "DESCRIBE", "PREFIXED"),
+            # the book of DP releases (streams/releases.py): written before partner records, read at start
+            Acl("TOPIC", DP_RELEASES, "READ"), Acl("TOPIC", DP_RELEASES, "WRITE"),
+            Acl("TOPIC", DP_RELEASES, "DESCRIBE"),
             # Faust's own changelog/repartition topics and its consumer group
             Acl("TOPIC", STREAMS_APP_ID, "ALL", "PREFIXED"), Acl("GROUP", STREAMS_APP_ID, "ALL", "PREFIXED"),
             Acl("TRANSACTIONAL_ID", STREAMS_APP_ID, "ALL", "PREFIXED"),

@@ -47,6 +47,12 @@ DETECTIONS = "privaflow.detections.v2"  # DetectionBatch records: several frames
 DETECTIONS_DLQ = "privaflow.detections.dlq.v2"
 LINE_CROSSINGS = "privaflow.events.line-crossings.v1"
 ZONE_EVENTS = "privaflow.events.zone-events.v1"
+# The stream workers' book of differentially private releases (streams/releases.py): each DP window's
+# noisy grid, written before its partner records, so a replay after a crash republishes the same noise.
+# Internal: read and written by the streams role only (schemas/access.py); noisy releases, no track id.
+DP_RELEASES = "privaflow.dp-releases.v1"
+# at least this long, so that a replay finds every release it may repeat (see all_topics)
+DP_RELEASES_MIN_RETENTION_MS = 3 * DAY_MS
 
 # Partner tables: table name -> its schema file stem. Every schemas/avro/partner_<table>.avsc is one
 # (streams/tables.py declares how each is computed; a test holds the two together)
@@ -99,6 +105,9 @@ def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: 
     """Every topic, with retentions taken from the site config (defaults: 7 days / 1 year).
     `dp_partners` (partner id -> tables) adds each differential-privacy partner's own topics.
 
+    The DP release book holds noisy partner values only (no track id, nothing below the partners'
+    own records).
+
     Dead letters hold whole detection records as received (pseudonymous track ids, ms timestamps,
     attributes), so they are kept no longer than the detections (rule f). Operator tables are
     unsuppressed aggregates: kept as long as the detections they summarise, not as long as what
@@ -108,6 +117,10 @@ def all_topics(detections_retention_ms: int = 7 * DAY_MS, partner_retention_ms: 
         Topic(DETECTIONS_DLQ, 1, detections_retention_ms, "delete", None),
         Topic(LINE_CROSSINGS, partitions, detections_retention_ms, "delete", "line_crossing"),
         Topic(ZONE_EVENTS, partitions, detections_retention_ms, "delete", "zone_event"),
+        # compact: one record per (partner, table, camera, window); a replay reads detections, so it
+        # never reaches further back than they are kept: their retention, and never under 3 days.
+        # JSON, not Avro: the worker's own bookkeeping, like Faust's changelog (no reader outside it)
+        Topic(DP_RELEASES, 1, max(detections_retention_ms, DP_RELEASES_MIN_RETENTION_MS), "compact,delete", None),
     ]
     for table, schema in PARTNER_TABLES.items():
         # compact: the key (table+site+dims+window) makes a re-published window replace itself

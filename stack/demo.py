@@ -21,7 +21,6 @@ import click
 import yaml
 
 from privaflow.schemas.site import SiteConfig, load_site_config
-from privaflow.streams.disclosure import DP_SECRET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "site.yaml"
@@ -250,14 +249,13 @@ def demo(config_path: str, duration: float | None, port: int, worker_port: int) 
         raise click.ClickException(f"sample footage missing ({', '.join(map(str, missing))}): run `make media`")
 
     tokens = {p.token_env: f"privaflow-demo-token-{p.id}" for p in site.partners if p.token_env}
-    # the operator's dashboard token and the noise secret of DP partners: fresh for each demo
+    # the operator's dashboard token: fresh for each demo
     operator_env = site.operator.token_env if site.operator and site.operator.token_env else DEMO_OPERATOR_ENV
     operator = secrets.token_urlsafe(24)
     tokens[operator_env] = operator
     children = [
         Child("worker", _cli("streams", "worker", "--config", str(cfg_path), "--web-port", str(worker_port),
-                             "--data-dir", str(run_dir / "worker")), run_dir / "worker.log",
-              env={DP_SECRET_ENV: os.environ.get(DP_SECRET_ENV) or secrets.token_hex(32)}),
+                             "--data-dir", str(run_dir / "worker")), run_dir / "worker.log"),
         Child("api", _cli("api", "serve", "--config", str(cfg_path), "--port", str(port)), run_dir / "api.log",
               env=tokens),
     ]

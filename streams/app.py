@@ -11,9 +11,12 @@
 Records come in as raw bytes (each a DetectionBatch: several frames of one camera) and are decoded
 by our AvroSerde (faust's codecs are not used). The agent takes batches of them and hands each to
 `streams.loop.BatchLoop`, which does everything else in plain Python; what Faust does not offer
-publicly goes through `streams.faust_compat`. Every worker started with the same app id shares the
-partitions (consumer group `app_id`). A graceful stop (SIGTERM) writes what is pending before
-Faust stops (`streams.worker`).
+publicly goes through `streams.faust_compat`. With a differential-privacy partner, the book of DP
+releases (`streams.releases`) is read from its topic to the end before the first batch and after
+every rebalance, so a window another worker (or this one, before a crash) released is republished
+unchanged; the publisher writes new releases to that topic before their partner records. Every
+worker started with the same app id shares the partitions (consumer group `app_id`). A graceful
+stop (SIGTERM) writes what is pending before Faust stops (`streams.worker`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import faust
 from mode import CrashingSupervisor
 
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
-from privaflow.schemas.topics import DETECTIONS
+from privaflow.schemas.topics import DETECTIONS, DP_RELEASES
 from privaflow.streams.consume import Decoder, Engine
 from privaflow.streams.faust_compat import (
     FaustConsumer,
@@ -41,6 +44,7 @@ from privaflow.streams.metrics import WorkerMetrics
 from privaflow.streams.output import KafkaOutput
 from privaflow.streams.publish import Publisher
 from privaflow.streams.refetch import PartitionReader
+from privaflow.streams.releases import BookReader, ReleaseBook
 from privaflow.streams.settings import WorkerSettings
 from privaflow.streams.tables import TABLES
 from privaflow.streams.views import Query, QueryError, RecentWindows, table_view
@@ -75,14 +79,18 @@ def make_app(settings: WorkerSettings, partitions: int, registry: SchemaRegistry
                         help="per-camera tracks, open windows and applied offsets (JSON)")
     table = FaustTable(cameras)
     output = KafkaOutput(settings.librdkafka())
+    site = settings.site
+    book = ReleaseBook(site.site_id)
+    releases = (BookReader(book, settings.bootstrap, names.prefix + DP_RELEASES, settings.aiokafka_auth())
+                if any(p.dp for p in site.partners) else None)
     loop = BatchLoop(
         settings=settings,
-        engine=Engine(settings.site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings)),
+        engine=Engine(site, Decoder(serde_for_topic(registry, DETECTIONS)), ticks_topic_name(settings), book),
         publisher=Publisher(output, registry, settings.site, names),
         reader=PartitionReader(settings.bootstrap, names.detections, settings.app_id, settings.aiokafka_auth()),
         table=table, consumer=FaustConsumer(app, names.detections), output=output,
         ticks_topic=ticks_topic_name(settings), metrics=WorkerMetrics(),
-        recent=RecentWindows(settings.recent_closed_s, settings.recent_closed_max))
+        recent=RecentWindows(settings.recent_closed_s, settings.recent_closed_max), releases=releases)
 
     @app.agent(source, supervisor_strategy=CrashingSupervisor)
     async def apply_batches(stream: faust.StreamT) -> None:

@@ -92,6 +92,16 @@ class EpsilonLedger:
         self.spent.setdefault(partner, {})[d] = spent + epsilon
         return True
 
+    def charge(self, partner: str, day: str | dt.date, epsilon: float) -> None:
+        """Count `epsilon` of a release made before this state was checkpointed (one the worker
+        republishes unchanged after a crash): its privacy loss happened once and is accounted once,
+        even when it takes the day over a budget lowered since."""
+        d = _day(day)
+        self._budget(partner)
+        if self.floor is None or d >= self.floor:
+            days = self.spent.setdefault(partner, {})
+            days[d] = days.get(d, 0.0) + epsilon
+
     def forget_before(self, day: str | dt.date) -> None:
         """Drop the days before `day` (they can no longer be spent on: refused, never reset)."""
         d = _day(day)

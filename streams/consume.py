@@ -66,6 +66,7 @@ from privaflow.streams.approaches import ApproachBook
 from privaflow.streams.columns import Columns
 from privaflow.streams.disclosure import Disclosure, Policy, Released
 from privaflow.streams.events import Crossing, ZoneVisit
+from privaflow.streams.releases import ReleaseBook
 from privaflow.streams.tables import ClosedWindow, WindowContext, WindowStore
 from privaflow.streams.tracks import TrackBook, TrackTable
 
@@ -396,9 +397,9 @@ class Engine:
     """Applies batches to per-camera state. Keeps decoded state of the cameras it has seen in memory
     (the faust Table stays the truth: `forget()` on rebalance, `load` reads the table)."""
 
-    def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str) -> None:
+    def __init__(self, site: SiteConfig, decoder: Decoder, tick_topic: str, book: ReleaseBook | None = None) -> None:
         self.site = site
-        self.policy = Policy(site)
+        self.policy = Policy(site, book)  # `book`: the DP releases read from Kafka (streams/releases.py)
         self.decoder = decoder
         self.tick_topic = tick_topic
         self.cameras = frozenset(c.id for c in site.cameras)

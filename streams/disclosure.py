@@ -27,9 +27,12 @@ Differential privacy (a topic per partner, `schemas.topics.dp_topic_name`):
 - every window of a table, whoever was there, as the full grid of cells the site config defines for
   the camera (`grid`), zeros included (rule b);
 - each track adds at most `contributions_per_window` to a table's grid per window (`bounded`); the
-  vector of counts gets discrete Laplace noise calibrated to that L1 bound (OpenDP's scale), drawn
-  from a key of the partner and the cell so that a replay publishes the same values
-  (`streams.noise.keyed_noisy_counts`), clamped to 0;
+  vector of counts gets discrete Laplace noise drawn by OpenDP, calibrated to that L1 bound
+  (`streams.noise.noisy_counts`), clamped to 0;
+- a window released once is released again exactly as it was, from the release book
+  (`streams.releases`, `Policy.book`): a replay after a crash neither draws anew nor spends again.
+  A window not in the book is drawn, added to it and put in `Released.outbox`, which the publisher
+  makes durable before any partner record (streams/publish.py);
 - statistics are withheld, except those with a mechanism of their own (`TableSpec.dp_statistics`:
   occupancy's p95, which one person moves by at most 1 per zone); levels derive from released values;
 - each table window spends the partner's per-window epsilon of its daily budget for that camera
@@ -39,9 +42,9 @@ Differential privacy (a topic per partner, `schemas.topics.dp_topic_name`):
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -66,20 +69,15 @@ from privaflow.schemas.vocabulary import (
     partner_symbol,
 )
 from privaflow.streams.budget import EpsilonLedger, utc_day
-from privaflow.streams.noise import cell_key, keyed_noisy_counts
+from privaflow.streams.noise import noisy_counts
 from privaflow.streams.partners import partner_key, partner_value, strictest_k
+from privaflow.streams.releases import DpRelease, ReleaseBook
 from privaflow.streams.tables import SPECS, ClosedWindow, Dims, TableSpec, WindowContext, camera_tables
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-DP_SECRET_ENV = "PRIVAFLOW_DP_SECRET"
-MIN_SECRET_LENGTH = 32
 DAY_MS = 86_400_000
-
-
-class DisclosureError(ValueError):
-    """The policy cannot run as configured (e.g. a DP partner and no noise secret)."""
 
 
 # ---------------------------------------------------------------- what each field is
@@ -124,9 +122,13 @@ class Released:
     withheld: dict[tuple[str, str], int] = field(default_factory=dict)
     # (partner, table) -> epsilon spent on the windows published now
     spent: dict[tuple[str, str], float] = field(default_factory=dict)
+    # DP windows drawn now (not republished from the release book): to be made durable on the book's
+    # topic before any of `records` is sent (streams/publish.py)
+    outbox: list[DpRelease] = field(default_factory=list)
 
     def extend(self, other: Released) -> None:
         self.records += other.records
+        self.outbox += other.outbox
         for k, n in other.withheld.items():
             self.withheld[k] = self.withheld.get(k, 0) + n
         for k, e in other.spent.items():
@@ -293,9 +295,9 @@ def bounded(cells: list[ClosedWindow | None], slots: list[int], bound: int) -> l
 
 
 def dp_fields(table: str, site: SiteConfig, camera_id: str, cells: Mapping[Dims, ClosedWindow], epsilon: float,
-              bound: int, key: bytes, ctx: WindowContext) -> list[tuple[Dims, dict[str, Any]]]:
-    """One window of a table as the full grid with noise: (dims, fields) per cell. `key` is the
-    partner's noise key for this camera, table and window."""
+              bound: int, ctx: WindowContext) -> list[tuple[Dims, dict[str, Any]]]:
+    """One window of a table as the full grid with noise (a fresh OpenDP draw at every call): (dims,
+    fields) per cell."""
     spec = SPECS[table]
     kinds = field_kinds(table)
     dims_list = grid(table, site, camera_id)
@@ -307,14 +309,13 @@ def dp_fields(table: str, site: SiteConfig, camera_id: str, cells: Mapping[Dims,
     if counted:
         true = bounded(ordered, [n_bins] * len(ordered), bound)
         flat = [c for row in true for c in row]
-        released = keyed_noisy_counts(flat, bound, epsilon, key)
+        released = noisy_counts(flat, bound, epsilon)
         noisy = [released[i * n_bins:(i + 1) * n_bins] for i in range(len(dims_list))]
     stats: dict[str, list[int]] = {}
     for name, per_cell in spec.dp_statistics.items():
         # floor: an integer that one person moves by at most `per_cell`; a person may be in every cell
         true_stat = [int((c.agg.get(name) or 0) // 1) if c is not None else 0 for c in ordered]
-        stats[name] = keyed_noisy_counts(true_stat, per_cell * max(1, len(ordered)), epsilon,
-                                         cell_key(key, "statistic", name))
+        stats[name] = noisy_counts(true_stat, per_cell * max(1, len(ordered)), epsilon)
     out = []
     for i, dims in enumerate(dims_list):
         cell = ordered[i]
@@ -341,17 +342,6 @@ def dp_fields(table: str, site: SiteConfig, camera_id: str, cells: Mapping[Dims,
                 f[name] = withheld
         out.append((dims, f))
     return out
-
-
-def dp_secret(environ: Mapping[str, str] | None = None) -> bytes:
-    """The worker's noise secret (PRIVAFLOW_DP_SECRET); DisclosureError when missing or short."""
-    value = (os.environ if environ is None else environ).get(DP_SECRET_ENV, "")
-    if len(value) < MIN_SECRET_LENGTH:
-        raise DisclosureError(
-            f"${DP_SECRET_ENV} must hold at least {MIN_SECRET_LENGTH} characters when a partner uses differential "
-            f"privacy (got {len(value)}): the noise of every published cell is derived from it, so it must stay "
-            "secret and the same across restarts (e.g. `openssl rand -hex 32`, kept in a Kubernetes Secret)")
-    return value.encode()
 
 
 # ---------------------------------------------------------------- consistency across tables
@@ -395,9 +385,10 @@ def _site_items(site: SiteConfig, kind: str) -> set[str]:
 
 
 class Policy:
-    """The site's disclosure settings, derived from its config once."""
+    """The site's disclosure settings, derived from its config once, and the book of its DP releases
+    (shared by the worker's cameras; loaded from Kafka by the worker, empty by default)."""
 
-    def __init__(self, site: SiteConfig, secret: bytes | None = None) -> None:
+    def __init__(self, site: SiteConfig, book: ReleaseBook | None = None) -> None:
         self.site = site
         self.ctx = WindowContext.of(site)
         # the shared topic of each table carries the strictest k of its k-anonymity partners
@@ -407,17 +398,7 @@ class Policy:
         self.budgets = {p.id: float(p.privacy.epsilon_per_day or 0) for p in self.dp_partners}
         self.size_ms = {t: s.window_s(site) * 1000 for t, s in SPECS.items()}
         self.grace_ms = site.windows.grace_s * 1000
-        self._secret = secret
-
-    def secret(self) -> bytes:
-        if self._secret is None:
-            self._secret = dp_secret()
-        return self._secret
-
-    def noise_key(self, partner: str, table: str, camera_id: str, dims: Iterable[str], start_ms: int,
-                  length_ms: int) -> bytes:
-        return cell_key(cell_key(self.secret(), "partner", partner), table, self.site.site_id, camera_id,
-                        *dims, str(start_ms), str(length_ms))
+        self.book = book if book is not None else ReleaseBook(site.site_id)
 
 
 class Disclosure:
@@ -583,10 +564,19 @@ class Disclosure:
                 start = cursor[0]
                 while start + size + policy.grace_ms <= watermark_ms:
                     day = utc_day(start)
-                    if self.ledger.try_spend(partner.id, day, eps):
+                    stored = policy.book.get((partner.id, table, self.camera_id, start, size))
+                    if stored is not None:
+                        # released before a crash: the same values again, no new draw; the checkpointed
+                        # ledger predates that release, so it is counted now (once, whatever the budget)
+                        self.ledger.charge(partner.id, day, stored.epsilon)
+                        out.records += self._dp_records(stored)
+                    elif self.ledger.try_spend(partner.id, day, eps):
                         out.spent[(partner.id, table)] = out.spent.get((partner.id, table), 0.0) + eps
-                        out.records += self._dp_window(partner, table, start, size,
-                                                       by_window.get((table, start, start + size), {}), eps)
+                        release = self._dp_window(partner, table, start, size,
+                                                  by_window.get((table, start, start + size), {}), eps)
+                        policy.book.add(release)
+                        out.outbox.append(release)
+                        out.records += self._dp_records(release)
                     else:
                         out.withheld[(partner.id, table)] = out.withheld.get((partner.id, table), 0) + 1
                         if self.ledger.refused.get(partner.id, {}).get(day) == 1:  # once a day and camera
@@ -597,20 +587,29 @@ class Disclosure:
                 cursors[table] = [start, size]
         days = sorted({utc_day(c[0]) for ts in self.cursors.values() for c in ts.values()})
         if days:
-            self.ledger.forget_before(_day_before(days[0]))  # keep the current day and the one before
+            kept_from = _day_before(days[0])  # keep the current day and the one before
+            self.ledger.forget_before(kept_from)
+            policy.book.forget(self.camera_id, _day_start_ms(kept_from))  # as its ledger: replays ask no older
         return out
 
     def _dp_window(self, partner: Partner, table: str, start: int, size: int, cells: Mapping[Dims, ClosedWindow],
-                   eps: float) -> list[Release]:
+                   eps: float) -> DpRelease:
+        """One new draw (OpenDP) of a table window's grid for a partner."""
         policy = self.policy
-        key = policy.noise_key(partner.id, table, self.camera_id, (), start, size)
+        bound = partner.privacy.contributions_per_window
+        grid_fields = dp_fields(table, policy.site, self.camera_id, cells, eps, bound, policy.ctx)
+        return DpRelease(policy.site.site_id, partner.id, table, self.camera_id, start, size, eps,
+                         tuple((dims, fields) for dims, fields in grid_fields))
+
+    def _dp_records(self, release: DpRelease) -> list[Release]:
+        """The partner records of a DP release, new or from the book: the same release, the same records."""
         out = []
-        for dims, fields in dp_fields(table, policy.site, self.camera_id, cells, eps,
-                                      partner.privacy.contributions_per_window, key, policy.ctx):
-            c = ClosedWindow(table, policy.site.site_id, dims, start, start + size, {})
-            value = _symbols_or_none(lambda c=c, fields=fields: partner_value(c, fields), c)
+        start, end = release.start_ms, release.start_ms + release.length_ms
+        for dims, fields in release.cells:
+            c = ClosedWindow(release.table, release.site_id, dims, start, end, {})
+            value = _symbols_or_none(lambda c=c, fields=dict(fields): partner_value(c, fields), c)
             if value is not None:
-                out.append(Release(dp_topic_name(partner.id, table), partner_key(c), value))
+                out.append(Release(dp_topic_name(release.partner, release.table), partner_key(c), value))
         return out
 
 
@@ -624,9 +623,11 @@ def _forget(by_place: dict[str, dict[str, int]], before: int | None) -> None:
 
 
 def _day_before(day: str) -> str:
-    import datetime as dt
-
     return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+
+
+def _day_start_ms(day: str) -> int:
+    return int(dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.UTC).timestamp() * 1000)
 
 
 def _symbols_or_none(build: Any, c: ClosedWindow) -> dict[str, Any] | None:

@@ -84,6 +84,12 @@ class Reader(Protocol):
     async def lag(self, partitions: Collection[int] = (), applied: Mapping[int, int] | None = None) -> int: ...
 
 
+class BookCatchUp(Protocol):
+    """Reads what was written to the DP release book's topic since the last call (`streams.releases`)."""
+
+    async def catch_up(self) -> int: ...
+
+
 @dataclass(eq=False)
 class BatchLoop:
     """One worker's batch loop (see the module docstring). `handle` is the body of the consumer's
@@ -102,6 +108,10 @@ class BatchLoop:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     recent: RecentWindows = field(default_factory=RecentWindows)
     clock: Callable[[], float] = time.monotonic  # checkpoint interval, idle timeout, stall detection
+    # the book of DP releases (with a differential-privacy partner): read to its topic's end before the
+    # first batch and after every rebalance (docs/privacy-model.md, rule c)
+    releases: BookCatchUp | None = None
+    book_stale: bool = field(init=False, default=True)
     checkpoints: Checkpoints = field(init=False)
     lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     progress_at: float = field(init=False)  # when the last batch was done (or the group changed)
@@ -128,6 +138,10 @@ class BatchLoop:
 
     async def _apply(self, batch: list[Incoming]) -> Outcome:
         started = time.perf_counter()
+        if self.releases is not None and self.book_stale:
+            n = await self.releases.catch_up()
+            self.book_stale = False
+            log.info("DP release book: read %d record(s)", n)
         batch = await self._fill_holes(batch)
         names = self.settings.topics
         decoder = self.engine.decoder
@@ -263,6 +277,7 @@ class BatchLoop:
 
     def on_assigned(self) -> None:
         self.progress_at = self.clock()  # nor is waiting for the group to form (a dead member's session)
+        self.book_stale = True  # cameras may have come from a worker that released DP windows meanwhile
 
     # ---------------------------------------------------------------- what the HTTP views ask
 

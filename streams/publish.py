@@ -6,8 +6,11 @@ The records for partner and operator topics are those the disclosure policy rele
 librdkafka), and the worker writes camera
 state only after that. A crash between the two re-publishes on replay instead of losing: partner
 records are keyed `table|site|dims|window_start|window_length_s` on compacted topics, and replaying the same
-records yields the same windows and the same released values (noise included), so a re-publication
-replaces a record with an identical one.
+records yields the same windows and the same released values, so a re-publication replaces a record
+with an identical one. DP noise is the same because `publish` first writes the DP windows drawn now
+(`Released.outbox`) to the release book's topic and awaits their acks, and only then sends any other
+record (`_write_outbox`): a partner never holds a noisy value the book on Kafka lacks, and a replay
+republishes it from the book (streams/releases.py).
 Events and dead letters are at-least-once (a crash at the wrong moment may repeat a few).
 """
 
@@ -17,10 +20,11 @@ from collections import Counter
 
 from privaflow.schemas.codec import AvroSerde, SchemaRegistry, serde_for_topic
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
+from privaflow.schemas.topics import DP_RELEASES, LINE_CROSSINGS, ZONE_EVENTS, topics_for_site
 from privaflow.streams.consume import Outcome
 from privaflow.streams.events import Crossing, to_avro
 from privaflow.streams.output import Output
+from privaflow.streams.releases import DpRelease
 from privaflow.streams.settings import TopicNames
 
 
@@ -39,8 +43,8 @@ class Publisher:
 
     async def publish(self, outcome: Outcome) -> Counter[str]:
         """Produce everything in `outcome` and wait for the acks; returns records sent per
-        (physical) topic."""
-        sent: Counter[str] = Counter()
+        (physical) topic. The DP releases drawn for it go first, acknowledged before any partner record."""
+        sent = await self._write_outbox(outcome.released.outbox)
         produce = self.output.produce
         for r in outcome.released.records:
             topic = self.topics.prefix + r.topic
@@ -59,3 +63,15 @@ class Publisher:
         if sent:
             await self.output.flush()
         return sent
+
+    async def _write_outbox(self, outbox: list[DpRelease]) -> Counter[str]:
+        """Write the DP releases drawn for this outcome to the release book's topic and wait for every
+        ack (docs/privacy-model.md, rule c: a crash after this republishes them, before it nothing was
+        sent; a refusal raises `PublishError` and no partner record goes out)."""
+        if not outbox:
+            return Counter()
+        topic = self.topics.prefix + DP_RELEASES
+        for r in outbox:
+            self.output.produce(topic, r.key(), r.value())
+        await self.output.flush()
+        return Counter({topic: len(outbox)})

@@ -1,11 +1,11 @@
 """Starting a stream worker: the checks before Faust runs, then Faust.
 
-In order: refuse to run if a partner schema could carry identifying data, or if a partner has
-differential privacy and there is no noise secret (PRIVAFLOW_DP_SECRET); create the topics that
-are missing (retentions from the site config); register the schemas; read the detections topic's
-partition count (state and ticks are co-partitioned with it); run the Faust worker until it is
-stopped (SIGTERM/SIGINT) or crashes. Crash-only by design: a worker killed at any point restarts
-from its table's changelog and replays without losing or double counting (see streams.consume).
+In order: refuse to run if a partner schema could carry identifying data; create the topics that
+are missing, the book of DP releases among them (retentions from the site config); register the
+schemas; read the detections topic's partition count (state and ticks are co-partitioned with it);
+run the Faust worker until it is stopped (SIGTERM/SIGINT) or crashes. Crash-only by design: a worker
+killed at any point restarts from its table's changelog and replays without losing or double
+counting (see streams.consume).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from privaflow.schemas.codec import SchemaRegistry
 from privaflow.schemas.privacy import assert_partner_schemas_clean
 from privaflow.schemas.topics import DAY_MS, Topic, ensure_topics, topics_for_site
 from privaflow.streams.app import Dataflow, make_app, ticks_topic_name
-from privaflow.streams.disclosure import DisclosureError, dp_secret
 from privaflow.streams.faust_compat import Worker
 from privaflow.streams.settings import WorkerSettings
 
@@ -101,11 +100,6 @@ def prepare(settings: WorkerSettings) -> Dataflow:
             raise WorkerError("--store rocksdb needs the rocksdb extra: pip install 'privaflow[rocksdb]'") from None
     for w in check_settings(settings):
         log.warning(w)
-    if any(p.dp for p in settings.site.partners):
-        try:
-            dp_secret()  # at start, not at the first window a DP partner is due
-        except DisclosureError as e:
-            raise WorkerError(str(e)) from None
     extra = dict(settings.kafka)
     created = ensure_topics(settings.bootstrap, worker_topics(settings)[:-1], extra=extra)
     partitions = partition_count(settings, settings.topics.detections)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from privaflow.schemas.site import SiteConfig
-from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, Topic, dp_topic_name, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, DETECTIONS_DLQ, DP_RELEASES, Topic, dp_topic_name, partner_topic_name
 from tests.k8s.kube_policy import (
     container_violations,
     edge_violations,
@@ -239,6 +239,7 @@ def test_streams_user(overlay: Overlay) -> None:
     for prefix in ("privaflow.partner.", "privaflow.events.", "privaflow.operator."):
         assert ("topic", prefix, "prefix", frozenset({"Write", "Describe"})) in acls
     assert ("topic", DETECTIONS_DLQ, "literal", frozenset({"Write", "Describe"})) in acls
+    assert ("topic", DP_RELEASES, "literal", frozenset({"Read", "Write", "Describe"})) in acls
     written = {a[1] for a in acls if a[0] == "topic" and {"Write", "All"} & a[3]}
     assert DETECTIONS not in written, "streams must not write detections"
 
@@ -251,6 +252,19 @@ def test_only_the_api_reads_the_operators_unsuppressed_tables(overlay: Overlay) 
                if a["resource"]["name"].startswith("privaflow.operator") or a["resource"]["name"] in ("*", "privaflow.")
                if {"Read", "All"} & set(a["operations"])}
     assert readers == {"privaflow-api"}
+
+
+def test_only_the_streams_workers_read_the_dp_release_book(overlay: Overlay) -> None:
+    """Issue 12: the book of DP releases (streams/releases.py) is the workers' own: no partner, not the
+    API, reads it (by name, by a prefix of it or by a wildcard)."""
+    _, resources = overlay
+    readers = {u["metadata"]["name"] for u in find(resources, "KafkaUser") for a in topic_acls(u)
+               if (a["resource"]["name"] == DP_RELEASES or a["resource"]["name"] == "*"
+                   or a["resource"].get("patternType") == "prefix" and DP_RELEASES.startswith(a["resource"]["name"]))
+               if {"Read", "All"} & set(a["operations"])}
+    assert readers == {"privaflow-streams"}
+    topics = {t["spec"]["topicName"]: t for t in find(resources, "KafkaTopic")}
+    assert topics[DP_RELEASES]["spec"]["config"]["cleanup.policy"] == "compact,delete"
 
 
 def test_a_dp_partner_reads_its_own_topics_only(overlay: Overlay, site: SiteConfig) -> None:
@@ -297,8 +311,8 @@ def test_streams_statefulset(overlay: Overlay) -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     # the worker binds its web port to 127.0.0.1 unless told: the kubelet's probes need it opened
     assert _env(c)["PRIVAFLOW_WEB_HOST"] == "0.0.0.0"
-    # the noise key of differentially private cells comes from a Secret, never from a file here
-    assert _env(c)["PRIVAFLOW_DP_SECRET"] == {"secretKeyRef": {"name": "privaflow-dp-secret", "key": "secret"}}
+    # DP noise is OpenDP's, kept in the release book's topic: no noise secret to hand the worker
+    assert not any("SECRET" in name for name in _env(c)), _env(c)
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 6066}
     headless = one(resources, "Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"

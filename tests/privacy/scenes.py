@@ -18,12 +18,11 @@ from privaflow.schemas.detections import batch_records
 from privaflow.schemas.site import SiteConfig, parse_site_config
 from privaflow.schemas.topics import DETECTIONS, dp_topic_name, operator_topic_name, partner_topic_name
 from privaflow.streams.consume import Decoder, Engine, Incoming, Outcome
-from privaflow.streams.disclosure import Policy
+from privaflow.streams.releases import ReleaseBook
 from tests.streams.harness import FakeRegistry
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a window boundary of every length used here
 FPS = 10
-SECRET = b"attack-suite-noise-secret-0123456789"
 TICKS = "ticks"
 
 # One entrance camera: a door line across the middle, a shelf zone in the lower left, a till zone in
@@ -106,12 +105,14 @@ def _detection(w: Walker, x: float, y: float) -> dict[str, Any]:
 
 class Worker:
     """The stream worker's engine for one site, fed encoded records batch by batch; keeps the state
-    table as the worker's checkpoints would (after every batch), so a test can crash and replay."""
+    table as the worker's checkpoints would (after every batch), so a test can crash and replay, and
+    the release book's topic as the publisher writes it (every outbox, before the partner records);
+    a restart reads the book back from it, as the worker does."""
 
-    def __init__(self, site: SiteConfig, secret: bytes = SECRET) -> None:
+    def __init__(self, site: SiteConfig) -> None:
         self.site = site
         self.serde = AvroSerde(FakeRegistry(), "detection_batch", f"{DETECTIONS}-value")
-        self.secret = secret
+        self.book_topic: list[bytes] = []  # values written to privaflow.dp-releases.v1, in order
         self.table: dict[bytes, dict[str, Any]] = {}
         self.offset = 0
         self.engine = self._engine()
@@ -119,9 +120,10 @@ class Worker:
     def _engine(self) -> Engine:
         decoder = Decoder(self.serde)
         decoder.fetch(self.serde.schema_id)
-        engine = Engine(self.site, decoder, TICKS)
-        engine.policy = Policy(self.site, secret=self.secret)
-        return engine
+        book = ReleaseBook(self.site.site_id)
+        for value in self.book_topic:
+            book.read(value)
+        return Engine(self.site, decoder, TICKS, book)
 
     def records(self, frames: list[dict[str, Any]]) -> list[Incoming]:
         out = []
@@ -133,12 +135,16 @@ class Worker:
 
     def apply(self, records: list[Incoming], checkpoint: bool = True) -> Outcome:
         out = self.engine.apply(records, self.table.get)
+        self.book_topic += [r.value() for r in out.released.outbox]  # acknowledged before anything else
         if checkpoint:
             self.table.update({k: st.to_state() for k, (st, _) in out.states.items()})
         return out
 
-    def restart(self) -> None:
-        """A crash: the in-memory engine is gone, the table (the last checkpoint) is what is left."""
+    def restart(self, lose_book: bool = False) -> None:
+        """A crash: the in-memory engine is gone, the table (the last checkpoint) and the release book's
+        topic are what is left (`lose_book`: as if the releases had never been written to it)."""
+        if lose_book:
+            self.book_topic.clear()
         self.engine = self._engine()
 
 

@@ -21,6 +21,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from privaflow.schemas.codec import AvroSerde, RegistryAuthError, SchemaRegistry, load_schema_json, registry_auth
 from privaflow.schemas.topics import (
     DETECTIONS,
+    DP_RELEASES,
     dp_topic_name,
     ensure_topics,
     operator_topic_name,
@@ -157,6 +158,25 @@ def test_operator_tables_reach_the_api_only_and_a_dp_partner_only_its_own(secure
     for user, t in (("partner-lab", partner_topic_name("flow_lines")), ("partner-city", lab_topic)):
         err = _read_error(secure, user, t, f"{user}-b")
         assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (user, t)
+
+
+def test_the_dp_release_book_is_read_and_written_by_the_stream_workers_only(secure: LocalStack) -> None:
+    """Issue 12: the book of DP releases (streams/releases.py) holds every noisy window released; the
+    streams role writes and reads it, the API and partners can do neither."""
+    ensure_topics(secure.bootstrap, [topic_of(DP_RELEASES)], extra=secure.client_config())
+    assert _produce(secure, "streams", DP_RELEASES) is None
+    c = Consumer({"bootstrap.servers": secure.bootstrap, **secure.client_config("streams"),
+                  "group.id": "privaflow-streams-book", "enable.auto.commit": False})
+    try:  # as the worker reads it: assigned, no group; the end offset is what it reads up to
+        assert c.get_watermark_offsets(TopicPartition(DP_RELEASES, 0), timeout=15)[1] >= 1
+    finally:
+        c.close()
+    for user, group in (("api", "privaflow-api-book"), ("partner-lab", "partner-lab-book"),
+                        ("partner-city", "partner-city-book")):  # groups they may use: the topic is what is refused
+        err = _read_error(secure, user, DP_RELEASES, group)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (user, err)
+        perr = _produce(secure, user, DP_RELEASES)
+        assert perr is not None and perr.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (user, perr)
 
 
 def test_streams_reads_detections(secure: LocalStack) -> None:

@@ -1,5 +1,6 @@
 """The disclosure policy's parts (streams/disclosure.py, docs/privacy-model.md rules b-d): what each
-field is, the DP grid, contribution bounds, keyed noise, the daily budget and the policy's state.
+field is, the DP grid, contribution bounds, OpenDP's noise, the release book (a DP window released
+once is released again unchanged), the daily budget and the policy's state.
 The attacks on the whole are in tests/privacy/. Covers T6, T7.
 """
 
@@ -9,25 +10,23 @@ import logging
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 
 from privaflow.schemas.site import ConfigError, parse_site_config
 from privaflow.schemas.topics import dp_topic_name
+from privaflow.streams import disclosure
 from privaflow.streams.disclosure import (
     Disclosure,
-    DisclosureError,
     Policy,
     bounded,
     dp_fields,
     field_kinds,
     grid,
 )
-from privaflow.streams.noise import cell_key, keyed_noisy_counts, laplace_scale, noisy_counts
+from privaflow.streams.releases import DpRelease, ReleaseBook
 from privaflow.streams.tables import ClosedWindow, WindowContext
 
 T0 = 1_767_225_600_000
-SECRET = b"a-test-secret-that-is-long-enough!!"
 SITE: dict[str, Any] = {
     "site_id": "s", "cameras": [{"id": "c", "source": 0, "classes": ["person", "car"]}],
     "lines": [{"id": "l1", "camera": "c", "points": [[0.5, 0], [0.5, 1]]},
@@ -78,36 +77,17 @@ def test_each_track_adds_at_most_its_bound_to_a_windows_grid() -> None:
     assert bounded([a, None, b], [1, 1, 1], 2) == [[2], [0], [2]]
 
 
-def test_keyed_noise_is_reproducible_per_key_and_has_opendps_distribution() -> None:
-    """A re-publication draws the same noise (rule c); a different key, other noise; and the draws have
-    the spread of the discrete Laplace at OpenDP's calibrated scale, as OpenDP's own draws do."""
-    key = cell_key(SECRET, "lab", "traffic_volume", "1")
-    assert keyed_noisy_counts([5] * 50, 1, 0.5, key) == keyed_noisy_counts([5] * 50, 1, 0.5, key)
-    assert keyed_noisy_counts([5] * 50, 1, 0.5, key) != keyed_noisy_counts([5] * 50, 1, 0.5, cell_key(SECRET, "x"))
-    n, true = 20_000, 100_000
-    ours = np.array(keyed_noisy_counts([true] * n, 1, 0.5, key)) - true
-    theirs = np.array(noisy_counts([true] * n, 1, 0.5)) - true
-    p = math.exp(-1 / laplace_scale(1, 0.5))
-    sd, p_zero = math.sqrt(2 * p) / (1 - p), (1 - p) / (1 + p)
-    for draws in (ours, theirs):
-        assert abs(draws.mean()) < 5 * sd / math.sqrt(n)
-        assert draws.std() == pytest.approx(sd, rel=0.06)
-        assert np.mean(draws == 0) == pytest.approx(p_zero, abs=5 * math.sqrt(p_zero * (1 - p_zero) / n))
-    with pytest.raises(ValueError):
-        keyed_noisy_counts([1], 1, 0.5, b"short")
-
-
 def test_one_more_person_changes_a_release_by_at_most_the_epsilon_ratio() -> None:
-    """Rule (d), empirically: over many keys (fresh noise each), the released count of a cell with 0 and
-    with 1 person has the same distribution up to a factor e^epsilon (where both are well sampled)."""
+    """Rule (d), empirically: over many releases (a fresh OpenDP draw each), the released count of a cell
+    with 0 and with 1 person has the same distribution up to a factor e^epsilon (where both are well
+    sampled)."""
     s, ctx = site(), WindowContext.of(site())
     eps, n = 1.0, 6000
     released: dict[int, list[int]] = {0: [], 1: []}
-    for i in range(n):
-        key = cell_key(SECRET, str(i))
+    for _ in range(n):
         for people in (0, 1):
             cells = {("l1", "in", "person"): tv(("l1", "in", "person"), tuple(range(people)))}
-            rows = dict(dp_fields("traffic_volume", s, "c", cells, eps, 1, key, ctx))
+            rows = dict(dp_fields("traffic_volume", s, "c", cells, eps, 1, ctx))
             released[people].append(rows[("l1", "in", "person")]["count"])
     for value in range(0, 3):
         p0 = released[0].count(value) / n
@@ -129,7 +109,7 @@ def test_a_dp_partner_gets_every_window_full_grid_and_spends_its_budget_then_not
     """Rules (b), (d): every window of each table is released, zeros included, spending epsilon 1 per
     table window of a daily 10 per camera: five minutes of two tables, then the day's budget is gone,
     the windows after it publish nothing, counted, and the log says so once."""
-    policy = Policy(site(), secret=SECRET)
+    policy = Policy(site())
     d = Disclosure(policy, "c")
     released, withheld = [], 0
     d.release([], T0)  # the camera's first records: nothing closes yet
@@ -157,7 +137,7 @@ def test_a_dp_partner_gets_every_window_full_grid_and_spends_its_budget_then_not
 def test_k_anonymity_partners_and_the_operator_are_unaffected_by_a_dp_partner() -> None:
     """A DP partner gets its own topics; the shared topic and the operator's stay as they are."""
     s = site(partners=[*SITE["partners"], {"id": "city", "k_anonymity": 2, "tables": ["traffic_volume"]}])
-    out = Disclosure(Policy(s, secret=SECRET), "c").release(_closed_minute(T0, people=3), T0 + 71_000)
+    out = Disclosure(Policy(s), "c").release(_closed_minute(T0, people=3), T0 + 71_000)
     topics = {r.topic for r in out.records}
     assert {"privaflow.partner.traffic-volume.v2", "privaflow.operator.traffic-volume.v2",
             "privaflow.operator.occupancy.v1"} <= topics
@@ -165,13 +145,72 @@ def test_k_anonymity_partners_and_the_operator_are_unaffected_by_a_dp_partner() 
     assert shared.value["count"] == 3
 
 
-def test_a_dp_partner_without_the_noise_secret_stops_the_worker_with_a_clear_error(
+def _dp(records: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(r.topic, r.key, r.value) for r in records if r.topic.startswith("privaflow.partner.dp.")]
+
+
+def test_a_dp_window_in_the_release_book_is_released_again_unchanged_with_no_new_draw(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PRIVAFLOW_DP_SECRET", raising=False)
-    d = Disclosure(Policy(site()), "c")  # building it needs no secret (config check)
+    """Rule (c) in DP mode: the first release of each window is drawn by OpenDP, goes to the outbox and
+    spends epsilon; a replay from the checkpointed state with the book read back from the outbox's bytes
+    returns exactly the same records, draws nothing (OpenDP is not called) and adds nothing to the
+    outbox, while its ledger still counts the epsilon once (the checkpoint predates the release)."""
+    policy = Policy(site())
+    first = Disclosure(policy, "c")
+    first.release([], T0)
+    checkpoint = first.to_state()
+    closed = _closed_minute(T0, people=3) + _closed_minute(T0 + 60_000, people=1)
+    out = first.release(closed, T0 + 120_000 + 11_000)
+    assert [(r.table, r.start_ms) for r in out.outbox] == [
+        ("traffic_volume", T0), ("traffic_volume", T0 + 60_000), ("occupancy", T0), ("occupancy", T0 + 60_000)]
+    assert out.spent == {("lab", "traffic_volume"): 2.0, ("lab", "occupancy"): 2.0}
+
+    book = ReleaseBook("s")
+    for release in out.outbox:  # what the publisher wrote to the topic, read back
+        book.read(release.value())
+
+    def no_draw(*args: Any) -> list[int]:
+        raise AssertionError("a window in the book was drawn again")
+
+    monkeypatch.setattr(disclosure, "noisy_counts", no_draw)
+    replay = Disclosure(Policy(site(), book), "c", checkpoint)
+    again = replay.release(closed, T0 + 120_000 + 11_000)
+    assert _dp(again.records) == _dp(out.records) and len(_dp(out.records)) == 2 * (8 + 1)
+    assert again.outbox == [] and again.spent == {}
+    assert replay.ledger.remaining("lab", "2026-01-01") == first.ledger.remaining("lab", "2026-01-01")
+    assert replay.cursors == first.cursors
+
+
+def test_a_release_on_the_books_topic_holds_the_partners_noisy_fields_only() -> None:
+    """The book's record (streams/releases.py) is the window's released grid: the partner schema's
+    fields as released (noisy counts, withheld statistics as null), never a track id or a true count;
+    it reads back as the same release."""
+    out = Disclosure(Policy(site()), "c").release(_closed_minute(T0, people=4), T0 + 71_000)
+    for release in out.outbox:
+        assert DpRelease.decode(release.value()) == release
+        assert release.key() == f"s|lab|{release.table}|c|{T0}|60000".encode()
+        for _dims, fields in release.cells:
+            assert set(fields) <= set(field_kinds(release.table)), fields
+            assert all(field_kinds(release.table)[f] not in ("dimension", "site", "window") for f in fields)
+    [occ] = [r for r in out.outbox if r.table == "occupancy"]
+    assert occ.cells[0][1]["mean_present"] is None  # a statistic without a DP mechanism stays withheld
+
+
+def test_the_release_book_forgets_what_no_replay_can_ask_for() -> None:
+    """Like the ledger, the book keeps a camera's releases of the day its next window falls on and of the
+    day before (a replay restarts from a checkpointed cursor, never further back)."""
+    policy = Policy(site(windows={"traffic_volume": 3600, "occupancy": 3600, "grace_s": 11},
+                         partners=[{"id": "lab", "tables": ["occupancy"], "privacy": {
+                             "mechanism": "laplace", "epsilon_per_day": 100.0, "epsilon_per_window": 1.0}}]))
+    d = Disclosure(policy, "c")
     d.release([], T0)
-    with pytest.raises(DisclosureError, match=r"PRIVAFLOW_DP_SECRET must hold at least 32 characters"):
-        d.release(_closed_minute(T0), T0 + 71_000)
+    hour = 3_600_000
+    for h in range(4 * 24):
+        d.release([], T0 + (h + 1) * hour + 11_000)
+    assert d.cursors["lab"]["occupancy"][0] == T0 + 4 * 24 * hour  # the next window: day 5
+    kept = [(hours, policy.book.get(("lab", "occupancy", "c", T0 + hours * hour, hour)) is not None)
+            for hours in range(4 * 24)]
+    assert [h for h, there in kept if there] == list(range(3 * 24, 4 * 24))  # day 4 kept, days 1 to 3 forgotten
 
 
 @pytest.mark.parametrize(("privacy", "message"), [

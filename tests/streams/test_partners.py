@@ -211,7 +211,7 @@ def test_end_to_end_values_are_valid_and_carry_no_track_id() -> None:
     site = parse_site_config({**site.model_dump(), "cameras": [
         {**c.model_dump(), "attributes": True} for c in site.cameras]}, "<test>")
     windows, track_ids = pipeline(site, "campus", 150)
-    published = records_for_partners(windows, site, policy=Policy(site, secret=b"x" * 32))
+    published = records_for_partners(windows, site, policy=Policy(site))
     # road_conditions is the fleet's table, published by the road worker (tests/streams/test_road_e2e.py);
     # the intersection tables come from the street cameras, not from this campus scene
     received = {t for p in site.partners if not p.dp for t in p.tables}
