@@ -25,8 +25,7 @@ TABLES = ("congestion", "intersection_volume", "turning_movements", "vehicle_col
 
 
 @pytest.fixture
-def released(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
-    monkeypatch.setenv("PRIVAFLOW_DP_SECRET", "s" * 40)
+def released() -> tuple[Any, dict[str, list[dict[str, Any]]]]:
     sim = simulate_intersection(900.0, noise=NO_NOISE, seed=4)
     site = parse_site_config({**sim.site.model_dump(), "partners": [
         {"id": "lab", "tables": list(TABLES),
