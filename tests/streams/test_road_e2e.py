@@ -25,7 +25,7 @@ from privaflow.schemas.cells import cell_problem, cell_within
 from privaflow.schemas.codec import SchemaRegistry, serde_for_topic
 from privaflow.schemas.detections import record_frames
 from privaflow.schemas.site import parse_site_config
-from privaflow.schemas.topics import DETECTIONS, partner_topic_name
+from privaflow.schemas.topics import DETECTIONS, operator_topic_name, partner_topic_name
 from privaflow.schemas.vocabulary import CONGESTION_LEVELS, HEADINGS
 from privaflow.streams.road_worker import RoadWorker
 from privaflow.streams.settings import TopicNames
@@ -74,7 +74,9 @@ def test_dashcam_clip_and_track_to_the_partner_topic(stack: Any, unique: str, tm
     site = _site(site_id, cams)
     topics = TopicNames(prefix=f"test.road.{unique}.")
     admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-    for name, parts in ((topics.detections, 3), (topics.partner("road_conditions"), 3)):
+    # the road worker publishes the operator's unsuppressed view too (issue 12): its topic must exist
+    operator = topics.prefix + operator_topic_name("road_conditions")
+    for name, parts in ((topics.detections, 3), (topics.partner("road_conditions"), 3), (operator, 3)):
         admin.create_topics([NewTopic(name, parts, 1)])[name].result()
     registry = SchemaRegistry(stack.registry_url)
 
