@@ -397,6 +397,7 @@ class Policy:
         self.epsilon = {p.id: p.epsilon_per_window(site.windows) for p in self.dp_partners}
         self.budgets = {p.id: float(p.privacy.epsilon_per_day or 0) for p in self.dp_partners}
         self.size_ms = {t: s.window_s(site) * 1000 for t, s in SPECS.items()}
+        self.site_items = {kind: _site_items(site, kind) for kind in ("line", "approach")}  # OVERLAPS' places
         self.grace_ms = site.windows.grace_s * 1000
         self.book = book if book is not None else ReleaseBook(site.site_id)
 
@@ -494,7 +495,7 @@ class Disclosure:
 
         def parts_cells() -> list[tuple[ClosedWindow, dict[str, Any]]]:
             # only places that the total counts (attributes at a zone have no total)
-            items = _site_items(self.policy.site, ov.place_kind)
+            items = self.policy.site_items[ov.place_kind]
             return [(c, f) for c, f in kept.get(ov.parts, []) if c.dims[p_place[0]] in items]
 
         def place_of(c: ClosedWindow, place_index: tuple[int, ...]) -> str:
