@@ -157,7 +157,8 @@ def batch_records(frames: Iterable[Mapping[str, Any]], frames_per_record: int) -
 def record_frames(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A DetectionBatch record -> one dict per frame with per-object `detections` (absent optional
     values as None) and, when the record has them, the frame's probe fields (None where the frame
-    has none): what `batch_records` takes. For tests and tools, never the hot path."""
+    has none): what `batch_records` takes. For tests and tools; the stream worker uses it only for the
+    cameras that watch an intersection approach (`streams.approaches` reads frames one by one)."""
     out: list[dict[str, Any]] = []
     at = 0
     present = [c for c in OPTIONAL_COLUMNS if record.get(c) is not None]

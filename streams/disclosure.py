@@ -352,8 +352,8 @@ class Overlap:
     """Cells of `parts` at a place (the values of its `parts_place` dims) count a subset of the objects
     counted by the cells of `total` at that place (its `total_place` dims) whose `total_filter` dims
     match (summed over the total's other dims). Published parts subtracted from a published total bound
-    the withheld parts: the policy keeps that difference at 0 or at least k. Only parts whose first
-    place value is a `place_kind` item of the site (a line, an approach) have a total."""
+    the withheld parts: the policy keeps that difference at 0 or at least k. Only parts whose place
+    (its line, approach or place dimension) is a `place_kind` item of the site have a total."""
 
     parts: str
     parts_place: tuple[str, ...]
@@ -372,6 +372,9 @@ OVERLAPS = (
     # the turning movements from an approach (per class) add up to at most its entering volume
     Overlap("turning_movements", ("intersection_id", "entry_approach_id", "class_name"), "intersection_volume",
             ("intersection_id", "approach_id", "class_name"), {"flow_direction": "entering"}, place_kind="approach"),
+    # ... and the movements into an approach to at most its leaving volume
+    Overlap("turning_movements", ("intersection_id", "exit_approach_id", "class_name"), "intersection_volume",
+            ("intersection_id", "approach_id", "class_name"), {"flow_direction": "leaving"}, place_kind="approach"),
 )
 
 
@@ -488,6 +491,8 @@ class Disclosure:
         parts_spec, total_spec = SPECS[ov.parts], SPECS[ov.total]
         p_place = tuple(parts_spec.dim_names.index(d) for d in ov.parts_place)
         t_place = tuple(total_spec.dim_names.index(d) for d in ov.total_place)
+        # the place dimension that says whether the total counts a part (a line, an approach; not the intersection)
+        checked = next(i for i in p_place if parts_spec.dims[i].kind != "intersection")
         filters = [(total_spec.dim_names.index(d), v) for d, v in ov.total_filter.items()]
 
         def total_cells() -> list[tuple[ClosedWindow, dict[str, Any]]]:
@@ -496,7 +501,7 @@ class Disclosure:
         def parts_cells() -> list[tuple[ClosedWindow, dict[str, Any]]]:
             # only places that the total counts (attributes at a zone have no total)
             items = self.policy.site_items[ov.place_kind]
-            return [(c, f) for c, f in kept.get(ov.parts, []) if c.dims[p_place[0]] in items]
+            return [(c, f) for c, f in kept.get(ov.parts, []) if c.dims[checked] in items]
 
         def place_of(c: ClosedWindow, place_index: tuple[int, ...]) -> str:
             return "|".join(c.dims[i] for i in place_index)  # ids never hold "|" (schemas/site.py)

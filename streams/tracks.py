@@ -810,8 +810,9 @@ class TrackTable:
         if b.people_in is not None:
             dlo, dhi = b.dets_of[cam.slot]
             det_i, zone_k = np.nonzero(b.people_in[dlo:dhi, :nz])
-            for i, k in zip((det_i + dlo).tolist(), zone_k.tolist(), strict=True):
-                inside[k].append((int(b.dts[i]), int(b.tid[i])))
+            det_i += dlo
+            for k, t, track in zip(zone_k.tolist(), b.dts[det_i].tolist(), b.tid[det_i].tolist(), strict=True):
+                inside[k].append((t, track))
         occupancy = OccupancyFrames(self.site_id, cam.id, tuple(cam.zone_ids), b.ts[lo:hi].tolist(),
                                     b.present[lo:hi, :nz].tolist(), tuple(tuple(z) for z in inside))
         if not interleave:

@@ -167,3 +167,35 @@ def test_colours_of_a_simulated_intersection_add_up_to_its_volumes(k: int) -> No
     assert sum(len(g) for g in groups.values()) < sum(1 for c in closed if c.table == "vehicle_colours")  # rare ones
     for key, total in totals.items():
         assert attack(total, groups.get(key, []), k) is None
+
+
+def test_turning_movements_into_an_approach_do_not_reveal_a_withheld_one_from_its_leaving_volume() -> None:
+    """Rule (c) on the exit side: 7 cars leave on approach e, 6 of them came from n, 1 from s. Publishing
+    n -> e (6) beside the leaving volume (7) would say that one car took another way into e; the
+    movement gives way, so the leaving volume minus the published movements is 0 or at least k."""
+    from privaflow.streams.tables import ClosedWindow
+
+    sim = simulate_intersection(60.0, noise=NO_NOISE, seed=1)
+    s = parse_site_config({**sim.site.model_dump(), "windows": {
+        **sim.site.windows.model_dump(), "intersection_volume": 900, "turning_movements": 900}, "partners": [
+        {"id": "city", "k_anonymity": 5, "tables": ["intersection_volume", "turning_movements"]}]}, "<test>")
+    end = T0 + 900_000
+
+    def volume(approach: str, flow: str, n: int, first: int) -> ClosedWindow:
+        agg = {"count": n, "speed_samples": 0, "speed_objects": 0, "mean_speed_kmh": None, "p85_speed_kmh": None}
+        return ClosedWindow("intersection_volume", s.site_id, ("centre", approach, flow, "car"), T0, end, agg,
+                            tuple(range(first, first + n)), (0,) * n)
+
+    def turn(entry: str, exit_: str, n: int, first: int) -> ClosedWindow:
+        return ClosedWindow("turning_movements", s.site_id, ("centre", entry, exit_, "car"), T0, end,
+                            {"count": n}, tuple(range(first, first + n)), (0,) * n)
+
+    closed = [volume("e", "leaving", 7, 0), volume("n", "entering", 6, 0), volume("s", "entering", 1, 6),
+              turn("n", "e", 6, 0), turn("s", "e", 1, 6)]
+    out = records_for_partners(closed, s)
+    leaving = sum(v["count"] for _, v in out[partner_topic_name("intersection_volume")]
+                  if v["flow_direction"] == "leaving" and v["approach_id"] == "e")
+    into_e = [v["count"] for _, v in out.get(partner_topic_name("turning_movements"), [])
+              if v["exit_approach_id"] == "e"]
+    assert leaving == 7
+    assert attack(leaving, into_e, 5) is None, into_e
